@@ -251,9 +251,14 @@ def select_matrices(state_dict: dict[str, Any], include_embedding: bool = False)
     2-D tensors whose name contains "emb" (layer "emb") when include_embedding."""
     picked = []
     for name, t in state_dict.items():
-        arr = t.detach().float().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-            continue
+        if hasattr(t, "is_floating_point"):  # a torch tensor
+            if t.dim() != 2 or not t.is_floating_point():
+                continue
+            arr = t.detach().float().cpu().numpy()
+        else:
+            arr = np.asarray(t)
+            if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+                continue
         m = _LAYER_RE.search(name)
         if m:
             picked.append((name, m.group(1), arr.astype(np.float64)))
