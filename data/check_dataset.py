@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Check a dataset directory the way train_gpt.py will read it (a thin CLI over train_gpt.validate_dataset).
+
+Checks every shard's header and size, that the tokens are below the vocabulary size (validation
+split always; training split too with --full), and that the tokenizer's vocabulary matches.
+The tokenizer is --tokenizer, else the directory's manifest.json `tokenizer_path`, else the
+published ./data/tokenizers/fineweb_1024_bpe.model (train_gpt.resolve_tokenizer_path).
+The vocabulary size is --vocab-size, else the manifest's `vocab_size`, else the tokenizer's.
+
+Example:
+  python data/check_dataset.py data/datasets/shakespeare_sp1024
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golfdata import DataError, add_repo_root_to_path, run_cli  # noqa: E402
+
+
+def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, full: bool = False) -> dict:
+    add_repo_root_to_path()
+    try:
+        import train_gpt
+    except ImportError as exc:
+        raise DataError(f"cannot import train_gpt.py from the repository root: {exc}") from None
+    if not Path(data_path).is_dir():
+        raise DataError(f"{data_path}: not a directory")
+    tok_path = train_gpt.resolve_tokenizer_path(data_path, tokenizer or "")
+    manifest: dict = {}
+    mpath = Path(data_path) / "manifest.json"
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except ValueError:
+            raise DataError(f"{mpath}: not valid JSON") from None
+    if vocab_size is None:
+        vocab_size = manifest.get("vocab_size") if isinstance(manifest, dict) else None
+    if vocab_size is None:
+        vocab_size = train_gpt.load_tokenizer(tok_path).vocab_size
+    summary = train_gpt.validate_dataset(data_path, tok_path, int(vocab_size), full=full)
+    summary["data_path"] = str(data_path)
+    if isinstance(manifest, dict) and "splits" in manifest:
+        for split in ("train", "val"):
+            want = (manifest["splits"].get(split) or {}).get("tokens")
+            have = summary[split]["tokens"]
+            if want is not None and manifest.get("created_by") == "data/build_dataset.py" and want != have:
+                raise DataError(f"{data_path}: manifest says {want} {split} tokens, shards hold {have}")
+            if "docs" in (manifest["splits"].get(split) or {}):
+                summary[split]["docs"] = manifest["splits"][split]["docs"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_path", help="dataset directory (shards + manifest.json)")
+    p.add_argument("--tokenizer", default="", help="tokenizer file (default: from the manifest)")
+    p.add_argument("--vocab-size", type=int, default=None, help="expected vocabulary size (default: from the manifest)")
+    p.add_argument("--full", action="store_true", help="also check every training token's range (reads all shards)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = p.parse_args(argv)
+    summary = check(args.data_path, args.tokenizer, args.vocab_size, args.full)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"ok: {summary['data_path']} (tokenizer {summary['tokenizer']}, vocab {summary['vocab_size']}, "
+              f"bos {summary['bos_id']})")
+        for split in ("train", "val"):
+            s = summary[split]
+            docs = f", {s['docs']:,} docs" if "docs" in s else ""
+            print(f"  {split}: {s['shards']} shard(s), {s['tokens']:,} tokens{docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Download the challenge's published FineWeb export (shards + tokenizer) from the Hugging Face hub.
+
+Manifest-driven: reads <root>/manifest.json of the dataset repository first, then fetches the
+tokenizer files, every validation shard, and the first N training shards of the chosen variant
+(sp1024, any other spN the manifest lists, or byte260). Hub layout (repo type "dataset"):
+
+  <root>/manifest.json
+  <root>/tokenizers/<tokenizer files named in the manifest>
+  <root>/datasets/fineweb10B_<variant>/fineweb_{train,val}_NNNNNN.bin
+
+Local layout (under --output-root, default: this data/ folder), the one train_gpt.py's defaults use:
+
+  data/manifest.json
+  data/tokenizers/fineweb_1024_bpe.model
+  data/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin   (+ a golf manifest.json)
+
+Files already present and complete are skipped; an interrupted file resumes from its `.partial`;
+every file is checked (size; shard header against file size; SHA-256 where the hub or the manifest
+gives one, or the manifest's optional "files" map {path: {"size", "sha256"}}) before it is renamed
+to its final name. --mirror DIR reads a local copy of the
+repository (same layout) instead of the hub, for machines without internet.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from golfdata import (  # noqa: E402
+    HEADER_BYTES,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    DataError,
+    atomic_write_json,
+    run_cli,
+    shard_token_count,
+)
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover
+    tqdm = None
+
+DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
+DEFAULT_REMOTE_ROOT = "datasets"
+DATA_DIR = Path(__file__).resolve().parent
+CHUNK = 1 << 22
+
+
+def _env(*names: str, default: str | None = None) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return default
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- sources
+
+@dataclass
+class RemoteInfo:
+    size: int | None = None
+    sha256: str | None = None
+
+
+class MirrorSource:
+    """A local directory laid out like the hub repository."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"--mirror {self.root}: no such directory")
+        self.description = f"mirror {self.root}"
+
+    def info(self, paths: list[str]) -> dict[str, RemoteInfo]:
+        out = {}
+        for p in paths:
+            src = self.root / p
+            if not src.is_file():
+                raise DataError(f"{p}: not found in {self.description}")
+            out[p] = RemoteInfo(size=src.stat().st_size)
+        return out
+
+    def fetch(self, path: str, part: Path, expected_size: int | None, bar) -> int:
+        """Append the missing bytes of `path` to `part` (resuming); return bytes transferred."""
+        src = self.root / path
+        start = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and start > expected_size:
+            start = 0
+        moved = 0
+        with open(src, "rb") as fi, open(part, "r+b" if start else "wb") as fo:
+            fo.truncate(start)
+            fo.seek(start)
+            fi.seek(start)
+            while True:
+                block = fi.read(CHUNK)
+                if not block:
+                    break
+                fo.write(block)
+                moved += len(block)
+                if bar is not None:
+                    bar.update(len(block))
+            fo.flush()
+            os.fsync(fo.fileno())
+        return moved
+
+
+class HubSource:
+    """The Hugging Face hub through huggingface_hub (its cache resumes interrupted downloads)."""
+
+    def __init__(self, repo_id: str, revision: str | None):
+        try:
+            import huggingface_hub  # noqa: F401
+        except ImportError:
+            raise DataError("downloading from the hub needs huggingface_hub: pip install huggingface_hub") from None
+        self.repo_id, self.revision = repo_id, revision
+        self.description = f"hf://datasets/{repo_id}" + (f"@{revision}" if revision else "")
+
+    def info(self, paths: list[str]) -> dict[str, RemoteInfo]:
+        from huggingface_hub import HfApi
+        out: dict[str, RemoteInfo] = {}
+        try:
+            for i in range(0, len(paths), 50):
+                for entry in HfApi().get_paths_info(self.repo_id, paths[i:i + 50], repo_type="dataset",
+                                                    revision=self.revision):
+                    lfs = getattr(entry, "lfs", None)
+                    out[entry.path] = RemoteInfo(size=getattr(entry, "size", None),
+                                                 sha256=getattr(lfs, "sha256", None) if lfs else None)
+        except Exception as exc:
+            raise DataError(f"cannot list files of {self.description}: {_first_line(exc)}") from None
+        missing = [p for p in paths if p not in out]
+        if missing:
+            raise DataError(f"{missing[0]}: not found in {self.description}")
+        return out
+
+    def fetch(self, path: str, part: Path, expected_size: int | None, bar) -> int:
+        from huggingface_hub import hf_hub_download
+        try:
+            cached = Path(hf_hub_download(self.repo_id, path, repo_type="dataset", revision=self.revision))
+        except Exception as exc:
+            raise DataError(f"{path}: download from {self.description} failed: {_first_line(exc)}") from None
+        cached = cached.resolve(strict=True)
+        part.unlink(missing_ok=True)
+        try:
+            os.link(cached, part)  # same filesystem: no second copy of the bytes
+        except OSError:
+            shutil.copyfile(cached, part)
+        size = part.stat().st_size
+        if bar is not None:
+            bar.update(size)
+        return size
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- planning
+
+@dataclass
+class Planned:
+    remote: str  # path inside the repository
+    local: Path
+    role: str  # manifest | tokenizer | val | train
+    expected: RemoteInfo = field(default_factory=RemoteInfo)
+
+
+def local_path_for(remote_rel: str, output_root: Path) -> Path:
+    """<root>/datasets/X -> OUT/datasets/X, <root>/tokenizers/X -> OUT/tokenizers/X, else OUT/<rel>."""
+    return output_root.joinpath(*Path(remote_rel).parts)
+
+
+def dataset_name_for(variant: str) -> str:
+    if variant == "byte260" or (variant.startswith("sp") and variant[2:].isdigit()):
+        return f"fineweb10B_{variant}"
+    raise DataError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB>, e.g. sp1024")
+
+
+def plan_files(manifest: dict, variant: str, train_shards: int) -> tuple[dict, dict, list[tuple[str, str]]]:
+    """(dataset entry, tokenizer entry, [(path relative to the root, role)]) for a variant."""
+    name = dataset_name_for(variant)
+    datasets = manifest.get("datasets") or []
+    entry = next((d for d in datasets if d.get("name") == name), None)
+    if entry is None:
+        have = ", ".join(sorted(str(d.get("name", "?")).replace("fineweb10B_", "") for d in datasets)) or "none"
+        raise DataError(f"variant {variant} ({name}) is not in the manifest; it lists: {have}")
+    stats = entry.get("stats") or {}
+    try:
+        n_train, n_val = int(stats["files_train"]), int(stats["files_val"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"manifest entry {name} lacks stats.files_train / stats.files_val") from None
+    if train_shards < 0:
+        raise DataError(f"--train-shards must be >= 0, got {train_shards}")
+    if train_shards > n_train:
+        raise DataError(f"{variant} has {n_train} training shards, {train_shards} requested")
+    tok = next((t for t in manifest.get("tokenizers") or [] if t.get("name") == entry.get("tokenizer_name")), None)
+    if tok is None:
+        raise DataError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} is not in the manifest")
+    files: list[tuple[str, str]] = []
+    for key in ("model_path", "vocab_path", "path"):
+        if tok.get(key):
+            files.append((str(tok[key]), "tokenizer"))
+    if not any(role == "tokenizer" for _, role in files):
+        raise DataError(f"tokenizer {tok.get('name')!r} names no file (model_path/vocab_path/path)")
+    base = entry.get("path") or f"datasets/{name}"
+    val_glob = entry.get("val_glob") or f"{base}/fineweb_val_*.bin"
+    train_glob = entry.get("train_glob") or f"{base}/fineweb_train_*.bin"
+    files += [(val_glob.replace("*", f"{i:06d}"), "val") for i in range(n_val)]
+    files += [(train_glob.replace("*", f"{i:06d}"), "train") for i in range(train_shards)]
+    return entry, tok, files
+
+
+# ----------------------------------------------------------------------------- verification
+
+def scan_file(path: Path, want_sha: bool, bos_id: int | None) -> tuple[str | None, int | None]:
+    """One pass over a file: its SHA-256 (if wanted) and, for a shard, the number of BOS tokens."""
+    if not want_sha and bos_id is None:
+        return None, None
+    h = hashlib.sha256() if want_sha else None
+    docs = 0 if bos_id is not None else None
+    with open(path, "rb") as f:
+        first = True
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                break
+            if h is not None:
+                h.update(block)
+            if docs is not None:
+                body = block[HEADER_BYTES:] if first else block
+                docs += int(np.count_nonzero(np.frombuffer(body, dtype="<u2") == bos_id))
+            first = False
+    return (h.hexdigest() if h else None), docs
+
+
+def check_file(path: Path, planned: Planned, *, hash_it: bool, bos_id: int | None) -> dict:
+    """Raise DataError if path is not the complete, uncorrupted file; return its facts."""
+    size = path.stat().st_size
+    exp = planned.expected
+    if exp.size is not None and size != exp.size:
+        raise DataError(f"{planned.remote}: {size} bytes, expected {exp.size}")
+    facts: dict = {"bytes": size}
+    is_shard = planned.role in ("train", "val")
+    if is_shard:
+        facts["tokens"] = shard_token_count(path)
+    sha, docs = scan_file(path, hash_it and exp.sha256 is not None, bos_id if is_shard else None)
+    if sha is not None and sha != exp.sha256:
+        raise DataError(f"{planned.remote}: SHA-256 {sha[:16]}... does not match the expected {exp.sha256[:16]}...")
+    if docs is not None:
+        facts["docs"] = docs
+    return facts
+
+
+# ----------------------------------------------------------------------------- download
+
+def fetch_one(source, planned: Planned, bar, bos_id: int | None) -> dict:
+    """Fetch planned.remote into planned.local via a `.partial` file; verify; rename into place."""
+    part = planned.local.with_name(planned.local.name + ".partial")
+    planned.local.parent.mkdir(parents=True, exist_ok=True)
+    resumed_from = part.stat().st_size if part.exists() else 0
+    moved = source.fetch(planned.remote, part, planned.expected.size, bar)
+    try:
+        facts = check_file(part, planned, hash_it=True, bos_id=bos_id)
+    except DataError as first_error:
+        part.unlink(missing_ok=True)
+        if resumed_from == 0:
+            raise
+        _log(f"note: resumed {planned.remote} failed its check ({first_error}); downloading it again")
+        moved += source.fetch(planned.remote, part, planned.expected.size, bar)
+        try:
+            facts = check_file(part, planned, hash_it=True, bos_id=bos_id)
+        except DataError:
+            part.unlink(missing_ok=True)
+            raise
+        resumed_from = 0
+    os.replace(part, planned.local)
+    return dict(facts, status="resumed" if resumed_from else "downloaded", transferred=moved,
+                resumed_from=resumed_from)
+
+
+def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Path = DATA_DIR,
+             mirror: Path | None = None, repo_id: str = DEFAULT_REPO_ID, remote_root: str = DEFAULT_REMOTE_ROOT,
+             revision: str | None = None, verify_existing: bool = False, progress: bool = True) -> dict:
+    output_root = Path(output_root)
+    source = MirrorSource(mirror) if mirror else HubSource(repo_id, revision)
+    prefix = remote_root.strip("/")
+    remote = (lambda rel: f"{prefix}/{rel}" if prefix else rel)
+
+    # 1. the manifest, always fetched first (small), then read.
+    man = Planned(remote("manifest.json"), output_root / "manifest.json", "manifest")
+    man.expected = source.info([man.remote])[man.remote]
+    report: dict = {"source": source.description, "variant": variant, "output_root": str(output_root), "files": []}
+    facts = fetch_one(source, man, None, None)
+    report["files"].append({"path": str(man.local), "role": "manifest", **facts})
+    try:
+        manifest = json.loads(man.local.read_text(encoding="utf-8"))
+    except ValueError:
+        raise DataError(f"{man.local}: the downloaded manifest is not valid JSON") from None
+
+    entry, tok_entry, files = plan_files(manifest, variant, train_shards)
+    bos_id = entry.get("bos_id", tok_entry.get("bos_id"))
+    bos_id = int(bos_id) if bos_id is not None else None
+    plan = [Planned(remote(rel), local_path_for(rel, output_root), role) for rel, role in files]
+    infos = source.info([p.remote for p in plan])
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    for p, (rel, _) in zip(plan, files):
+        p.expected = infos[p.remote]
+        meta = listed.get(rel) or {}
+        if p.expected.size is None and meta.get("size") is not None:
+            p.expected.size = int(meta["size"])
+        p.expected.sha256 = p.expected.sha256 or meta.get("sha256")
+
+    # 2. skip what is already complete.
+    dataset_dir = local_path_for(entry.get("path") or f"datasets/{entry['name']}", output_root)
+    previous = _previous_file_facts(dataset_dir)
+    todo: list[Planned] = []
+    for p in plan:
+        if not p.local.exists():
+            todo.append(p)
+            continue
+        try:
+            known = previous.get(p.local.name)
+            reuse_docs = known is not None and known.get("bytes") == p.local.stat().st_size and "docs" in known
+            facts = check_file(p.local, p, hash_it=verify_existing,
+                               bos_id=None if reuse_docs else bos_id)
+            if reuse_docs:
+                facts["docs"] = known["docs"]
+            report["files"].append({"path": str(p.local), "role": p.role, "status": "present", **facts})
+        except DataError as exc:
+            _log(f"note: {p.local} is incomplete or corrupt ({exc}); downloading it again")
+            p.local.unlink()
+            todo.append(p)
+
+    # 3. download the rest.
+    total = sum(p.expected.size or 0 for p in todo)
+    _log(f"{source.description}: {len(plan)} files for {entry['name']} ({len(plan) - len(todo)} already present, "
+         f"{len(todo)} to fetch, {total / 1e9:.2f} GB)")
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="download", file=sys.stderr,
+               disable=not progress) if tqdm and todo else None
+    try:
+        for p in todo:
+            if bar is not None:
+                bar.set_postfix_str(p.local.name)
+            facts = fetch_one(source, p, bar, bos_id)
+            report["files"].append({"path": str(p.local), "role": p.role, **facts})
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # 4. a golf manifest in the dataset directory (so train_gpt finds the tokenizer), and a summary.
+    golf = _golf_manifest(manifest, entry, tok_entry, report, source, dataset_dir, output_root, bos_id)
+    atomic_write_json(dataset_dir / "manifest.json", golf)
+    tokenizer_file = next(output_root.joinpath(*Path(str(tok_entry[k])).parts)
+                          for k in ("model_path", "path") if tok_entry.get(k))
+    report.update(dataset_dir=str(dataset_dir), tokenizer_path=str(tokenizer_file),
+                  manifest_path=str(man.local), splits=golf["splits"], vocab_size=golf["vocab_size"])
+    return report
+
+
+def _previous_file_facts(dataset_dir: Path) -> dict[str, dict]:
+    try:
+        old = json.loads((dataset_dir / "manifest.json").read_text(encoding="utf-8"))
+        return {f["name"]: f for f in old.get("files", []) if isinstance(f, dict) and "name" in f}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _golf_manifest(manifest: dict, entry: dict, tok_entry: dict, report: dict, source, dataset_dir: Path,
+                   output_root: Path, bos_id: int | None) -> dict:
+    model_rel = tok_entry.get("model_path") or tok_entry.get("path")
+    tok_path = output_root.joinpath(*Path(str(model_rel)).parts)
+    kind = "pure_byte" if str(tok_path).endswith(".json") else "sentencepiece"
+    byte_fallback = False
+    if kind == "sentencepiece":
+        try:
+            import sentencepiece as spm
+            sp = spm.SentencePieceProcessor(model_file=str(tok_path))
+            byte_fallback = any(sp.is_byte(i) for i in range(sp.vocab_size()))
+        except Exception:
+            raise DataError(f"{tok_path}: not a SentencePiece model") from None
+    shards = [f for f in report["files"] if f["role"] in ("train", "val")]
+    splits = {}
+    for split in ("train", "val"):
+        mine = [f for f in shards if f["role"] == split]
+        splits[split] = {"docs": sum(f.get("docs", 0) for f in mine), "tokens": sum(f["tokens"] for f in mine),
+                         "shards": len(mine)}
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "source": f"{source.description}/{entry.get('path', '')}",
+        "seed": manifest.get("shuffle_seed"),
+        "tokenizer_path": os.path.relpath(tok_path, dataset_dir),
+        "tokenizer_kind": kind,
+        "byte_fallback": byte_fallback,
+        "vocab_size": int(entry.get("vocab_size") or tok_entry.get("vocab_size")),
+        "bos_id": bos_id,
+        "append_eos": bool(manifest.get("append_eos", False)),
+        "splits": splits,
+        "published_stats": entry.get("stats"),
+        "files": [{"name": Path(f["path"]).name, "split": f["role"], "bytes": f["bytes"], "tokens": f["tokens"],
+                   **({"docs": f["docs"]} if "docs" in f else {})} for f in shards],
+        "created_by": "data/download_fineweb.py",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", default=_env("FINEWEB_VARIANT", default="sp1024"),
+                   help="sp1024 (default), another spN the manifest lists, or byte260 [env FINEWEB_VARIANT]")
+    p.add_argument("--train-shards", type=int, default=80,
+                   help="how many training shards (a prefix, 100M tokens each) to fetch (default 80)")
+    p.add_argument("--repo-id", default=_env("FINEWEB_REPO_ID", "MATCHED_FINEWEB_REPO_ID", default=DEFAULT_REPO_ID),
+                   help=f"Hugging Face dataset repository (default {DEFAULT_REPO_ID}) [env FINEWEB_REPO_ID]")
+    p.add_argument("--remote-root", default=_env("FINEWEB_REMOTE_ROOT", "MATCHED_FINEWEB_REMOTE_ROOT_PREFIX",
+                                                 default=DEFAULT_REMOTE_ROOT),
+                   help=f"folder of the export inside the repository (default {DEFAULT_REMOTE_ROOT}) [env FINEWEB_REMOTE_ROOT]")
+    p.add_argument("--revision", default=_env("FINEWEB_REVISION"), help="repository revision (branch, tag, commit)")
+    p.add_argument("--mirror", default=_env("FINEWEB_MIRROR"),
+                   help="read from this local directory laid out like the repository instead of the hub [env FINEWEB_MIRROR]")
+    p.add_argument("--output-root", default=str(DATA_DIR), help=f"where to put manifest.json, tokenizers/, datasets/ (default {DATA_DIR})")
+    p.add_argument("--verify-existing", action="store_true", help="also hash files already present (when a hash is known)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    args = p.parse_args(argv)
+    report = download(args.variant, args.train_shards, output_root=Path(args.output_root),
+                      mirror=Path(args.mirror) if args.mirror else None, repo_id=args.repo_id,
+                      remote_root=args.remote_root, revision=args.revision, verify_existing=args.verify_existing,
+                      progress=not args.no_progress)
+    counts: dict[str, int] = {}
+    for f in report["files"]:
+        counts[f.get("status", "?")] = counts.get(f.get("status", "?"), 0) + 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        s = report["splits"]
+        print(f"files: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        print(f"manifest:  {report['manifest_path']}")
+        print(f"tokenizer: {report['tokenizer_path']}")
+        print(f"dataset:   {report['dataset_dir']}  (train {s['train']['shards']} shards / {s['train']['tokens']:,} tokens;"
+              f" val {s['val']['shards']} shards / {s['val']['tokens']:,} tokens)")
+        print(f"train with: DATA_PATH={report['dataset_dir']} TOKENIZER_PATH={report['tokenizer_path']} "
+              f"VOCAB_SIZE={report['vocab_size']} python train_gpt.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
