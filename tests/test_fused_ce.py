@@ -157,5 +157,18 @@ def test_module_imports_without_triton_and_keeps_the_reference():
     assert 0 < res["ref_loss"] < 100
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
+def test_bench_without_gpu_reports_memory_saved_and_exits_zero():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_fused_ce.py"), "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout)
+    assert r["timing"] is None and "timing skipped" in r["skipped"]
+    m = r["memory"]  # default shape: 16384 tokens x V=1024 per micro-step, softcap on
+    assert m["fused_written_bytes"] == 2 * 16384 * 1024 * 2 and m["fused_saved_bytes"] == 16384 * 4
+    assert m["reference_written_bytes"] == 22 * 16384 * 1024 * 2  # bf16 mm + 5 fp32 forward, 5 fp32 + 1 bf16 backward
+    assert m["saved_written_bytes_per_step"] == 8 * 20 * 16384 * 1024 * 2
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     worker(sys.argv[2])
