@@ -145,6 +145,7 @@ def _tiny_state_dict(layers=2, dim=16, seed=0):
         sd[f"blocks.{i}.attn.c_k.weight"] = torch.randn(dim // 2, dim, generator=g)
         sd[f"blocks.{i}.mlp.fc.weight"] = torch.randn(4 * dim, dim, generator=g)
         sd[f"blocks.{i}.attn_scale"] = torch.ones(dim)
+        sd[f"blocks.{i}.resid_mix"] = torch.ones(2, dim)  # 2-D, but a control tensor, not a weight matrix
         sd[f"blocks.{i}.attn.rope_ids"] = torch.zeros(4, 4, dtype=torch.long)
     return sd
 

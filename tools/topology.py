@@ -247,8 +247,9 @@ _LAYER_RE = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
 def select_matrices(state_dict: dict[str, Any], include_embedding: bool = False) -> list[tuple[str, str, np.ndarray]]:
-    """(name, layer, float64 array) for every 2-D float tensor under `blocks.<i>.` (layer "<i>"), plus the
-    2-D tensors whose name contains "emb" (layer "emb") when include_embedding."""
+    """(name, layer, float64 array) for every 2-D float `*.weight` tensor under `blocks.<i>.` (layer "<i>"),
+    plus the 2-D `*.weight` tensors whose name contains "emb" (layer "emb") when include_embedding.
+    Control tensors such as blocks.<i>.resid_mix are 2-D but are not weight matrices: they are skipped."""
     picked = []
     for name, t in state_dict.items():
         if hasattr(t, "is_floating_point"):  # a torch tensor
@@ -259,6 +260,8 @@ def select_matrices(state_dict: dict[str, Any], include_embedding: bool = False)
             arr = np.asarray(t)
             if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
                 continue
+        if not name.endswith(".weight"):  # control tensors (resid_mix, gains, scales) are not weight matrices
+            continue
         m = _LAYER_RE.search(name)
         if m:
             picked.append((name, m.group(1), arr.astype(np.float64)))
