@@ -37,7 +37,8 @@ if triton is not None:
         s = 0.0
         for off in range(0, V, BLOCK_V):
             cols = off + tl.arange(0, BLOCK_V)
-            z = _softcap(tl.load(L + cols, mask=cols < V, other=0.0).to(tl.float32), cap, HAS_CAP)
+            z = tl.load(L + cols, mask=cols < V, other=0.0).to(tl.float32)
+            z = _softcap(z, cap, HAS_CAP)
             z = tl.where(cols < V, z, float("-inf"))
             m_new = tl.maximum(m, tl.max(z, 0))
             s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
@@ -77,7 +78,8 @@ if triton is not None:
             bv = min(block_v, triton.next_power_of_2(V))
             with torch.autocast(x.device.type, enabled=False):
                 for i, L in _logits_chunks(x.to(dt), W.to(dt), chunk):
-                    _ce_fwd[(L.shape[0],)](L, L.stride(0), targets[i:], loss[i:], lse[i:], V, cap, HAS_CAP=cap > 0, BLOCK_V=bv)
+                    _ce_fwd[(L.shape[0],)](L, L.stride(0), targets[i:], loss[i:], lse[i:], V, cap,
+                                           HAS_CAP=cap > 0, BLOCK_V=bv)
             ctx.save_for_backward(x, W, targets, lse)
             ctx.args = (cap, reduction, chunk, bv, dt)
             return loss.mean() if reduction == "mean" else loss
@@ -94,7 +96,8 @@ if triton is not None:
             gW = torch.zeros(W.shape, device=W.device, dtype=torch.float32)
             with torch.autocast(x.device.type, enabled=False):
                 for i, L in _logits_chunks(xc, Wc, chunk):
-                    _ce_bwd[(L.shape[0],)](L, L.stride(0), targets[i:], lse[i:], g[i * gs:], gs, V, cap, HAS_CAP=cap > 0, BLOCK_V=bv)
+                    _ce_bwd[(L.shape[0],)](L, L.stride(0), targets[i:], lse[i:], g[i * gs:], gs, V, cap,
+                                           HAS_CAP=cap > 0, BLOCK_V=bv)
                     gx[i:i + chunk] = L @ Wc
                     gW += (L.T @ xc[i:i + chunk]).float()
             return gx.to(x.dtype), gW.to(W.dtype), None, None, None, None, None, None
