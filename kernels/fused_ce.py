@@ -102,6 +102,7 @@ if triton is not None:
                     gW += (L.T @ xc[i:i + chunk]).float()
             return gx.to(x.dtype), gW.to(W.dtype), None, None, None, None, None, None
 
+    @torch.compiler.disable  # runs eagerly (a graph break) inside a torch.compile'd model
     def fused_softcap_ce(x, W, targets, softcap=0.0, reduction="mean", chunk=8192, block_v=1024):
         dev = x.device.type
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.promote_types(x.dtype, W.dtype)

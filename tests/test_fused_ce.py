@@ -80,6 +80,9 @@ def worker(mode):
         x, W, y = torch.randn(20, 8), torch.randn(50, 8), torch.randint(0, 50, (20,))
         with torch.inference_mode():
             res["no_grad_eval"] = _compare(fused_softcap_ce(x, W, y, 30.0, "none", block_v=16), reference_softcap_ce(x, W, y, 30.0, "none"), RTOL, ATOL_FRAC)
+        compiled = torch.compile(lambda x, W: fused_softcap_ce(rms(x, (8,)), W, y, 30.0, "none", block_v=16) * 2, backend="eager")
+        rms = torch.nn.functional.rms_norm
+        res["inside_torch_compile"] = _compare(compiled(x, W), reference_softcap_ce(rms(x, (8,)), W, y, 30.0, "none") * 2, RTOL, ATOL_FRAC)
     elif mode == "compile":
         import triton
         from triton.backends.compiler import GPUTarget
@@ -138,6 +141,11 @@ def test_bf16_paths_match_reference_within_bf16_rounding_and_keep_dtypes(interpr
 @needs_triton
 def test_per_token_loss_works_under_inference_mode(interpreted):
     assert interpreted["no_grad_eval"]["ok"], interpreted["no_grad_eval"]
+
+
+@needs_triton
+def test_fused_loss_runs_inside_a_torch_compiled_function(interpreted):
+    assert interpreted["inside_torch_compile"]["ok"], interpreted["inside_torch_compile"]
 
 
 @needs_triton
