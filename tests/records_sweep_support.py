@@ -31,7 +31,7 @@ TEXT = ("It was the best of times, it was the worst of times, it was the age of 
 
 def fake_log(*, seed: int = 1337, source: str | bytes = FAKE_SOURCE, val_loss: float = 2.34567891,
              val_bpb: float = 1.23456789, bytes_model: int = 15_000_000, iterations: int = 20, finished: bool = True,
-             hparams: dict[str, str] | None = None, step_ms: float = 50.0) -> str:
+             hparams: dict[str, str] | None = None, step_ms: float = 50.0, val_every: int | None = None) -> str:
     """The shape train_gpt.py writes: source block, `hparam` lines, hardware, steps, sizes, final lines."""
     src = source.encode() if isinstance(source, str) else source
     text = src.decode()
@@ -47,12 +47,13 @@ def fake_log(*, seed: int = 1337, source: str | bytes = FAKE_SOURCE, val_loss: f
               "model_params:123456", "world_size:1 grad_accum_steps:8 compile:0 bf16:1",
               "untrained train_loss:5.5600 ln(vocab):5.5607"]
     half = iterations // 2
+    val_every = val_every or half
     for s in range(1, iterations + 1):
         loss = 5.0 - 2.5 * s / iterations
         lines.append(f"step:{s}/{iterations} train_loss:{loss:.4f} train_time:{s * step_ms:.0f}ms "
                      f"step_avg:{step_ms:.2f}ms tok/s:20480")
-        if s in (half, iterations):
-            vl = val_loss + (0.3 if s == half else 0.0)
+        if s % val_every == 0 or s == iterations:
+            vl = val_loss + 3.0 * (s ** -0.5 - iterations ** -0.5)  # a power law ending at val_loss
             lines.append(f"step:{s}/{iterations} val_loss:{vl:.4f} val_bpb:{vl / 1.9:.4f} "
                          f"train_time:{s * step_ms:.0f}ms step_avg:{step_ms:.2f}ms")
         if not finished and s == half:
@@ -114,3 +115,38 @@ def tiny_env(data: Path, **over) -> dict[str, str]:
 
 def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
+FAKE_TRAINER = r"""
+import json, os, sys, time
+sys.path.insert(0, %r)
+from records_sweep_support import fake_log
+out, rid = os.environ["OUT_DIR"], os.environ["RUN_ID"]
+os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+info = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "SEED", "MATRIX_LR")}
+info["start"] = time.time()
+if os.environ.get("FAKE_FAIL"):
+    print("Traceback: boom, FAKE_FAIL is set", file=sys.stderr)
+    sys.exit(3)
+lr = float(os.environ.get("MATRIX_LR", "0.035"))
+iters = int(os.environ.get("ITERATIONS", "20"))
+text = fake_log(seed=int(os.environ.get("SEED", "1")), val_loss=2.0 + lr, val_bpb=1.0 + lr, iterations=iters,
+                val_every=max(1, iters // 5),
+                hparams={k: os.environ[k] for k in ("MATRIX_LR", "RUN_ID", "SEED") if k in os.environ})
+sleep = float(os.environ.get("FAKE_STEP_SLEEP", "0"))
+with open(os.path.join(out, "logs", rid + ".txt"), "w") as f:
+    for line in text.splitlines(True):
+        f.write(line)
+        f.flush()
+        if line.startswith("step:") and "train_loss" in line and sleep:
+            time.sleep(sleep)
+info["end"] = time.time()
+with open(os.path.join(out, "env.json"), "w") as f:
+    json.dump(info, f)
+"""
+
+
+def write_fake_trainer(path: Path) -> Path:
+    """A stand-in for train_gpt.py that writes a fake log line by line (FAKE_STEP_SLEEP seconds per step)."""
+    path.write_text(FAKE_TRAINER % str(Path(__file__).resolve().parent))
+    return path

@@ -151,12 +151,15 @@ def sample_random(spec_random: dict) -> list[dict[str, str]]:
 def run_name(axes: dict[str, str], env: dict[str, str]) -> str:
     """Readable part from the axis values + 8 hex digits of the hash of the whole environment."""
     h = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:8]
-    parts = []
-    for k, v in axes.items():
-        key = "s" if k == "SEED" else k.lower()
-        parts.append(key + re.sub(r"[^A-Za-z0-9.+-]", "_", v))
-    readable = "-".join(parts)[:60].strip("-_.") or "run"
-    return f"{readable}-{h}"
+    clean = lambda v: re.sub(r"[^A-Za-z0-9.+-]", "_", v)  # noqa: E731
+    readable = ""
+    for k, v in axes.items():  # whole parts only, so no value is ever shown cut
+        part = k.lower() + clean(v)
+        if k != "SEED" and len(readable) + len(part) < 56:
+            readable = f"{readable}-{part}" if readable else part
+    if "SEED" in axes:
+        readable = (readable + "-" if readable else "") + "s" + clean(axes["SEED"])
+    return f"{readable or 'run'}-{h}"
 
 
 def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
@@ -208,11 +211,11 @@ def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
                 ax["SEED"] = str(s)
             ax = {k: ax[k] for k in axes if k in ax}
             env = {**base, **ax}
-            name = run_name(ax, env)
-            if name in seen:
+            rname = run_name(ax, env)
+            if rname in seen:
                 continue  # identical configuration listed twice: one run
-            seen.add(name)
-            runs.append(Run(len(runs), name, ax, env))
+            seen.add(rname)
+            runs.append(Run(len(runs), rname, ax, env))
     launcher = d.get("launcher", "torchrun")
     if launcher not in ("torchrun", "python"):
         raise SweepError(f"launcher must be 'torchrun' or 'python', not {launcher!r}")
@@ -279,7 +282,8 @@ def result_from_log(run_dir: Path, name: str) -> dict | None:
         return None
     res = {"val_bpb": r.val_bpb, "val_loss": r.val_loss, "bytes_total": r.bytes_total, "margin": r.margin,
            "bytes_code": r.bytes_code, "bytes_model": r.bytes_model, "steps": r.steps,
-           "iterations": r.iterations, "step_avg_ms": r.step_avg_ms, "train_time_ms": r.train_time_ms}
+           "iterations": r.iterations, "step_avg_ms": r.step_avg_ms, "train_time_ms": r.train_time_ms,
+           "last_val_bpb": r.val[-1].val_bpb if r.val else None}
     summ = log_path(run_dir, name).with_suffix(".json")
     if summ.is_file():
         try:
@@ -380,14 +384,18 @@ def load_predictor(spec: str = "predict_loss:should_stop"):
 
 
 def log_prefix(run_dir: Path, run: Run) -> dict | None:
-    """The run so far, in the shape of logs/<RUN_ID>.json: what should_stop receives as `prefix`."""
+    """The run so far: what should_stop receives as `prefix`.
+
+    steps/values/total_steps are the validation steps, their val_bpb (pre-quantization) and ITERATIONS, the
+    dict form tools/predict_loss.py reads; val_history/train_history/hparams follow logs/<RUN_ID>.json."""
     try:
         r = logparse.parse_log(log_path(run_dir, run.name))
     except LogError:
         return None
-    return {"run_id": run.name, "log_path": str(log_path(run_dir, run.name)), "run_dir": str(run_dir),
+    return {"steps": [p.step for p in r.val], "values": [p.val_bpb for p in r.val], "total_steps": r.iterations or 0,
+            "metric": "val_bpb", "last_step": r.steps, "run_id": run.name,
+            "log_path": str(log_path(run_dir, run.name)), "run_dir": str(run_dir),
             "checkpoint_dir": str(run_dir / "checkpoints" / run.name), "hparams": r.hparams,
-            "iterations": r.iterations, "steps": r.steps,
             "val_history": [{"step": p.step, "val_loss": p.val_loss, "val_bpb": p.val_bpb} for p in r.val],
             "train_history": [{"step": p.step, "train_loss": p.train_loss} for p in r.train]}
 
@@ -451,11 +459,12 @@ class Driver:
         return todo, done
 
     def best_final(self) -> float | None:
+        """Best last pre-quantization val_bpb of the finished runs: the quantity the loss curve predicts."""
         vals = []
         for run in self.spec.runs:
             st = read_state(self.sdir, run.name)
             if st and st.get("status") == "done" and st.get("result"):
-                v = st["result"].get("val_bpb")
+                v = st["result"].get("last_val_bpb", st["result"].get("val_bpb"))
                 if isinstance(v, (int, float)):
                     vals.append(v)
         return min(vals) if vals else None
@@ -562,8 +571,8 @@ class Driver:
             st.update(status="stopped_early", reason=a.stop_reason, predicted=a.predicted)
             partial = log_prefix(a.run_dir, a.run)
             if partial:
-                st["result"] = {"steps": partial["steps"], "iterations": partial["iterations"],
-                                "last_val_bpb": partial["val_history"][-1]["val_bpb"] if partial["val_history"] else None}
+                st["result"] = {"steps": partial["last_step"], "iterations": partial["total_steps"],
+                                "last_val_bpb": partial["values"][-1] if partial["values"] else None}
         elif rc == 0 and res is not None:
             st.update(status="done", result=res)
         else:
@@ -587,7 +596,7 @@ class Driver:
         a.last_check = t
         best = self.best_final()
         prefix = log_prefix(a.run_dir, a.run)
-        if best is None or prefix is None or not prefix["val_history"]:
+        if best is None or prefix is None or not prefix["steps"]:
             return
         try:
             stop, predicted, reason = self.predictor(prefix, best, self.early_stop_margin,
