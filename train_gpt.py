@@ -1,0 +1,1178 @@
+"""golf train_gpt.py: train, quantize, pack and score a language model for the 16 MB challenge.
+
+Run:  torchrun --standalone --nproc_per_node=1 train_gpt.py   (or plain `python train_gpt.py`)
+Every setting is an environment variable; see Hyperparameters below for names and defaults.
+Importing this file has no side effects: tools/ import it for the model, data reader, metric and artifact code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import struct
+import sys
+import time
+import zlib
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class GolfError(Exception):
+    """A problem the user can fix; reported as one line and a non-zero exit."""
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+@dataclass
+class Hyperparameters:
+    # data and run
+    data_path: str = "./data/datasets/fineweb10B_sp1024"
+    tokenizer_path: str = ""  # empty: the dataset's manifest.json, else the published sp1024 model
+    run_id: str = ""  # empty: a timestamp
+    out_dir: str = "."
+    seed: int = 1337
+    # schedule
+    iterations: int = 20000
+    warmup_steps: int = 20  # compile warm-up steps, undone before training starts
+    warmdown_iters: int = 3500
+    train_batch_tokens: int = 131072
+    train_seq_len: int = 2048
+    max_wallclock_seconds: float = 600.0  # 0 = no cap
+    val_loss_every: int = 1000
+    train_log_every: int = 200
+    # model
+    vocab_size: int = 1024
+    num_layers: int = 7
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 4
+    rope_base: float = 50000.0
+    logit_softcap: float = 30.0  # 0 = off
+    tie_embeddings: bool = True
+    tied_embed_init_std: float = 0.005
+    qk_gain_init: float = 1.5
+    bigram_buckets: int = 8192  # 0 = no BigramHash
+    bigram_dim: int = 128  # 0 = full model width, no projection
+    # optimizer
+    matrix_lr: float = 0.035
+    scalar_lr: float = 0.035
+    tied_embed_lr: float = 0.09
+    embed_lr: float = 0.6
+    head_lr: float = 0.008
+    muon_momentum: float = 0.95
+    muon_momentum_warmup_start: float = 0.85
+    muon_momentum_warmup_steps: int = 500
+    muon_backend_steps: int = 5
+    weight_decay: float = 0.025  # decoupled, on the Muon matrices
+    beta1: float = 0.9
+    beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip_norm: float = 0.3  # 0 = off
+    # evaluation
+    eval_seq_len: int = 2048
+    eval_stride: int = 512
+    eval_batch_seqs: int = 32  # windows per forward pass, per process
+    # checkpoints and devices
+    checkpoint_every: int = 0  # 0 = no training-state checkpoints
+    checkpoint_keep: int = 0  # 0 = keep all
+    resume: str = ""  # path of a .ckpt to continue from
+    device: str = "auto"  # auto | cuda | cpu
+    compile: str = "auto"  # auto (on for CUDA) | 0 | 1
+    bf16: bool = True  # bf16 autocast
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Hyperparameters":
+        values = {}
+        for f in fields(cls):
+            name = f.name.upper()
+            if name not in environ:
+                continue
+            raw = environ[name].strip()
+            kind = type(f.default)
+            try:
+                if kind is bool:
+                    if raw.lower() not in ("0", "1", "true", "false"):
+                        raise ValueError
+                    values[f.name] = raw.lower() in ("1", "true")
+                else:
+                    values[f.name] = kind(raw)
+            except ValueError:
+                raise GolfError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        h = cls(**values)
+        h.check()
+        return h
+
+    def check(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise GolfError(msg)
+        for name in ("iterations", "train_batch_tokens", "train_seq_len", "vocab_size", "num_layers", "model_dim",
+                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs"):
+            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
+        need(self.vocab_size <= 65536, f"VOCAB_SIZE={self.vocab_size} does not fit the uint16 shards")
+        need(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
+             f"TRAIN_BATCH_TOKENS={self.train_batch_tokens} must be a multiple of 8*TRAIN_SEQ_LEN={8 * self.train_seq_len}")
+        need(self.model_dim % self.num_heads == 0, f"MODEL_DIM={self.model_dim} is not divisible by NUM_HEADS={self.num_heads}")
+        need((self.model_dim // self.num_heads) % 2 == 0, "MODEL_DIM/NUM_HEADS must be even for rotary embeddings")
+        need(self.num_heads % self.num_kv_heads == 0, f"NUM_HEADS={self.num_heads} is not divisible by NUM_KV_HEADS={self.num_kv_heads}")
+        need(self.eval_stride <= self.eval_seq_len, f"EVAL_STRIDE={self.eval_stride} exceeds EVAL_SEQ_LEN={self.eval_seq_len}")
+        need(self.bigram_buckets == 0 or self.bigram_buckets >= 2, f"BIGRAM_BUCKETS={self.bigram_buckets} must be 0 or >= 2")
+        need(self.device in ("auto", "cuda", "cpu"), f"DEVICE={self.device!r} must be auto, cuda or cpu")
+        need(self.compile in ("auto", "0", "1"), f"COMPILE={self.compile!r} must be auto, 0 or 1")
+        for name in ("warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
+                     "checkpoint_keep", "bigram_dim", "max_wallclock_seconds", "grad_clip_norm", "logit_softcap"):
+            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
+
+
+# ----------------------------------------------------------------------------- data
+
+SHARD_MAGIC = 20240520
+SHARD_VERSION = 1
+SHARD_HEADER_WORDS = 256
+SHARD_HEADER_BYTES = SHARD_HEADER_WORDS * 4
+PUBLISHED_TOKENIZER = "./data/tokenizers/fineweb_1024_bpe.model"
+
+
+def read_shard_header(path) -> int:
+    """Validate a shard's header and size; return its token count."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = np.frombuffer(f.read(SHARD_HEADER_BYTES), dtype="<i4")
+    except OSError as e:
+        raise GolfError(f"cannot read shard {path}: {e.strerror}") from None
+    if header.size < SHARD_HEADER_WORDS:
+        raise GolfError(f"shard {path} is truncated: {size} bytes, shorter than its {SHARD_HEADER_BYTES}-byte header")
+    if header[0] != SHARD_MAGIC:
+        raise GolfError(f"shard {path} has magic {header[0]}, expected {SHARD_MAGIC}: not a token shard")
+    if header[1] != SHARD_VERSION:
+        raise GolfError(f"shard {path} has version {header[1]}, expected {SHARD_VERSION}")
+    count = int(header[2])
+    if count < 0 or size != SHARD_HEADER_BYTES + 2 * count:
+        raise GolfError(f"shard {path} is {size} bytes but its header promises {count} tokens "
+                        f"({SHARD_HEADER_BYTES + 2 * count} bytes): truncated or corrupt")
+    return count
+
+
+def load_shard(path, vocab_size: int = 0) -> np.ndarray:
+    count = read_shard_header(path)
+    tokens = np.fromfile(path, dtype="<u2", count=count, offset=SHARD_HEADER_BYTES)
+    if vocab_size and count and int(tokens.max()) >= vocab_size:
+        raise GolfError(f"shard {path} holds token id {int(tokens.max())}, not below VOCAB_SIZE={vocab_size}")
+    return tokens
+
+
+def list_shards(data_path, split: str) -> list[Path]:
+    root = Path(data_path)
+    if not root.is_dir():
+        raise GolfError(f"DATA_PATH={data_path} is not a directory")
+    files = sorted(root.glob(f"*{split}_*.bin"))
+    if not files:
+        raise GolfError(f"DATA_PATH={data_path} holds no {split} shards (*{split}_*.bin)")
+    return files
+
+
+class ByteTokenizer:
+    """The published pure-byte vocabulary: a few special ids, then one id per byte value."""
+    kind = "pure_byte"
+
+    def __init__(self, config: dict):
+        self.pad_id, self.bos_id = int(config.get("pad_id", 0)), int(config.get("bos_id", 1))
+        self.eos_id, self.unk_id = int(config.get("eos_id", 2)), int(config.get("unk_id", 3))
+        self.byte_offset, self.byte_count = int(config.get("byte_offset", 4)), int(config.get("byte_count", 256))
+        self.vocab_size = self.byte_offset + self.byte_count
+
+    def encode(self, text: str) -> list[int]:
+        return [self.byte_offset + b for b in text.encode("utf-8")]
+
+    def decode(self, ids) -> str:
+        data = bytes(i - self.byte_offset for i in ids if self.byte_offset <= i < self.vocab_size)
+        return data.decode("utf-8", errors="replace")
+
+
+class SentencePieceTokenizer:
+    kind = "sentencepiece"
+
+    def __init__(self, path: Path):
+        import sentencepiece as spm
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.Load(str(path))
+        except (OSError, RuntimeError) as e:
+            raise GolfError(f"tokenizer {path} is not a SentencePiece model: {str(e).splitlines()[0]}") from None
+        self.vocab_size, self.bos_id = self.sp.vocab_size(), self.sp.bos_id()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+
+def load_tokenizer(path):
+    path = Path(path)
+    if not path.is_file():
+        raise GolfError(f"tokenizer {path} does not exist (set TOKENIZER_PATH)")
+    if path.suffix == ".json":
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise GolfError(f"tokenizer {path} is not readable JSON: {e}") from None
+        if not isinstance(spec, dict) or spec.get("tokenizer_type") != "pure_byte":
+            raise GolfError(f"tokenizer {path}: unsupported tokenizer_type {spec.get('tokenizer_type') if isinstance(spec, dict) else None!r}")
+        return ByteTokenizer(spec.get("config", {}))
+    return SentencePieceTokenizer(path)
+
+
+def resolve_tokenizer_path(data_path, tokenizer_path: str = "") -> Path:
+    if tokenizer_path:
+        return Path(tokenizer_path)
+    manifest = Path(data_path) / "manifest.json"
+    if manifest.is_file():
+        try:
+            rel = json.loads(manifest.read_text(encoding="utf-8")).get("tokenizer_path")
+        except (OSError, ValueError, AttributeError) as e:
+            raise GolfError(f"{manifest} is not a readable JSON object: {e}") from None
+        if rel:
+            return Path(data_path) / rel
+    return Path(PUBLISHED_TOKENIZER)
+
+
+def build_byte_luts(tokenizer):
+    """Per-token tables for val_bpb: bytes of the piece, whether it starts with a space marker, and whether it
+    is a boundary (control/unknown/unused: zero bytes, and the next token's leading space is not printed)."""
+    vocab = tokenizer.vocab_size
+    base_bytes = np.zeros(vocab, dtype=np.int16)
+    has_leading_space = np.zeros(vocab, dtype=bool)
+    is_boundary = np.ones(vocab, dtype=bool)
+    if tokenizer.kind == "pure_byte":
+        base_bytes[tokenizer.byte_offset:] = 1
+        is_boundary[tokenizer.byte_offset:] = False
+        return base_bytes, has_leading_space, is_boundary
+    sp = tokenizer.sp
+    for i in range(vocab):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            continue
+        is_boundary[i] = False
+        if sp.is_byte(i):
+            base_bytes[i] = 1
+            continue
+        piece = sp.id_to_piece(i)
+        if piece.startswith("\u2581"):
+            has_leading_space[i], piece = True, piece[1:]
+        base_bytes[i] = len(piece.replace("\u2581", " ").encode("utf-8"))
+    return base_bytes, has_leading_space, is_boundary
+
+
+def validate_dataset(data_path, tokenizer_path, vocab_size: int, full: bool = False) -> dict:
+    """Check shards and tokenizer before training. Headers and sizes always; every token's range for the
+    validation split (and, with full=True, the training split)."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer.vocab_size != vocab_size:
+        raise GolfError(f"tokenizer {tokenizer_path} has {tokenizer.vocab_size} tokens but VOCAB_SIZE={vocab_size}")
+    summary = {"tokenizer": str(tokenizer_path), "vocab_size": vocab_size, "bos_id": tokenizer.bos_id}
+    for split in ("train", "val"):
+        files = list_shards(data_path, split)
+        if full or split == "val":
+            tokens = sum(len(load_shard(f, vocab_size)) for f in files)
+        else:
+            tokens = sum(read_shard_header(f) for f in files)
+        if tokens == 0:
+            raise GolfError(f"DATA_PATH={data_path}: the {split} shards hold no tokens")
+        summary[split] = {"shards": len(files), "tokens": tokens}
+    return summary
+
+
+def load_val_tokens(data_path, seq_len: int, vocab_size: int) -> np.ndarray:
+    tokens = np.concatenate([load_shard(f, vocab_size) for f in list_shards(data_path, "val")])
+    if tokens.size < seq_len + 1:
+        raise GolfError(f"the validation split of {data_path} has {tokens.size} tokens, "
+                        f"shorter than one sequence (EVAL_SEQ_LEN/TRAIN_SEQ_LEN={seq_len}, plus 1)")
+    return tokens
+
+
+class TokenStream:
+    """Reads the training shards in order, wrapping around; its position can be saved and restored."""
+
+    def __init__(self, files: list[Path], vocab_size: int):
+        self.files, self.vocab_size = files, vocab_size
+        self.restore({"file_idx": 0, "pos": 0})
+
+    def restore(self, state: dict) -> None:
+        self.file_idx, self.pos = int(state["file_idx"]), int(state["pos"])
+        self.tokens = load_shard(self.files[self.file_idx], self.vocab_size)
+
+    def state(self) -> dict:
+        return {"file_idx": self.file_idx, "pos": self.pos}
+
+    def take(self, n: int) -> np.ndarray:
+        chunks = []
+        while n > 0:
+            if self.pos >= len(self.tokens):
+                self.file_idx = (self.file_idx + 1) % len(self.files)
+                self.pos, self.tokens = 0, load_shard(self.files[self.file_idx], self.vocab_size)
+                continue
+            k = min(n, len(self.tokens) - self.pos)
+            chunks.append(self.tokens[self.pos:self.pos + k])
+            self.pos, n = self.pos + k, n - k
+        return np.concatenate(chunks)
+
+
+class DistributedTokenLoader:
+    """Every micro-step takes one contiguous span per process from the shared stream, so the global batch and
+    its order are the same for any number of processes."""
+
+    def __init__(self, files, vocab_size: int, rank: int, world_size: int, device: torch.device):
+        self.stream = TokenStream(files, vocab_size)
+        self.rank, self.world_size, self.device = rank, world_size, device
+
+    def next_batch(self, tokens_per_process: int, seq_len: int):
+        span = tokens_per_process + 1
+        chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
+        local = torch.from_numpy(chunk.astype(np.int64))
+        x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- model
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1024
+    num_layers: int = 7
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 4
+    rope_base: float = 50000.0
+    logit_softcap: float = 30.0
+    tie_embeddings: bool = True
+    tied_embed_init_std: float = 0.005
+    qk_gain_init: float = 1.5
+    bigram_buckets: int = 8192
+    bigram_dim: int = 128
+    bos_id: int = 1
+
+    @classmethod
+    def from_hparams(cls, h: Hyperparameters, bos_id: int) -> "ModelConfig":
+        return cls(**{f.name: getattr(h, f.name) for f in fields(cls) if f.name != "bos_id"}, bos_id=bos_id)
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Computed per call (cheap, folded by compile): no cache that an inference-mode pass could poison.
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads, self.num_kv_heads = cfg.num_heads, cfg.num_kv_heads
+        self.head_dim, self.rope_base = cfg.model_dim // cfg.num_heads, cfg.rope_base
+        kv_dim = cfg.num_kv_heads * self.head_dim
+        self.q = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
+        self.k = nn.Linear(cfg.model_dim, kv_dim, bias=False)
+        self.v = nn.Linear(cfg.model_dim, kv_dim, bias=False)
+        self.proj = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
+        self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rotary_tables(T, self.head_dim, self.rope_base, x.device)
+        q = apply_rotary(rms_norm(q), cos, sin) * self.q_gain.to(q.dtype)[None, :, None, None]
+        k = apply_rotary(rms_norm(k), cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_heads != self.num_kv_heads)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.model_dim, cfg.mlp_mult * cfg.model_dim, bias=False)
+        self.proj = nn.Linear(cfg.mlp_mult * cfg.model_dim, cfg.model_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.relu(self.fc(x)).square())
+
+
+def phase_transition_mix(layer: int, num_layers: int) -> float:
+    """Initial weight of the running residual in resid_mix (the rest goes to the first-layer input x0): a sigmoid
+    over depth, so early blocks lean on x0 and late blocks on the residual stream."""
+    depth = layer / max(num_layers - 1, 1)
+    return 1.0 / (1.0 + math.exp(-6.0 * (depth - 0.3)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.attn, self.mlp = Attention(cfg), MLP(cfg)
+        self.attn_scale = nn.Parameter(torch.ones(cfg.model_dim))
+        self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim))
+        mix = phase_transition_mix(layer, cfg.num_layers)
+        self.resid_mix = nn.Parameter(torch.stack([torch.full((cfg.model_dim,), mix), torch.full((cfg.model_dim,), 1 - mix)]))
+
+    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+
+
+class BigramHash(nn.Module):
+    """Hashed embedding of the (previous token, current token) pair. The last bucket is reserved for "no previous
+    token": position 0 of a sequence and every BOS (whose previous token belongs to another document)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.buckets, self.bos_id = cfg.bigram_buckets, cfg.bos_id
+        dim = cfg.bigram_dim or cfg.model_dim
+        self.embed = nn.Embedding(self.buckets, dim)
+        self.proj = nn.Linear(dim, cfg.model_dim, bias=False) if cfg.bigram_dim else None
+
+    def bucket_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        prev = F.pad(ids[:, :-1], (1, 0))
+        hashed = torch.bitwise_xor(prev * 36313, ids * 27191) % (self.buckets - 1)
+        no_prev = ids == self.bos_id
+        no_prev[:, 0] = True
+        return torch.where(no_prev, self.buckets - 1, hashed)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embed(self.bucket_ids(ids))
+        return self.proj(e) if self.proj is not None else e
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.bigram = BigramHash(cfg) if cfg.bigram_buckets else None
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.num_encoder = cfg.num_layers // 2
+        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        overtone_init_(self.tok_emb.weight, self.cfg.tied_embed_init_std)
+        for block in self.blocks:  # zero-init output projections: every block starts as the identity
+            nn.init.zeros_(block.attn.proj.weight)
+            nn.init.zeros_(block.mlp.proj.weight)
+        if self.bigram is not None:
+            if self.bigram.proj is not None:
+                nn.init.normal_(self.bigram.embed.weight, std=0.02)
+                nn.init.zeros_(self.bigram.proj.weight)
+            else:
+                nn.init.zeros_(self.bigram.embed.weight)
+        if self.lm_head is not None:
+            nn.init.zeros_(self.lm_head.weight)
+
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(ids)
+        if self.bigram is not None:
+            x = x + self.bigram(ids)
+        x = x0 = rms_norm(x)
+        skips = []
+        for i, block in enumerate(self.blocks):
+            if i >= self.num_encoder and skips:  # U-Net: decoder block j reads encoder block (n-1-j)'s output
+                x = x + self.skip_weights[i - self.num_encoder].to(x.dtype) * skips.pop()
+            x = block(x, x0)
+            if i < self.num_encoder:
+                skips.append(x)
+        return rms_norm(x)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+        z = F.linear(h, weight.to(h.dtype)).float()
+        cap = self.cfg.logit_softcap
+        return cap * torch.tanh(z / cap) if cap > 0 else z
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        z = self.logits(self.hidden(ids))
+        loss = F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), reduction=reduction)
+        return loss if reduction == "mean" else loss.view_as(targets)
+
+
+def overtone_init_(weight: torch.Tensor, std: float) -> None:
+    """Normal init, then reshape the singular-value spectrum to a power law S_k ~ k^-0.5 with the same Frobenius norm."""
+    nn.init.normal_(weight, std=std)
+    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    target = torch.arange(1, s.numel() + 1, dtype=torch.float32) ** -0.5
+    target *= s.norm() / target.norm()
+    weight.copy_((u * target) @ vh)
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+def newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """Approximately orthogonalize g (push its singular values towards 1) with a quintic Newton-Schulz iteration."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.bfloat16()
+    x = x / (x.norm() + 1e-7)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + (b * s + c * s @ s) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum, then orthogonalized updates for 2-D matrices. Each process orthogonalizes a share of the matrices;
+    one all-reduce gives everyone every update. Momentum is kept on every process so the state is the same everywhere."""
+
+    def __init__(self, params, lr: float, momentum: float, backend_steps: int, weight_decay: float):
+        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        distributed = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        for group in self.param_groups:
+            params = group["params"]
+            updates = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
+            offset = 0
+            for i, p in enumerate(params):
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(p.grad)
+                if i % world == rank:
+                    g = newton_schulz(p.grad.add(buf, alpha=group["momentum"]), group["backend_steps"])
+                    g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5
+                    updates[offset:offset + p.numel()] = g.flatten().float()
+                offset += p.numel()
+            if world > 1:
+                dist.all_reduce(updates)
+            offset = 0
+            for p in params:
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(updates[offset:offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
+                offset += p.numel()
+
+
+def build_optimizers(model: GPT, h: Hyperparameters, fused: bool) -> list[torch.optim.Optimizer]:
+    """Muon for the 2-D matrices inside the blocks (and the bigram projection); Adam for embeddings and for
+    vectors/scalars (norm-free gains, mixes, skip weights)."""
+    matrices, scalars = [], [model.skip_weights]
+    for name, p in model.blocks.named_parameters():
+        (matrices if p.ndim == 2 else scalars).append(p)
+    embeds = [model.tok_emb.weight]
+    if model.bigram is not None:
+        embeds.append(model.bigram.embed.weight)
+        if model.bigram.proj is not None:
+            matrices.append(model.bigram.proj.weight)
+    embed_lr = h.tied_embed_lr if h.tie_embeddings else h.embed_lr
+    adam_groups = [dict(params=embeds, lr=embed_lr, base_lr=embed_lr), dict(params=scalars, lr=h.scalar_lr, base_lr=h.scalar_lr)]
+    if model.lm_head is not None:
+        adam_groups.append(dict(params=[model.lm_head.weight], lr=h.head_lr, base_lr=h.head_lr))
+    adam = torch.optim.Adam(adam_groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, fused=fused)
+    muon = Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps, weight_decay=h.weight_decay)
+    for group in muon.param_groups:
+        group["base_lr"] = h.matrix_lr
+    return [adam, muon]
+
+
+def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters) -> float:
+    """Linear warmdown over the last WARMDOWN_ITERS steps: of ITERATIONS, and of the wallclock cap when one is set
+    (measured with the average step time so far); the earlier of the two wins."""
+    if h.warmdown_iters == 0:
+        return 1.0
+    mult = min(1.0, max(h.iterations - step, 0) / h.warmdown_iters)
+    if h.max_wallclock_seconds > 0 and step > 0:
+        remaining_ms = max(h.max_wallclock_seconds * 1000 - elapsed_ms, 0.0)
+        mult = min(mult, remaining_ms / (h.warmdown_iters * elapsed_ms / step))
+    return mult
+
+
+def muon_momentum_at(step: int, h: Hyperparameters) -> float:
+    frac = min(step / h.muon_momentum_warmup_steps, 1.0) if h.muon_momentum_warmup_steps else 1.0
+    return (1 - frac) * h.muon_momentum_warmup_start + frac * h.muon_momentum
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def window_starts(num_targets: int, seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding windows over the targets tokens[1:]. Window k starts at min(k*stride, T-seq_len) and scores the
+    targets after the previous window's end, so every target is scored exactly once, each with at least
+    seq_len-stride tokens of context (except the first window's). stride == seq_len is the non-overlapping pass."""
+    length = min(seq_len, num_targets)
+    count = max(0, math.ceil((num_targets - length) / stride)) + 1
+    starts = np.minimum(np.arange(count, dtype=np.int64) * stride, num_targets - length)
+    ends = starts + length
+    first_scored = np.concatenate([[0], ends[:-1]]) - starts  # offset within each window of its first scored target
+    return starts, first_scored
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
+             device: torch.device, autocast, rank: int = 0, world_size: int = 1) -> tuple[float, float]:
+    """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
+    base_bytes, has_space, is_boundary = (torch.as_tensor(t, device=device) for t in luts)
+    starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
+    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
+    length = min(seq_len, len(val_tokens) - 1)
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, target count, byte count
+    positions = torch.arange(length, device=device)
+    model.eval()
+    for b in range(lo, hi, batch_seqs):
+        idx = starts[b:min(b + batch_seqs, hi), None] + np.arange(length + 1)
+        window = torch.from_numpy(val_tokens[idx].astype(np.int64)).to(device)
+        x, y = window[:, :-1], window[:, 1:]
+        with autocast:
+            losses = model(x, y, reduction="none").float()
+        scored = positions[None, :] >= torch.from_numpy(first_scored[b:b + len(idx)]).to(device)[:, None]
+        nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
+        totals += torch.stack([(losses.double() * scored).sum(), scored.sum().double(), (nbytes * scored).sum().double()])
+    model.train()
+    if world_size > 1:
+        dist.all_reduce(totals)
+    loss_sum, count, nbytes = totals.tolist()
+    return loss_sum / count, loss_sum / math.log(2) / nbytes
+
+
+# ----------------------------------------------------------------------------- tensor files, quantization, artifact
+
+# Tensor files use the safetensors layout: u64 header length, JSON header (dtype, shape, byte range per tensor,
+# and "__metadata__"), raw little-endian bytes. Nothing is ever unpickled.
+ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+             torch.int8: "I8", torch.uint8: "U8", torch.int16: "I16", torch.int32: "I32", torch.int64: "I64", torch.bool: "BOOL"}
+ST_TORCH = {v: k for k, v in ST_DTYPES.items()}
+ARTIFACT_MAGIC = b"GOLF"
+ARTIFACT_VERSION = 1
+MAX_INFLATED_BYTES = 1 << 30  # an artifact that inflates past 1 GiB is refused (decompression bomb)
+CODE_BYTES_CAP = 16_000_000
+# codec id -> (name, compress, bounded decompress); tools/ register more (zstd, lzma, brotli)
+CODECS = {}
+
+
+def zlib_decompress_bounded(data: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
+    if not d.eof:
+        raise GolfError("compressed stream is truncated")
+    return out
+
+
+CODECS[1] = ("zlib", lambda data: zlib.compress(data, 9), zlib_decompress_bounded)
+
+
+def tensors_to_bytes(tensors: dict, metadata: dict) -> bytes:
+    header, blobs, offset = {"__metadata__": {"golf": json.dumps(metadata, sort_keys=True)}}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        blob = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
+
+
+def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
+    def bad(msg: str) -> GolfError:
+        return GolfError(f"{what}: {msg}")
+    if len(buf) < 8:
+        raise bad("truncated (no header)")
+    (head_len,) = struct.unpack("<Q", buf[:8])
+    if head_len > len(buf) - 8 or head_len > 1 << 26:
+        raise bad("truncated or corrupt header length")
+    try:
+        header = json.loads(buf[8:8 + head_len])
+        metadata = json.loads(header.pop("__metadata__", {}).get("golf", "{}"))
+    except (ValueError, AttributeError) as e:
+        raise bad(f"corrupt header: {e}") from None
+    data, tensors = memoryview(buf)[8 + head_len:], {}
+    for name, info in header.items():
+        try:
+            dtype, shape, (start, end) = ST_TORCH[info["dtype"]], [int(s) for s in info["shape"]], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"tensor {name!r} has a malformed entry") from None
+        nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        if not 0 <= start <= end <= len(data) or end - start != nbytes or min(shape, default=0) < 0:
+            raise bad(f"tensor {name!r} points outside the file: truncated or corrupt")
+        raw = torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
+        tensors[name] = raw.view(dtype).reshape(shape)
+    return tensors, metadata
+
+
+def atomic_write(path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_tensors(path, tensors: dict, metadata: dict) -> None:
+    atomic_write(path, tensors_to_bytes(tensors, metadata))
+
+
+def load_tensors(path) -> tuple[dict, dict]:
+    try:
+        buf = Path(path).read_bytes()
+    except OSError as e:
+        raise GolfError(f"cannot read {path}: {e.strerror}") from None
+    return tensors_from_bytes(buf, str(path))
+
+
+def load_checkpoint_weights(path) -> dict:
+    """The model state dict of a training checkpoint (.ckpt) or a raw final_model.safetensors."""
+    tensors, _ = load_tensors(path)
+    if any(k.startswith("model.") for k in tensors):
+        return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    return tensors
+
+
+CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights")
+
+
+def keeps_float(name: str, t: torch.Tensor) -> bool:
+    """Kept in fp16 by role: vectors, control gains/mixes, and the tied embedding; every other matrix is quantized."""
+    return t.ndim != 2 or any(c in name for c in CONTROL_NAMES) or name == "tok_emb.weight"
+
+
+def quantize_rows(w: torch.Tensor, bits: int = 8, clip_quantile: float = 0.9999984) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row quantization: clip each row at a high quantile of |w|, one fp16 scale per row."""
+    w = w.float()
+    qmax = 2 ** (bits - 1) - 1
+    clip = torch.cat([torch.quantile(rows.abs(), clip_quantile, dim=1) for rows in w.split(4096)])
+    scale = (clip / qmax).clamp_min(2 ** -24).half()
+    q = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
+    return q, scale
+
+
+def dequantize_int_rows(tensors: dict, name: str, info: dict) -> torch.Tensor:
+    return tensors[name].float() * tensors[name + ".scale"].float()[:, None]
+
+
+# quantization kind -> dequantizer(tensors, name, info); tools/ register more (packed low-bit layouts)
+DEQUANTIZERS = {"int_row": dequantize_int_rows, "fp16": lambda t, n, i: t[n].float(), "raw": lambda t, n, i: t[n]}
+
+
+def quantize_state_dict(state_dict: dict, bits: int = 8) -> tuple[dict, dict]:
+    tensors, scheme = {}, {}
+    for name, t in state_dict.items():
+        if not t.is_floating_point():
+            tensors[name], scheme[name] = t, {"q": "raw"}
+        elif keeps_float(name, t):
+            tensors[name], scheme[name] = t.half(), {"q": "fp16"}
+        else:
+            tensors[name], tensors[name + ".scale"] = quantize_rows(t, bits)
+            scheme[name] = {"q": "int_row", "bits": bits}
+    return tensors, scheme
+
+
+def pack_artifact(tensors: dict, metadata: dict, codec: int = 1) -> bytes:
+    return ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, codec]) + CODECS[codec][1](tensors_to_bytes(tensors, metadata))
+
+
+def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
+    """Return (float state dict, metadata) of an artifact, whatever its scheme and codec."""
+    if len(blob) < 6 or blob[:4] != ARTIFACT_MAGIC:
+        raise GolfError(f"{what}: not a golf artifact (bad magic)")
+    if blob[4] != ARTIFACT_VERSION:
+        raise GolfError(f"{what}: artifact version {blob[4]} is not supported (expected {ARTIFACT_VERSION})")
+    if blob[5] not in CODECS:
+        raise GolfError(f"{what}: unknown compression codec id {blob[5]}")
+    try:
+        inner = CODECS[blob[5]][2](blob[6:], limit)
+    except GolfError as e:
+        raise GolfError(f"{what}: {e}") from None
+    except Exception as e:  # a codec library's own error on corrupt data
+        raise GolfError(f"{what}: corrupt {CODECS[blob[5]][0]} stream ({e})") from None
+    tensors, metadata = tensors_from_bytes(inner, what)
+    state = {}
+    for name, info in metadata.get("tensors", {}).items():
+        kind = info.get("q")
+        if kind not in DEQUANTIZERS:
+            raise GolfError(f"{what}: tensor {name!r} uses unknown quantization {kind!r}")
+        try:
+            state[name] = DEQUANTIZERS[kind](tensors, name, info)
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise GolfError(f"{what}: tensor {name!r} cannot be decoded ({e})") from None
+    return state, metadata
+
+
+def write_artifact(path, state_dict: dict, config: ModelConfig, bits: int = 8) -> int:
+    tensors, scheme = quantize_state_dict(state_dict, bits)
+    blob = pack_artifact(tensors, {"scheme": f"int{bits}_row+zlib", "config": asdict(config), "tensors": scheme})
+    atomic_write(path, blob)
+    return len(blob)
+
+
+def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as e:
+        raise GolfError(f"cannot read {path}: {e.strerror}") from None
+    return unpack_artifact(blob, str(path), limit)
+
+
+def model_from_state(state_dict: dict, config: ModelConfig | dict, what: str = "checkpoint") -> GPT:
+    config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
+    model = GPT(config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise GolfError(f"{what} does not match the model shape: {str(e).splitlines()[-1].strip() or e}") from None
+    return model
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class Runtime:
+    rank: int
+    world_size: int
+    device: torch.device
+    autocast: object
+    compile: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(h: Hyperparameters) -> Runtime:
+    """The one place with device-specific choices: CUDA gets NCCL, TF32 and compile by default; CPU gets gloo."""
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if 8 % world_size:
+        raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches)")
+    use_cuda = h.device == "cuda" or (h.device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise GolfError("DEVICE=cuda but no CUDA device is available")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if h.bf16 else nullcontext()
+    compile_model = use_cuda if h.compile == "auto" else h.compile == "1"
+    return Runtime(rank, world_size, device, autocast, compile_model)
+
+
+def hardware_line(rt: Runtime) -> str:
+    if rt.device.type == "cuda":
+        name = f"{torch.cuda.get_device_name(rt.device)} x{rt.world_size}"
+    else:
+        name = f"cpu {platform.processor() or platform.machine()} threads:{torch.get_num_threads()} x{rt.world_size} processes"
+    return f"hardware: {name} torch:{torch.__version__} python:{platform.python_version()}"
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Trainer:
+    """Holds the run: model, optimizers, data, logging and checkpoints. main() drives it."""
+
+    def __init__(self, h: Hyperparameters, rt: Runtime):
+        self.h, self.rt = h, rt
+        self.run_id = h.run_id or time.strftime("run_%Y%m%d_%H%M%S")
+        self.out = Path(h.out_dir)
+        self.code = Path(__file__).read_bytes()
+        tokenizer_path = resolve_tokenizer_path(h.data_path, h.tokenizer_path)
+        self.data_summary = validate_dataset(h.data_path, tokenizer_path, h.vocab_size)
+        self.luts = build_byte_luts(load_tokenizer(tokenizer_path))
+        self.val_tokens = load_val_tokens(h.data_path, max(h.train_seq_len, h.eval_seq_len), h.vocab_size)
+        self.train_files = list_shards(h.data_path, "train")
+        torch.manual_seed(h.seed)
+        self.config = ModelConfig.from_hparams(h, self.data_summary["bos_id"])
+        self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
+        self.compiled = torch.compile(self.model) if rt.compile else self.model
+        self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
+        self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda")
+        self.loader = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
+        self.grad_accum = 8 // rt.world_size
+        self.step, self.train_time_ms = 0, 0.0
+        self.val_history, self.train_history = [], []
+        self.log_file = None
+
+    # -- logging
+    def open_log(self, resuming: bool) -> None:
+        if not self.rt.is_main:
+            return
+        path = self.out / "logs" / f"{self.run_id}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(path, "a" if resuming else "w", encoding="utf-8")
+        if not resuming:
+            source = self.code.decode("utf-8")
+            self.log_file.write(f"===== train_gpt.py source begin ({len(self.code)} bytes) =====\n{source}"
+                                f"{'' if source.endswith(chr(10)) else chr(10)}===== train_gpt.py source end =====\n")
+
+    def log(self, msg: str) -> None:
+        if self.rt.is_main:
+            print(msg, flush=True)
+            if self.log_file:
+                self.log_file.write(msg + "\n")
+                self.log_file.flush()
+
+    # -- one optimizer step over the global batch
+    def train_step(self, step: int) -> torch.Tensor:
+        h, rt = self.h, self.rt
+        tokens_per_process = h.train_batch_tokens // (rt.world_size * self.grad_accum)
+        total = torch.zeros((), device=rt.device)
+        for micro in range(self.grad_accum):
+            x, y = self.loader.next_batch(tokens_per_process, h.train_seq_len)
+            if rt.world_size > 1:
+                self.train_model.require_backward_grad_sync = micro == self.grad_accum - 1
+            with rt.autocast:
+                loss = self.train_model(x, y)
+            (loss / self.grad_accum).backward()
+            total += loss.detach()
+        mult = lr_multiplier(step, self.train_time_ms, h)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * mult
+        for group in self.optimizers[1].param_groups:
+            group["momentum"] = muon_momentum_at(step, h)
+        if h.grad_clip_norm > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), h.grad_clip_norm)
+        for opt in self.optimizers:
+            opt.step()
+        self.model.zero_grad(set_to_none=True)
+        return total / self.grad_accum
+
+    def global_mean(self, value: torch.Tensor) -> float:
+        if self.rt.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.rt.world_size
+        return value.item()
+
+    # -- training state
+    def snapshot(self) -> tuple[dict, dict]:
+        tensors = {f"model.{k}": v.detach().float().cpu() for k, v in self.model.state_dict().items()}
+        opt_groups = []
+        for j, opt in enumerate(self.optimizers):
+            sd = opt.state_dict()
+            for idx, state in sd["state"].items():
+                for key, value in state.items():
+                    tensors[f"opt{j}.{idx}.{key}"] = value.detach().cpu()
+            opt_groups.append(sd["param_groups"])
+        tensors["rng.cpu"] = torch.get_rng_state()
+        meta = {"step": self.step, "train_time_ms": self.train_time_ms, "loader": self.loader.stream.state(),
+                "opt_groups": opt_groups, "config": asdict(self.config), "run_id": self.run_id,
+                "val_history": self.val_history, "train_history": self.train_history}
+        return tensors, meta
+
+    def restore(self, tensors: dict, meta: dict, what: str) -> None:
+        if meta.get("config") != asdict(self.config):
+            raise GolfError(f"{what} was made with a different model configuration: {meta.get('config')}")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for j, opt in enumerate(self.optimizers):
+            state = {}
+            for name, value in tensors.items():
+                if name.startswith(f"opt{j}."):
+                    _, idx, key = name.split(".", 2)
+                    state.setdefault(int(idx), {})[key] = value
+            opt.load_state_dict({"state": state, "param_groups": meta["opt_groups"][j]})
+        torch.set_rng_state(tensors["rng.cpu"])
+        self.loader.stream.restore(meta["loader"])
+        self.step, self.train_time_ms = int(meta["step"]), float(meta["train_time_ms"])
+        self.val_history, self.train_history = list(meta["val_history"]), list(meta["train_history"])
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / "checkpoints" / self.run_id / f"step_{self.step:06d}.ckpt"
+        if self.rt.is_main:
+            save_tensors(path, *self.snapshot())
+            if self.h.checkpoint_keep:
+                for old in sorted(path.parent.glob("step_*.ckpt"))[:-self.h.checkpoint_keep]:
+                    old.unlink()
+        if self.rt.world_size > 1:
+            dist.barrier()
+        return path
+
+    def warm_up(self) -> None:
+        """Run WARMUP_STEPS steps to compile and fill caches, then undo them: weights, optimizer state, data position."""
+        if self.h.warmup_steps == 0:
+            return
+        model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        opt_states = [opt.state_dict() for opt in self.optimizers]
+        for step in range(self.h.warmup_steps):
+            self.train_step(step)
+        self.model.load_state_dict(model_state)
+        for opt, state in zip(self.optimizers, opt_states):
+            opt.load_state_dict(state)
+        self.loader.stream.restore({"file_idx": 0, "pos": 0})
+
+    def validate(self) -> tuple[float, float]:
+        h = self.h
+        return evaluate(self.compiled, self.val_tokens, self.luts, h.train_seq_len, h.train_seq_len, h.eval_batch_seqs,
+                        self.rt.device, self.rt.autocast, self.rt.rank, self.rt.world_size)
+
+    def sync(self) -> None:
+        if self.rt.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def run(self) -> dict:
+        h, rt = self.h, self.rt
+        resuming = bool(h.resume)
+        self.open_log(resuming)
+        for f in fields(h):
+            self.log(f"hparam {f.name.upper()}={getattr(h, f.name)}")
+        self.log(hardware_line(rt))
+        self.log(f"data: train_shards:{self.data_summary['train']['shards']} train_tokens:{self.data_summary['train']['tokens']} "
+                 f"val_tokens:{len(self.val_tokens)} tokenizer:{self.data_summary['tokenizer']}")
+        self.log(f"model_params:{sum(p.numel() for p in self.model.parameters())}")
+        self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(h.bf16)}")
+        probe = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
+        x, y = probe.next_batch(h.train_seq_len, h.train_seq_len)
+        with torch.no_grad(), rt.autocast:
+            self.log(f"untrained train_loss:{self.global_mean(self.model(x, y)):.4f} ln(vocab):{math.log(h.vocab_size):.4f}")
+        self.warm_up()
+        if resuming:
+            self.restore(*load_tensors(h.resume), what=h.resume)
+            self.log(f"resumed from {h.resume} at step {self.step} (train_time {self.train_time_ms:.0f}ms)")
+        last_checkpoint = h.resume or None
+        stop_at = None
+        nonfinite_step = torch.full((), -1, dtype=torch.long, device=rt.device)
+        self.sync()
+        t0 = time.perf_counter()
+        while True:
+            last = self.step == h.iterations or stop_at == self.step
+            if last or (h.val_loss_every and self.step % h.val_loss_every == 0 and self.step > 0):
+                self.sync()
+                self.train_time_ms += 1000 * (time.perf_counter() - t0)
+                self.check_finite(nonfinite_step, last_checkpoint)
+                val_loss, val_bpb = self.validate()
+                self.val_history.append({"step": self.step, "val_loss": val_loss, "val_bpb": val_bpb})
+                self.log(f"step:{self.step}/{h.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                         f"train_time:{self.train_time_ms:.0f}ms step_avg:{self.train_time_ms / max(self.step, 1):.2f}ms")
+                self.sync()
+                t0 = time.perf_counter()
+            if last:
+                break
+            loss = self.train_step(self.step)
+            nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
+            self.step += 1
+            elapsed_ms = self.train_time_ms + 1000 * (time.perf_counter() - t0)
+            if h.train_log_every and (self.step % h.train_log_every == 0 or self.step <= 10):
+                train_loss = self.global_mean(loss)
+                self.train_history.append({"step": self.step, "train_loss": train_loss})
+                self.log(f"step:{self.step}/{h.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms "
+                         f"step_avg:{elapsed_ms / self.step:.2f}ms tok/s:{self.step * h.train_batch_tokens / (elapsed_ms / 1000):.0f}")
+            if h.checkpoint_every and self.step % h.checkpoint_every == 0:
+                self.sync()
+                self.train_time_ms += 1000 * (time.perf_counter() - t0)
+                self.check_finite(nonfinite_step, last_checkpoint)
+                last_checkpoint = str(self.save_checkpoint())
+                t0 = time.perf_counter()
+                elapsed_ms = self.train_time_ms
+            if h.max_wallclock_seconds > 0 and stop_at is None:
+                over = torch.tensor(float(elapsed_ms >= 1000 * h.max_wallclock_seconds), device=rt.device)
+                if rt.world_size > 1:
+                    dist.all_reduce(over, op=dist.ReduceOp.MAX)  # every process stops at the same step
+                if over.item():
+                    stop_at = self.step
+        self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
+        return self.finish()
+
+    def check_finite(self, nonfinite_step: torch.Tensor, last_checkpoint) -> None:
+        bad = nonfinite_step.clone()
+        if self.rt.world_size > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item() >= 0:
+            kept = f"; last checkpoint kept: {last_checkpoint}" if last_checkpoint else "; no checkpoint was saved"
+            raise GolfError(f"non-finite train loss at step {bad.item() + 1}{kept}")
+
+    def finish(self) -> dict:
+        """Save the raw weights, write the int8+zlib artifact, read it back from disk and score the round trip."""
+        h, rt = self.h, self.rt
+        artifact = self.out / "final_model.int8.ptz"
+        state = {k: v.detach().float().cpu() for k, v in self.model.state_dict().items()}
+        if rt.is_main:
+            save_tensors(self.out / "final_model.safetensors", state, {"config": asdict(self.config), "run_id": self.run_id})
+            write_artifact(artifact, state, self.config)
+        if rt.world_size > 1:
+            dist.barrier()
+        artifact_bytes, code_bytes = artifact.stat().st_size, len(self.code)
+        total = artifact_bytes + code_bytes
+        self.log(f"Code size: {code_bytes} bytes")
+        self.log(f"Serialized model int8+zlib: {artifact_bytes} bytes")
+        self.log(f"Total submission size int8+zlib: {total} bytes (margin to {CODE_BYTES_CAP}: {CODE_BYTES_CAP - total} bytes)")
+        if total > CODE_BYTES_CAP:
+            self.log(f"OVER BUDGET: the submission is {total - CODE_BYTES_CAP} bytes over the {CODE_BYTES_CAP}-byte cap")
+        roundtrip_state, _ = read_artifact(artifact)
+        self.model.load_state_dict(roundtrip_state)
+        self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} on the round-trip model")
+        self.sync()
+        t0 = time.perf_counter()
+        val_loss, val_bpb = evaluate(self.compiled, self.val_tokens, self.luts, h.eval_seq_len, h.eval_stride, h.eval_batch_seqs,
+                                     rt.device, rt.autocast, rt.rank, rt.world_size)
+        self.sync()
+        eval_ms = 1000 * (time.perf_counter() - t0)
+        self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
+        self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+        last_val = self.val_history[-1] if self.val_history else {}
+        summary = {
+            "run_id": self.run_id, "seed": h.seed, "steps": self.step, "iterations": h.iterations,
+            "train_time_ms": round(self.train_time_ms), "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms),
+            "eval_seq_len": h.eval_seq_len, "eval_stride": h.eval_stride,
+            "pre_quant_val_loss": last_val.get("val_loss"), "pre_quant_val_bpb": last_val.get("val_bpb"),
+            "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total,
+            "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)}, "hardware": hardware_line(rt),
+            "model_params": sum(p.numel() for p in self.model.parameters()),
+            "val_history": self.val_history, "train_history": self.train_history,
+        }
+        if rt.is_main:
+            atomic_write(self.out / "logs" / f"{self.run_id}.json", json.dumps(summary, indent=1).encode())
+        return summary
+
+
+def main() -> int:
+    rt = None
+    try:
+        h = Hyperparameters.from_env()
+        rt = setup_runtime(h)
+        Trainer(h, rt).run()
+        return 0
+    except GolfError as e:
+        prefix = f"[rank {rt.rank}] " if rt and rt.world_size > 1 else ""
+        print(f"{prefix}error: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
