@@ -1,0 +1,280 @@
+"""tools/sweep.py without training: spec expansion, run names, Slurm script, slots, SIGTERM, failures, early stop.
+
+The runs here use a stand-in trainer that writes a fake train_gpt.py log line by line (records_sweep_support)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from records_sweep_support import REPO, subprocess_env, write_fake_trainer
+
+import sweep  # noqa: E402
+
+SWEEP = str(REPO / "tools" / "sweep.py")
+
+SPEC = """
+name = "unit"
+seeds = [1, 2]
+[base]
+ITERATIONS = 20
+DEVICE = "cpu"
+[grid]
+MATRIX_LR = [0.02, 0.04]
+NUM_LAYERS = [2, 3]
+[[configs]]
+MLP_MULT = 2
+[[configs]]
+MLP_MULT = 4
+BIGRAM_BUCKETS = 0
+[random]
+count = 3
+seed = 7
+[random.params]
+WARMDOWN_ITERS = { int_uniform = [0, 10] }
+SCALAR_LR = { log_uniform = [0.001, 0.1], digits = 3 }
+BETA2 = { uniform = [0.9, 0.99] }
+MUON_BACKEND_STEPS = { choice = [3, 5] }
+"""
+
+
+def _spec(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_spec_expands_configs_grid_random_and_seeds(tmp_path):
+    spec = sweep.load_spec(_spec(tmp_path, SPEC))
+    assert len(spec.runs) == 2 * 4 * 3 * 2
+    assert spec.axes == ["MLP_MULT", "BIGRAM_BUCKETS", "MATRIX_LR", "NUM_LAYERS", "WARMDOWN_ITERS", "SCALAR_LR",
+                         "BETA2", "MUON_BACKEND_STEPS", "SEED"]
+    names = [r.name for r in spec.runs]
+    assert len(set(names)) == len(names)
+    r0 = spec.runs[0]
+    assert r0.env["ITERATIONS"] == "20" and r0.env["DEVICE"] == "cpu" and r0.axes["SEED"] == "1"
+    assert r0.name.startswith("mlp_mult2-matrix_lr0.02-num_layers2-") and "-s1-" in r0.name
+    for r in spec.runs:
+        assert 0 <= int(r.env["WARMDOWN_ITERS"]) <= 10
+        assert 0.001 <= float(r.env["SCALAR_LR"]) <= 0.1 and len(r.env["SCALAR_LR"].replace("0.", "", 1)) <= 5
+        assert 0.9 <= float(r.env["BETA2"]) <= 0.99 and r.env["MUON_BACKEND_STEPS"] in ("3", "5")
+    # deterministic: same spec, same runs and names; another sampler seed, other samples
+    assert [r.name for r in sweep.load_spec(_spec(tmp_path, SPEC, "again.toml")).runs] == names
+    other = sweep.load_spec(_spec(tmp_path, SPEC.replace("seed = 7", "seed = 8"), "other.toml"))
+    assert {r.env["SCALAR_LR"] for r in other.runs} != {r.env["SCALAR_LR"] for r in spec.runs}
+
+
+def test_log_uniform_samples_spread_over_decades():
+    samples = sweep.sample_random({"count": 400, "seed": 0, "params": {"LR": {"log_uniform": [1e-4, 1e-1]}}})
+    logs = [math.log10(float(s["LR"])) for s in samples]
+    per_decade = [sum(lo <= x < lo + 1 for x in logs) for lo in (-4, -3, -2)]
+    assert all(100 <= n <= 170 for n in per_decade), per_decade  # ~133 each: uniform in log space
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("[grid]\nSEED = [1]\n", None),
+    ("seeds = [1]\n[grid]\nSEED = [1, 2]\n", "SEED is set by both"),
+    ("[grid]\nA = [1]\n[[configs]]\nA = 2\n", "A is set by both"),
+    ("[base]\nOUT_DIR = 'x'\n", "set by the driver"),
+    ("[grid]\nlower = [1]\n", "UPPER_SNAKE_CASE"),
+    ("[random]\ncount = 2\n[random.params]\nA = { log_uniform = [0, 1] }\n", "low > 0"),
+    ("[random]\ncount = 2\n[random.params]\nA = { gauss = [0, 1] }\n", "exactly one of"),
+    ("bogus = 1\n", "unknown key"),
+    ("[grid]\nA = []\n", "non-empty list"),
+])
+def test_bad_specs_are_refused_with_the_reason(tmp_path, text, msg):
+    p = _spec(tmp_path, text)
+    if msg is None:
+        assert len(sweep.load_spec(p).runs) == 1
+        return
+    with pytest.raises(sweep.SweepError, match=msg):
+        sweep.load_spec(p)
+
+
+def test_example_spec_parses_and_dry_run_prints_commands(tmp_path, capsys):
+    ex = REPO / "sweeps" / "example.toml"
+    spec = sweep.load_spec(ex)
+    assert sweep.main(["run", str(ex), "--dry-run", "--runs-dir", str(tmp_path / "runs")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(spec.runs) >= 4
+    for run, line in zip(spec.runs, lines):
+        assert f"RUN_ID={run.name}" in line and f"OUT_DIR={tmp_path / 'runs' / 'example' / run.name}" in line
+        assert "--standalone --nproc_per_node=1" in line and line.endswith("train_gpt.py")
+    assert not (tmp_path / "runs").exists()  # a dry run starts nothing
+
+
+def test_slurm_script_has_one_array_task_per_run(tmp_path):
+    p = _spec(tmp_path, 'name = "sl"\nseeds = [1, 2]\n[grid]\nMATRIX_LR = [0.02, 0.04]\n')
+    spec = sweep.load_spec(p)
+    text = sweep.slurm_script(spec, p, runs_dir="runs", partition="gpu", time_limit="00:20:00", gpus_per_task=1,
+                              cpus_per_task=8, max_parallel=2, nproc=1, workdir="/work/golf")
+    assert text.startswith("#!/bin/bash\n")
+    for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --time=00:20:00",
+                 "#SBATCH --gpus-per-task=1", "#SBATCH --cpus-per-task=8", "#SBATCH --output=runs/sl/slurm-%A_%a.out",
+                 "cd /work/golf", 'case "$SLURM_ARRAY_TASK_ID" in'):
+        assert line in text.splitlines(), line
+    for r in spec.runs:
+        assert f"  {r.index}) RUN={r.name} ;;  # MATRIX_LR={r.axes['MATRIX_LR']} SEED={r.axes['SEED']}" in text
+    assert f'python tools/sweep.py run-one {p} --run "$RUN" --runs-dir runs --launcher torchrun --nproc-per-node 1' in text
+    out = tmp_path / "job.sh"
+    assert sweep.main(["slurm", str(p), "--out", str(out)]) == 0 and out.read_text().count(") RUN=") == 4
+    r = subprocess.run(["bash", "-n", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_run_one_runs_a_single_named_run_in_the_sweep_layout(tmp_path):
+    fake = write_fake_trainer(tmp_path / "fake_train.py")
+    p = _spec(tmp_path, 'name = "one"\n[grid]\nMATRIX_LR = [0.02, 0.04]\n')
+    spec = sweep.load_spec(p)
+    name = spec.runs[1].name
+    args = [sys.executable, SWEEP, "run-one", str(p), "--run", name, "--runs-dir", str(tmp_path / "runs"),
+            "--launcher", "python", "--script", str(fake)]
+    r = subprocess.run(args, capture_output=True, text=True, env=subprocess_env({}), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    st = json.loads((tmp_path / "runs" / "one" / name / "state.json").read_text())
+    assert st["status"] == "done" and st["result"]["val_bpb"] == pytest.approx(1.04)
+    assert not (tmp_path / "runs" / "one" / spec.runs[0].name).exists()
+    r = subprocess.run(args[:5] + ["nope"] + args[6:], capture_output=True, text=True, env=subprocess_env({}))
+    assert r.returncode == 1 and r.stderr.startswith("error: no run named nope")
+
+
+def _drive(tmp_path, spec_text, *extra, fake_env=None, wait=True):
+    fake = write_fake_trainer(tmp_path / "fake_train.py")
+    p = _spec(tmp_path, spec_text)
+    args = [sys.executable, SWEEP, "run", str(p), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
+            "--script", str(fake), "--poll-seconds", "0.05", "--quiet", *extra]
+    env = subprocess_env({"PYTHONPATH": str(tmp_path), **(fake_env or {})})
+    if not wait:
+        return subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True), p
+    return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120), p
+
+
+def _states(tmp_path, sweep_name):
+    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs" / sweep_name).glob("*/state.json")}
+
+
+def test_gpu_slots_run_in_parallel_with_one_device_each(tmp_path):
+    r, _ = _drive(tmp_path, 'name = "g"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03, 0.04]\n', "--gpus", "0,1",
+                  fake_env={"FAKE_STEP_SLEEP": "0.03"})
+    assert r.returncode == 0, r.stderr
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "g").glob("*/env.json")]
+    assert len(infos) == 4 and {i["CUDA_VISIBLE_DEVICES"] for i in infos} == {"0", "1"}
+    spans = sorted((i["start"], i["end"]) for i in infos)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two runs overlapped in time
+
+
+def test_cpu_core_budget_sets_threads_and_parallelism(tmp_path):
+    r, _ = _drive(tmp_path, 'name = "c"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03]\n', "--cpu-cores", "2",
+                  "--cores-per-run", "1", fake_env={"FAKE_STEP_SLEEP": "0.03"})
+    assert r.returncode == 0, r.stderr
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "c").glob("*/env.json")]
+    assert len(infos) == 3 and {i["OMP_NUM_THREADS"] for i in infos} == {"1"}
+    assert {i["CUDA_VISIBLE_DEVICES"] for i in infos} == {os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def test_failed_run_is_recorded_with_stderr_and_the_sweep_goes_on(tmp_path):
+    text = 'name = "f"\n[[configs]]\nMATRIX_LR = 0.01\n[[configs]]\nFAKE_FAIL = 1\n[[configs]]\nMATRIX_LR = 0.03\n'
+    r, p = _drive(tmp_path, text)
+    assert r.returncode == 0, r.stderr
+    states = _states(tmp_path, "f")
+    by_status = sorted(s["status"] for s in states.values())
+    assert by_status == ["done", "done", "failed"]
+    failed = next(s for s in states.values() if s["status"] == "failed")
+    assert failed["returncode"] == 3 and "exit code 3" in failed["error"] and "FAKE_FAIL is set" in failed["error"]
+    rows = sweep.collect(sweep.load_spec(p), tmp_path / "runs")
+    assert [r["status"] for r in rows] == ["done", "done", "failed"] and "FAKE_FAIL" in rows[2]["note"]
+    # a second driver run leaves the failure alone; --retry-failed reruns it
+    r, _ = _drive(tmp_path, text)
+    assert _states(tmp_path, "f")[failed["name"]]["attempts"] == 1
+    r, _ = _drive(tmp_path, text, "--retry-failed")
+    assert _states(tmp_path, "f")[failed["name"]]["attempts"] == 2
+
+
+def test_sigterm_to_the_driver_interrupts_runs_and_a_restart_finishes_them(tmp_path):
+    text = 'name = "t"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03]\n'
+    proc, p = _drive(tmp_path, text, fake_env={"FAKE_STEP_SLEEP": "0.15"}, wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = _states(tmp_path, "t")
+        if any(s["status"] == "done" for s in st.values()) and any(s["status"] == "running" for s in st.values()):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    st = _states(tmp_path, "t")
+    assert sorted(s["status"] for s in st.values()) == ["done", "interrupted"]
+    done_before = {n: s for n, s in st.items() if s["status"] == "done"}
+    r, _ = _drive(tmp_path, text)
+    assert r.returncode == 0, r.stderr
+    st = _states(tmp_path, "t")
+    assert len(st) == 3 and all(s["status"] == "done" for s in st.values())
+    for n, s in done_before.items():
+        assert st[n] == s  # finished results untouched
+    assert sorted(s["attempts"] for s in st.values()) == [1, 1, 2]
+
+
+def test_driver_recovers_a_run_that_finished_while_unrecorded(tmp_path):
+    text = 'name = "rec"\n[grid]\nMATRIX_LR = [0.01]\n'
+    r, p = _drive(tmp_path, text)
+    spec = sweep.load_spec(p)
+    name = spec.runs[0].name
+    sdir = tmp_path / "runs" / "rec"
+    st = json.loads((sdir / name / "state.json").read_text())
+    st.update(status="running", result=None)  # as if the driver died between exit and record
+    sweep.write_state(sdir, name, st)
+    todo, done = sweep.Driver(spec, tmp_path / "runs", "python", 1, "x", [{"label": "d", "env": {}}]).classify()
+    assert todo == [] and [r.name for r in done] == [name]
+    st = json.loads((sdir / name / "state.json").read_text())
+    assert st["status"] == "done" and st["recovered"] and st["attempts"] == 1 and st["result"]["val_bpb"] > 0
+
+
+STUB = '''
+def should_stop(prefix, best_final, margin, min_fraction):
+    calls = prefix["steps"], prefix["values"], prefix["total_steps"]
+    if prefix["hparams"].get("MATRIX_LR") == "0.9" and len(prefix["steps"]) >= 1:
+        return True, 9.99, f"stub: lr 0.9 is hopeless (best {best_final:.3f}, margin {margin})"
+    return False, None, "keep going"
+'''
+
+
+def test_early_stop_hook_stops_a_run_with_the_predictors_reason(tmp_path):
+    (tmp_path / "stub_predict.py").write_text(STUB)
+    text = 'name = "es"\n[grid]\nMATRIX_LR = [0.01, 0.9]\n'
+    r, p = _drive(tmp_path, text, "--early-stop-margin", "0.02", "--early-stop-min-fraction", "0.2",
+                  "--predictor", "stub_predict:should_stop", "--check-seconds", "0.05",
+                  fake_env={"FAKE_STEP_SLEEP": "0.05", "ITERATIONS": "40"})
+    assert r.returncode == 0, r.stderr
+    st = {s["axes"]["MATRIX_LR"]: s for s in _states(tmp_path, "es").values()}
+    assert st["0.01"]["status"] == "done"
+    stopped = st["0.9"]
+    assert stopped["status"] == "stopped_early" and stopped["predicted"] == 9.99
+    assert stopped["reason"].startswith("stub: lr 0.9 is hopeless (best 1.0") and "margin 0.02" in stopped["reason"]
+    assert stopped["result"]["steps"] < 40
+    rows = sweep.collect(sweep.load_spec(p), tmp_path / "runs")
+    assert rows[1]["status"] == "stopped_early" and rows[1]["note"].startswith("stub:")
+    r, _ = _drive(tmp_path, text)  # resumed sweep: a stopped run stays stopped
+    assert _states(tmp_path, "es")[stopped["name"]]["attempts"] == 1
+
+
+def test_early_stop_with_the_real_predictor_when_present(tmp_path):
+    pl = pytest.importorskip("predict_loss")
+    if not hasattr(pl, "should_stop"):
+        pytest.skip("predict_loss.should_stop missing")
+    text = 'name = "esr"\n[grid]\nMATRIX_LR = [0.01, 0.5]\n'
+    r, _ = _drive(tmp_path, text, "--early-stop-margin", "0.05", "--early-stop-min-fraction", "0.3",
+                  "--check-seconds", "0.05", fake_env={"FAKE_STEP_SLEEP": "0.05", "ITERATIONS": "40",
+                                                       "PYTHONPATH": str(REPO / "tools")})
+    assert r.returncode == 0, r.stderr
+    st = {s["axes"]["MATRIX_LR"]: s for s in _states(tmp_path, "esr").values()}
+    assert st["0.01"]["status"] == "done"
+    assert st["0.5"]["status"] == "stopped_early", st["0.5"]
+    assert "predicted final val_bpb" in st["0.5"]["reason"]
