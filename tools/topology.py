@@ -438,7 +438,11 @@ def plot_run(path: Path, rows: list[dict[str, Any]], spearman: dict[str, dict], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    feats = [f"model_{f}" for f in FEATURES if any(not math.isnan(r[f"model_{f}"]) for r in rows)]
+    feats = []
+    for f in FEATURES:  # skip features that are absent (H1 without ripser) or constant (h0_count)
+        vals = {r[f"model_{f}"] for r in rows if not math.isnan(r[f"model_{f}"])}
+        if len(vals) > 1 or (len(rows) == 1 and vals):
+            feats.append(f"model_{f}")
     ncols = 3
     nrows = max(1, math.ceil(len(feats) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
