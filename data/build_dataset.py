@@ -89,6 +89,7 @@ class BuildSettings:
     byte: bool = False  # use the byte260 vocabulary
     vocab_size: int | None = None  # for a trained tokenizer (default 1024)
     byte_fallback: bool = False
+    character_coverage: float = 0.999
     tokenizer_train_docs: int = 200_000
     tokenizer_train_chars: int = 50_000_000
     shard_tokens: int = 100_000_000
@@ -344,15 +345,18 @@ def _training_sentences(docs: list[Doc], max_docs: int, max_chars: int) -> tuple
 
 
 def train_sentencepiece(docs: list[Doc], vocab_size: int, *, seed: int, byte_fallback: bool,
-                        max_docs: int, max_chars: int, threads: int, filename: str) -> TokenizerInfo:
+                        character_coverage: float, max_docs: int, max_chars: int, threads: int,
+                        filename: str) -> TokenizerInfo:
     import sentencepiece as spm
     sentences, used, chars = _training_sentences(docs, max_docs, max_chars)
     if not sentences:
         raise DataError("no text to train the tokenizer on")
-    settings = dict(PUBLISHED_SP_SETTINGS, vocab_size=vocab_size, byte_fallback=byte_fallback)
+    settings = dict(PUBLISHED_SP_SETTINGS, vocab_size=vocab_size, byte_fallback=byte_fallback,
+                    character_coverage=character_coverage)
     model = io.BytesIO()
     spm.set_random_generator_seed(seed)
-    _log(f"training SentencePiece BPE (vocab {vocab_size}, byte_fallback={byte_fallback}) "
+    _log(f"training SentencePiece BPE (vocab {vocab_size}, byte_fallback={byte_fallback}, "
+         f"character_coverage={character_coverage}) "
          f"on {used} docs / {chars:,} chars ...")
     t0 = time.perf_counter()
     try:
@@ -493,7 +497,7 @@ def tokenize_split(docs: list[Doc], tok: TokenizerInfo, sink: ShardSink, workers
 def fingerprint(split: Split, settings: BuildSettings, tok_desc: str) -> str:
     h = hashlib.sha256()
     keys = {k: getattr(settings, k) for k in ("seed", "val_docs", "val_fraction", "byte", "vocab_size",
-                                               "byte_fallback", "tokenizer_train_docs",
+                                               "byte_fallback", "character_coverage", "tokenizer_train_docs",
                                                "tokenizer_train_chars", "shard_tokens", "prefix")}
     h.update(json.dumps(keys, sort_keys=True).encode())
     h.update(tok_desc.encode())
@@ -540,9 +544,8 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
         tok_given = None
         tok_desc = f"train:{json.dumps(PUBLISHED_SP_SETTINGS, sort_keys=True)}"
 
-    t_read = time.perf_counter()
     split = dedupe_and_split(docs, s.seed, s.val_docs, s.val_fraction)
-    _log(f"read {split.docs_read} docs in {time.perf_counter() - t_read:.1f}s: {split.empty_skipped} empty, "
+    _log(f"read {split.docs_read} docs: {split.empty_skipped} empty, "
          f"{split.duplicates_removed} exact duplicates dropped; {len(split.train)} train / {len(split.val)} val")
     fp = fingerprint(split, s, tok_desc)
 
@@ -562,6 +565,7 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
         if tok_given is None:
             vocab = s.vocab_size or 1024
             tok = train_sentencepiece(split.train, vocab, seed=s.seed, byte_fallback=s.byte_fallback,
+                                      character_coverage=s.character_coverage,
                                       max_docs=s.tokenizer_train_docs, max_chars=s.tokenizer_train_chars,
                                       threads=workers, filename=f"{s.prefix}_{vocab}_bpe.model")
         else:
@@ -635,7 +639,8 @@ def _install(tmp: Path, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- CLI
 
-def add_build_arguments(p: argparse.ArgumentParser, *, prefix_default: str = "corpus") -> None:
+def add_build_arguments(p: argparse.ArgumentParser, *, prefix_default: str = "corpus",
+                        coverage_default: float = 0.999) -> None:
     p.add_argument("--out", required=True, help="dataset directory to create (built next to it, then renamed)")
     p.add_argument("--seed", type=int, default=1337, help="shuffle / split / tokenizer seed (default 1337)")
     g = p.add_mutually_exclusive_group()
@@ -647,6 +652,9 @@ def add_build_arguments(p: argparse.ArgumentParser, *, prefix_default: str = "co
     p.add_argument("--vocab-size", type=int, default=None, help="vocabulary of the trained tokenizer (default 1024)")
     p.add_argument("--byte-fallback", action="store_true",
                    help="train with SentencePiece byte fallback (the published sp1024 has none)")
+    p.add_argument("--character-coverage", type=float, default=coverage_default,
+                   help=f"SentencePiece character_coverage (default {coverage_default}; the published sp1024 used "
+                        "0.999: the rarest 0.1%% of characters become <unk>, which counts zero bytes)")
     p.add_argument("--tokenizer-train-docs", type=int, default=200_000, help="max training docs sampled for the tokenizer")
     p.add_argument("--tokenizer-train-chars", type=int, default=50_000_000, help="max characters sampled for the tokenizer")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100,000,000)")
@@ -661,6 +669,7 @@ def settings_from_args(args: argparse.Namespace, source: str) -> BuildSettings:
     return BuildSettings(
         source=source, seed=args.seed, val_docs=args.val_docs, val_fraction=args.val_fraction,
         tokenizer=args.tokenizer, byte=args.byte, vocab_size=args.vocab_size, byte_fallback=args.byte_fallback,
+        character_coverage=args.character_coverage,
         tokenizer_train_docs=args.tokenizer_train_docs, tokenizer_train_chars=args.tokenizer_train_chars,
         shard_tokens=args.shard_tokens, prefix=args.prefix, workers=args.workers, force=args.force,
         progress=not args.no_progress)

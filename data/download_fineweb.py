@@ -15,11 +15,12 @@ Local layout (under --output-root, default: this data/ folder), the one train_gp
   data/tokenizers/fineweb_1024_bpe.model
   data/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin   (+ a golf manifest.json)
 
-Files already present and complete are skipped; an interrupted file resumes from its `.partial`;
-every file is checked (size; shard header against file size; SHA-256 where the hub or the manifest
-gives one, or the manifest's optional "files" map {path: {"size", "sha256"}}) before it is renamed
-to its final name. --mirror DIR reads a local copy of the
-repository (same layout) instead of the hub, for machines without internet.
+Files already present and complete are skipped; an interrupted file resumes (from its `.partial`
+with --mirror; from the huggingface_hub cache otherwise). Every file is checked before it gets its
+final name: size, shard header against file size, and SHA-256 where the hub (LFS) or the
+manifest's optional "files" map {path: {"size": n, "sha256": h}} gives one.
+--mirror DIR reads a local directory laid out like the repository instead of the hub
+(for machines without internet).
 """
 from __future__ import annotations
 

