@@ -200,7 +200,7 @@ def test_failed_run_is_recorded_with_stderr_and_the_sweep_goes_on(tmp_path):
 
 def test_sigterm_to_the_driver_interrupts_runs_and_a_restart_finishes_them(tmp_path):
     text = 'name = "t"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03]\n'
-    proc, p = _drive(tmp_path, text, fake_env={"FAKE_STEP_SLEEP": "0.15"}, wait=False)
+    proc, p = _drive(tmp_path, text, fake_env={"FAKE_STEP_SLEEP": "0.08"}, wait=False)
     deadline = time.time() + 60
     while time.time() < deadline:
         st = _states(tmp_path, "t")
