@@ -278,12 +278,12 @@ def build_byte_luts(tokenizer):
 def validate_dataset(data_path, tokenizer_path, vocab_size: int, full: bool = False) -> dict:
     """Check shards and tokenizer before training. Headers and sizes always; every token's range for the
     validation split (and, with full=True, the training split)."""
+    shards = {split: list_shards(data_path, split) for split in ("train", "val")}
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.vocab_size != vocab_size:
         raise GolfError(f"tokenizer {tokenizer_path} has {tokenizer.vocab_size} tokens but VOCAB_SIZE={vocab_size}")
     summary = {"tokenizer": str(tokenizer_path), "vocab_size": vocab_size, "bos_id": tokenizer.bos_id}
-    for split in ("train", "val"):
-        files = list_shards(data_path, split)
+    for split, files in shards.items():
         if full or split == "val":
             tokens = sum(len(load_shard(f, vocab_size)) for f in files)
         else:

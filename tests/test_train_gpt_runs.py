@@ -1,0 +1,132 @@
+"""End-to-end CPU runs of train_gpt.py: determinism, warm-up undone, 1 vs 2 processes, kill -9 and resume,
+non-finite loss, the final log lines and json, and one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train_support import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, train_losses, write_shard
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_byte_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """The reference tiny run (fp32 so that process-count comparisons can be tight)."""
+    out = tmp_path_factory.mktemp("ref")
+    result = run_train(tiny_env(data, out, BF16=0))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_log_and_json_hold_the_final_figures(reference):
+    out, stdout = reference
+    log = (out / "logs" / "tiny.txt").read_text()
+    source = TRAIN_GPT.read_text()
+    assert log.startswith(f"===== train_gpt.py source begin ({len(TRAIN_GPT.read_bytes())} bytes) =====\n{source}")
+    assert "===== train_gpt.py source end =====" in log and "untrained train_loss:" in log and "ln(vocab):5.5607" in log
+    summary = json.loads((out / "logs" / "tiny.json").read_text())
+    exact = final_exact(log)
+    assert exact == f"final_int8_zlib_roundtrip_exact val_loss:{summary['val_loss']:.8f} val_bpb:{summary['val_bpb']:.8f}"
+    rounded = [l for l in log.splitlines() if l.startswith("final_int8_zlib_roundtrip val_loss:")][0]
+    assert rounded.startswith(f"final_int8_zlib_roundtrip val_loss:{summary['val_loss']:.4f} val_bpb:{summary['val_bpb']:.4f} eval_time:")
+    artifact = (out / "final_model.int8.ptz").stat().st_size
+    assert f"Serialized model int8+zlib: {artifact} bytes" in log
+    assert f"Code size: {len(TRAIN_GPT.read_bytes())} bytes" in log
+    assert summary["bytes_total"] == artifact + len(TRAIN_GPT.read_bytes()) == summary["bytes_model"] + summary["bytes_code"]
+    assert f"Total submission size int8+zlib: {summary['bytes_total']} bytes (margin to 16000000: {16000000 - summary['bytes_total']} bytes)" in log
+    assert summary["steps"] == 8 and [v["step"] for v in summary["val_history"]] == [4, 8]
+    losses = train_losses(stdout)
+    assert len(losses) == 8 and losses[-1] < losses[0] - 1.0  # it learns
+    assert log.rstrip().endswith(exact)
+
+
+def test_same_seed_gives_the_same_loss_at_every_step(data, reference, tmp_path):
+    result = run_train(tiny_env(data, tmp_path, BF16=0))
+    assert train_losses(result.stdout) == train_losses(reference[1])
+    assert final_exact(result.stdout) == final_exact(reference[1])
+    other_seed = run_train(tiny_env(data, tmp_path, BF16=0, SEED=7))
+    assert train_losses(other_seed.stdout) != train_losses(reference[1])
+
+
+def test_compile_warm_up_steps_are_undone(data, reference, tmp_path):
+    result = run_train(tiny_env(data, tmp_path, BF16=0, WARMUP_STEPS=3))
+    assert result.returncode == 0, result.stderr
+    assert train_losses(result.stdout) == train_losses(reference[1])
+    assert final_exact(result.stdout) == final_exact(reference[1])
+
+
+def test_two_processes_follow_the_one_process_loss_curve(data, reference, tmp_path):
+    result = run_train(tiny_env(data, tmp_path, BF16=0), nproc=2)
+    assert result.returncode == 0, result.stderr
+    assert "world_size:2 grad_accum_steps:4" in result.stdout
+    # Same global batch, same order: only the gradient sum order differs (DDP's all-reduce), and Muon's bf16
+    # Newton-Schulz turns those last-bit differences into ~1e-4 relative drift over a few steps.
+    one_losses, two_losses = train_losses(reference[1]), train_losses(result.stdout)
+    assert two_losses[:2] == one_losses[:2]
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-3)
+    one = float(final_exact(reference[1]).split("val_bpb:")[1])
+    two = float(final_exact(result.stdout).split("val_bpb:")[1])
+    assert two == pytest.approx(one, rel=1e-3)
+
+
+def test_killed_run_resumes_to_exactly_the_same_final_loss(data, reference, tmp_path):
+    env = tiny_env(data, tmp_path, BF16=0, CHECKPOINT_EVERY=2)
+    proc = subprocess.Popen([sys.executable, str(TRAIN_GPT)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_dir = tmp_path / "checkpoints" / "tiny"
+    deadline = time.time() + 120
+    while not list(ckpt_dir.glob("step_*.ckpt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(ckpt_dir.glob("step_*.ckpt"))
+    assert done and not (tmp_path / "final_model.int8.ptz").exists(), "the run was not interrupted mid-way"
+    resumed = run_train({**env, "RESUME": str(done[-1])})
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {done[-1]} at step {int(done[-1].stem.split('_')[1])}" in resumed.stdout
+    assert final_exact(resumed.stdout) == final_exact(reference[1])
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(data, tmp_path):
+    result = run_train(tiny_env(data, tmp_path, TIED_EMBED_LR="1e30", SCALAR_LR="1e30", CHECKPOINT_EVERY=2, TRAIN_LOG_EVERY=0))
+    assert result.returncode != 0
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: non-finite train loss at step ")
+    kept = Path(err[0].split("last checkpoint kept: ")[1])
+    assert kept.exists() and not (tmp_path / "final_model.int8.ptz").exists()
+
+
+def _error_of(env) -> str:
+    result = run_train(env, timeout=120)
+    assert result.returncode == 1, result.stdout[-500:] + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_bad_input_stops_at_once_with_one_line(data, tmp_path):
+    assert "NUM_LAYERS='two'" in _error_of(tiny_env(data, tmp_path, NUM_LAYERS="two"))
+    assert "is not a directory" in _error_of(tiny_env(tmp_path / "missing", tmp_path))
+    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(data, tmp_path, VOCAB_SIZE=1024))
+    assert "shorter than one sequence" in _error_of(tiny_env(data, tmp_path, EVAL_SEQ_LEN=100000, EVAL_STRIDE=64))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in data.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    raw = (broken / "tiny_train_000001.bin").read_bytes()
+    (broken / "tiny_train_000001.bin").write_bytes(raw[:-10])
+    assert "tiny_train_000001.bin" in _error_of(tiny_env(broken, tmp_path)) 
+    (broken / "tiny_train_000001.bin").write_bytes(b"\x00" * 4 + raw[4:])
+    assert "magic" in _error_of(tiny_env(broken, tmp_path))
