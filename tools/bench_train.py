@@ -1,0 +1,101 @@
+"""Benchmark train_gpt.py's model on this machine: parameters, FLOPs per token, training throughput, peak memory,
+and the int8+zlib artifact size of the freshly initialised model.
+
+The configuration comes from the same environment variables train_gpt.py reads (defaults: the 7-layer recipe).
+A full 131,072-token step of the default model is slow on a CPU, so this times a few optimizer steps over
+--micro-seqs sequences each and extrapolates the time of a full TRAIN_BATCH_TOKENS step.
+
+  python tools/bench_train.py                                   # default config, 1 sequence of 2048 per step
+  NUM_LAYERS=2 MODEL_DIM=128 TRAIN_SEQ_LEN=256 python tools/bench_train.py --micro-seqs 8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import train_gpt as tg  # noqa: E402
+
+
+def flops_per_token(cfg: tg.ModelConfig, seq_len: int) -> dict:
+    """Training FLOPs per token: 6 per matmul weight (forward 2, backward 4), plus causal attention scores."""
+    matmul = 0
+    model = tg.GPT(cfg)
+    for name, p in model.named_parameters():
+        if p.ndim == 2 and name.startswith(("blocks.", "bigram.proj")):
+            matmul += p.numel()
+    matmul += cfg.vocab_size * cfg.model_dim  # output projection (tied or not)
+    attention = cfg.num_layers * seq_len * cfg.model_dim * 2  # QK^T and AV, causal: half of 2*2*T*D, fwd
+    return {"matmul_params": matmul, "train_flops_per_token": 6 * matmul + 3 * attention}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--micro-seqs", type=int, default=1, help="sequences of TRAIN_SEQ_LEN per timed step (default 1)")
+    ap.add_argument("--steps", type=int, default=3, help="timed optimizer steps after one untimed warm-up step")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = ap.parse_args(argv)
+    try:
+        h = tg.Hyperparameters.from_env()
+        if args.micro_seqs < 1 or args.steps < 1:
+            raise tg.GolfError("--micro-seqs and --steps must be positive")
+        rt = tg.setup_runtime(h)
+    except tg.GolfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    torch.manual_seed(h.seed)
+    cfg = tg.ModelConfig.from_hparams(h, bos_id=1)
+    model = tg.GPT(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact_bytes = tg.write_artifact(Path(tmp) / "fresh.ptz", {k: v.float() for k, v in model.state_dict().items()}, cfg)
+    code_bytes = len((Path(tg.__file__)).read_bytes())
+    model = model.to(rt.device)
+    train_model = torch.compile(model) if rt.compile else model
+    optimizers = tg.build_optimizers(model, h, fused=rt.device.type == "cuda")
+    ids = torch.randint(0, h.vocab_size, (args.micro_seqs, h.train_seq_len + 1), device=rt.device)
+
+    def step():
+        with rt.autocast:
+            loss = train_model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+
+    step()  # warm-up: compile, allocate optimizer state
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - t0) / args.steps
+    tokens = args.micro_seqs * h.train_seq_len
+    flops = flops_per_token(cfg, h.train_seq_len)
+    result = {
+        "device": str(rt.device), "compile": rt.compile, "bf16": h.bf16, "threads": torch.get_num_threads(),
+        "params": sum(p.numel() for p in model.parameters()), **flops,
+        "tokens_per_step": tokens, "step_seconds": seconds, "tokens_per_second": tokens / seconds,
+        "achieved_gflops": flops["train_flops_per_token"] * tokens / seconds / 1e9,
+        "full_batch_step_seconds_estimate": h.train_batch_tokens / (tokens / seconds),
+        "peak_memory_mib": tg.peak_memory_mib(rt.device),
+        "fresh_artifact_bytes": artifact_bytes, "code_bytes": code_bytes, "fresh_total_bytes": artifact_bytes + code_bytes,
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for k, v in result.items():
+            print(f"{k:34s} {v:,.3f}" if isinstance(v, float) else f"{k:34s} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k:34s} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
