@@ -262,7 +262,10 @@ class Scheme:
                 kw["float_kind"] = p
             else:
                 raise GolfError(f"scheme {spec!r}: unknown part {p!r} (known: clip, emb8, emb16, bytes, packed, fp16, bf16, fp32)")
-        return cls(**kw)
+        try:
+            return cls(**kw)
+        except GolfError as e:
+            raise GolfError(f"scheme {spec!r}: {e}") from None
 
 
 def _quantize_matrix(t: torch.Tensor, bits: int, clip_search: bool, layout: str) -> tuple[dict, dict]:
