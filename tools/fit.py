@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -74,16 +75,18 @@ def run_fit(state: dict, config: dict, schemes: list, codecs: list, levels: dict
             model = tg.model_from_state(sd, config, "checkpoint").eval()
             return S.score_model(model, tokens, luts, data["seq_len"], data["stride"], data["batch_seqs"],
                                  torch_device(), bool(data.get("bf16", 1)))
+        t0 = time.perf_counter()
         base["val_loss"], base["val_bpb"] = evaluator(state)
+        base["eval_seconds"] = round(time.perf_counter() - t0, 3)
         base["targets"] = len(tokens) - 1
-    rows = []
-    bar = tqdm(total=len(schemes) * len(codecs) + (len(schemes) if evaluator else 0), desc="fit", disable=not progress,
-               file=sys.stderr)
+    rows, scored = [], {}  # scored: the layout does not change the weights, so each is evaluated once
+    evals = len({replace(s, layout="bytes") for s in schemes}) if evaluator else 0
+    bar = tqdm(total=len(schemes) * len(codecs) + evals, desc="fit", disable=not progress, file=sys.stderr)
     for scheme in schemes:
         t0 = time.perf_counter()
         tensors, info = A.quantize(state, scheme)
         quant_s = time.perf_counter() - t0
-        rel_error = val_bpb = None
+        rel_error = None
         for codec in codecs:
             bar.set_postfix_str(f"{scheme.spec}+{codec}")
             t1 = time.perf_counter()
@@ -93,12 +96,17 @@ def run_fit(state: dict, config: dict, schemes: list, codecs: list, levels: dict
             roundtrip, _ = tg.unpack_artifact(blob, f"{scheme.spec}+{codec}")
             if rel_error is None:  # every codec is lossless: the round-trip weights are the same for all of them
                 rel_error = A.relative_error(state, roundtrip)
-                if evaluator:
+                key = replace(scheme, layout="bytes")
+                if evaluator and key not in scored:
                     bar.set_postfix_str(f"{scheme.spec} eval")
-                    val_bpb = evaluator(roundtrip)[1]
+                    t2 = time.perf_counter()
+                    scored[key] = (evaluator(roundtrip)[1], time.perf_counter() - t2)
                     bar.update(1)
-            rows.append(table_row(scheme.spec, codec, A.check_codec(codec, levels.get(codec)), len(blob), code, params,
-                                  rel_error, val_bpb, base["val_bpb"], seconds))
+            val_bpb, eval_s = scored.get(replace(scheme, layout="bytes"), (None, None))
+            row = table_row(scheme.spec, codec, A.check_codec(codec, levels.get(codec)), len(blob), code, params,
+                            rel_error, val_bpb, base["val_bpb"], seconds)
+            row["eval_seconds"] = None if eval_s is None else round(eval_s, 3)
+            rows.append(row)
             bar.update(1)
     bar.close()
     return sort_rows(rows), base
