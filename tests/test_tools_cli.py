@@ -156,3 +156,18 @@ def test_bad_inputs_give_one_error_line_and_exit_1(tiny_trained, tmp_path, capsy
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "does not match the model shape" in r.stderr
     r = run_tool("score.py", art, "--data", data, "--seq-len", 64, "--stride", 128)
     assert r.returncode == 1 and "exceeds --seq-len" in r.stderr
+
+
+def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
+    import subprocess
+    import sys
+    from tools_test_support import TOOLS, clean_env
+    data, run, stdout = tiny_trained
+    logged = float(re.search(r"final_int8_zlib_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", stdout).group(1))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(TOOLS / "score.py"), str(run / "final_model.int8.ptz"), "--data", str(data), "--seq-len", "64",
+                        "--stride", "32", "--batch-seqs", "8", "--json"], env=clean_env(), capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["world_size"] == 2 and rep["val_bpb"] == pytest.approx(logged, abs=1e-7)

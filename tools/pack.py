@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import artifact as A  # noqa: E402
 from artifact import GolfError, tg  # noqa: E402
 
-DEFAULT_CODEC = "lzma"
+DEFAULT_CODEC = "brotli"
 DEFAULT_LAYOUT = "bytes"
 
 
