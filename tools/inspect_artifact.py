@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,7 +23,7 @@ from artifact import GolfError, tg  # noqa: E402
 
 
 def tensor_bytes(t) -> bytes:
-    return t.contiguous().reshape(-1).view(__import__("torch").uint8).numpy().tobytes() if t.numel() else b""
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
 def inspect(path, level: int | None = None, progress: bool = True) -> dict:
