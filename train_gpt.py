@@ -89,6 +89,7 @@ class Hyperparameters:
     device: str = "auto"  # auto | cuda | cpu
     compile: str = "auto"  # auto (on for CUDA) | 0 | 1
     bf16: bool = True  # bf16 autocast
+    fused_ce: bool = True  # the fused Triton cross-entropy, used only on CUDA with triton installed
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Hyperparameters":
@@ -466,6 +467,118 @@ class BigramHash(nn.Module):
         return self.proj(e) if self.proj is not None else e
 
 
+# Fused soft-capped cross-entropy (Triton, CUDA only; proven against the reference under TRITON_INTERPRET=1).
+# Logits are computed chunk by chunk and overwritten in place by their gradient: the (N, V) fp32 logits, their
+# soft-capped copy and the softmax are never all materialised.
+try:
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+
+def triton_available() -> bool:
+    return triton is not None
+
+
+def softcapped_logits(x, W, softcap=0.0):
+    logits = F.linear(x, W).float()
+    return softcap * torch.tanh(logits / softcap) if softcap > 0 else logits
+
+
+def reference_softcap_ce(x, W, targets, softcap=0.0, reduction="mean"):
+    return F.cross_entropy(softcapped_logits(x, W, softcap), targets, reduction=reduction)
+
+
+if triton is not None:
+    @triton.jit
+    def _softcap(z, cap, HAS_CAP: tl.constexpr):
+        if HAS_CAP:  # cap * tanh(z / cap), tanh via exp so it works in every Triton version
+            e = tl.exp(-2.0 * tl.abs(z / cap))
+            t = (1.0 - e) / (1.0 + e)
+            z = cap * tl.where(z >= 0, t, -t)
+        return z
+
+    @triton.jit
+    def _ce_fwd(L, stride, Y, LOSS, LSE, V, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        L += row * stride
+        m = float("-inf")
+        s = 0.0
+        for off in range(0, V, BLOCK_V):
+            cols = off + tl.arange(0, BLOCK_V)
+            z = tl.load(L + cols, mask=cols < V, other=0.0).to(tl.float32)
+            z = _softcap(z, cap, HAS_CAP)
+            z = tl.where(cols < V, z, float("-inf"))
+            m_new = tl.maximum(m, tl.max(z, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
+            m = m_new
+        lse = m + tl.log(s)
+        zy = _softcap(tl.load(L + tl.load(Y + row)).to(tl.float32), cap, HAS_CAP)
+        tl.store(LSE + row, lse)
+        tl.store(LOSS + row, lse - zy)
+
+    @triton.jit
+    def _ce_bwd(L, stride, Y, LSE, G, g_stride, V, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        L += row * stride
+        y = tl.load(Y + row)
+        lse = tl.load(LSE + row)
+        g = tl.load(G + row * g_stride).to(tl.float32)
+        for off in range(0, V, BLOCK_V):
+            cols = off + tl.arange(0, BLOCK_V)
+            raw = tl.load(L + cols, mask=cols < V, other=0.0).to(tl.float32)
+            z = _softcap(raw, cap, HAS_CAP)
+            d = (tl.exp(z - lse) - tl.where(cols == y, 1.0, 0.0)) * g
+            if HAS_CAP:
+                t = z / cap
+                d = d * (1.0 - t * t)
+            tl.store(L + cols, d.to(L.dtype.element_ty), mask=cols < V)
+
+    def _logits_chunks(x, W, chunk):
+        for i in range(0, x.shape[0], chunk):
+            yield i, x[i:i + chunk] @ W.T
+
+    class _SoftcapCE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W, targets, cap, reduction, chunk, block_v, dt):
+            N, V = x.shape[0], W.shape[0]
+            loss = torch.empty(N, device=x.device, dtype=torch.float32)
+            lse = torch.empty_like(loss)
+            bv = min(block_v, triton.next_power_of_2(V))
+            with torch.autocast(x.device.type, enabled=False):
+                for i, L in _logits_chunks(x.to(dt), W.to(dt), chunk):
+                    _ce_fwd[(L.shape[0],)](L, L.stride(0), targets[i:], loss[i:], lse[i:], V, cap,
+                                           HAS_CAP=cap > 0, BLOCK_V=bv)
+            ctx.save_for_backward(x, W, targets, lse)
+            ctx.args = (cap, reduction, chunk, bv, dt)
+            return loss.mean() if reduction == "mean" else loss
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, W, targets, lse = ctx.saved_tensors
+            cap, reduction, chunk, bv, dt = ctx.args
+            N, V = x.shape[0], W.shape[0]
+            g = (grad.float() / N).reshape(1) if reduction == "mean" else grad.float().contiguous()
+            gs = 0 if reduction == "mean" else 1
+            xc, Wc = x.to(dt), W.to(dt)
+            gx = torch.empty_like(xc)
+            gW = torch.zeros(W.shape, device=W.device, dtype=torch.float32)
+            with torch.autocast(x.device.type, enabled=False):
+                for i, L in _logits_chunks(xc, Wc, chunk):
+                    _ce_bwd[(L.shape[0],)](L, L.stride(0), targets[i:], lse[i:], g[i * gs:], gs, V, cap,
+                                           HAS_CAP=cap > 0, BLOCK_V=bv)
+                    gx[i:i + chunk] = L @ Wc
+                    gW += (L.T @ xc[i:i + chunk]).float()
+            return gx.to(x.dtype), gW.to(W.dtype), None, None, None, None, None, None
+
+    @torch.compiler.disable  # runs eagerly (a graph break) inside a torch.compile'd model
+    def fused_softcap_ce(x, W, targets, softcap=0.0, reduction="mean", chunk=8192, block_v=1024):
+        dev = x.device.type
+        dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.promote_types(x.dtype, W.dtype)
+        return _SoftcapCE.apply(x, W, targets.contiguous(), float(softcap), reduction, chunk, block_v, dt)
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -476,6 +589,7 @@ class GPT(nn.Module):
         self.num_encoder = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
+        self.fused_ce = False  # the Triton cross-entropy; the trainer turns it on for CUDA
         self.reset_parameters()
 
     @torch.no_grad()
@@ -507,15 +621,16 @@ class GPT(nn.Module):
                 skips.append(x)
         return rms_norm(x)
 
+    def output_weight(self) -> torch.Tensor:
+        return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        z = F.linear(h, weight.to(h.dtype)).float()
-        cap = self.cfg.logit_softcap
-        return cap * torch.tanh(z / cap) if cap > 0 else z
+        return softcapped_logits(h, self.output_weight(), self.cfg.logit_softcap)
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        z = self.logits(self.hidden(ids))
-        loss = F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), reduction=reduction)
+        h = self.hidden(ids)
+        ce = fused_softcap_ce if self.fused_ce else reference_softcap_ce
+        loss = ce(h.reshape(-1, h.size(-1)), self.output_weight(), targets.reshape(-1), self.cfg.logit_softcap, reduction)
         return loss if reduction == "mean" else loss.view_as(targets)
 
 
@@ -917,6 +1032,7 @@ class Trainer:
         torch.manual_seed(h.seed)
         self.config = ModelConfig.from_hparams(h, self.data_summary["bos_id"])
         self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
+        self.model.fused_ce = h.fused_ce and rt.device.type == "cuda" and triton_available()
         self.compiled = torch.compile(self.model) if rt.compile else self.model
         self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
         self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda")
@@ -1053,7 +1169,8 @@ class Trainer:
         self.log(f"data: train_shards:{self.data_summary['train']['shards']} train_tokens:{self.data_summary['train']['tokens']} "
                  f"val_tokens:{len(self.val_tokens)} tokenizer:{self.data_summary['tokenizer']}")
         self.log(f"model_params:{sum(p.numel() for p in self.model.parameters())}")
-        self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(h.bf16)}")
+        self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(h.bf16)} "
+                 f"cross_entropy:{'fused_triton' if self.model.fused_ce else 'reference'}")
         probe = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         x, y = probe.next_batch(h.train_seq_len, h.train_seq_len)
         with torch.no_grad(), rt.autocast:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time the fused soft-capped cross-entropy (kernels/fused_ce.py) against the PyTorch reference, and report
+"""Time the fused soft-capped cross-entropy (in train_gpt.py) against the PyTorch reference, and report
 the memory the fused path avoids.
 
 The memory figures need no GPU: the reference's (N, V)-sized tensors are counted by running it on CPU at a
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
-from fused_ce import reference_softcap_ce, triton_available  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train_gpt import reference_softcap_ce, triton_available  # noqa: E402
 
 MiB = 2**20
 
@@ -108,7 +108,7 @@ def _time(fn, iters, warmup):
 
 
 def bench_cuda(a):
-    from fused_ce import fused_softcap_ce
+    from train_gpt import fused_softcap_ce
 
     N, V, D, cap = a.tokens, a.vocab, a.dim, a.softcap
     g = torch.Generator(device="cuda").manual_seed(0)
