@@ -756,12 +756,14 @@ def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, strid
     positions = torch.arange(length, device=device)
     model.eval()
     for b in range(lo, hi, batch_seqs):
-        idx = starts[b:min(b + batch_seqs, hi), None] + np.arange(length + 1)
-        window = torch.from_numpy(val_tokens[idx].astype(np.int64)).to(device)
+        # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
+        rows = np.minimum(np.arange(b, b + batch_seqs), hi - 1)
+        first = np.where(np.arange(b, b + batch_seqs) < hi, first_scored[rows], length)
+        window = torch.from_numpy(val_tokens[starts[rows, None] + np.arange(length + 1)].astype(np.int64)).to(device)
         x, y = window[:, :-1], window[:, 1:]
         with autocast:
             losses = model(x, y, reduction="none").float()
-        scored = positions[None, :] >= torch.from_numpy(first_scored[b:b + len(idx)]).to(device)[:, None]
+        scored = positions[None, :] >= torch.from_numpy(first).to(device)[:, None]
         nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
         totals += torch.stack([(losses.double() * scored).sum(), scored.sum().double(), (nbytes * scored).sum().double()])
     model.train()
