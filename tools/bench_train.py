@@ -2,8 +2,8 @@
 and the int8+zlib artifact size of the freshly initialised model.
 
 The configuration comes from the same environment variables train_gpt.py reads (defaults: the 7-layer recipe).
-A full 131,072-token step of the default model is slow on a CPU, so this times a few optimizer steps over
---micro-seqs sequences each and extrapolates the time of a full TRAIN_BATCH_TOKENS step.
+A full 131,072-token step of the default model is slow on a CPU, so this times forward+backward micro-steps of
+--micro-seqs sequences and the optimizer step separately, and estimates a full TRAIN_BATCH_TOKENS step from both.
 
   python tools/bench_train.py                                   # default config, 1 sequence of 2048 per step
   NUM_LAYERS=2 MODEL_DIM=128 TRAIN_SEQ_LEN=256 python tools/bench_train.py --micro-seqs 8
@@ -38,7 +38,7 @@ def flops_per_token(cfg: tg.ModelConfig, seq_len: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--micro-seqs", type=int, default=1, help="sequences of TRAIN_SEQ_LEN per timed step (default 1)")
-    ap.add_argument("--steps", type=int, default=3, help="timed optimizer steps after one untimed warm-up step")
+    ap.add_argument("--steps", type=int, default=3, help="timed repetitions of each part after one untimed warm-up")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
     try:
@@ -60,32 +60,43 @@ def main(argv=None) -> int:
     optimizers = tg.build_optimizers(model, h, fused=rt.device.type == "cuda")
     ids = torch.randint(0, h.vocab_size, (args.micro_seqs, h.train_seq_len + 1), device=rt.device)
 
-    def step():
+    def micro_step():
         with rt.autocast:
             loss = train_model(ids[:, :-1], ids[:, 1:])
         loss.backward()
+
+    def optimizer_step():  # gradients stay in place, so repeated steps time the same work
         for opt in optimizers:
             opt.step()
-        model.zero_grad(set_to_none=True)
 
-    step()  # warm-up: compile, allocate optimizer state
+    def timed(fn) -> float:
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            fn()
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / args.steps
+
+    micro_step()  # warm-up: compile, allocate gradients and optimizer state
+    optimizer_step()
+    model.zero_grad(set_to_none=True)
     if rt.device.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - t0) / args.steps
+    micro_seconds = timed(micro_step)
+    optimizer_seconds = timed(optimizer_step)
     tokens = args.micro_seqs * h.train_seq_len
     flops = flops_per_token(cfg, h.train_seq_len)
+    full_step = micro_seconds * h.train_batch_tokens / tokens + optimizer_seconds
     result = {
         "device": str(rt.device), "compile": rt.compile, "bf16": h.bf16, "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()), **flops,
-        "tokens_per_step": tokens, "step_seconds": seconds, "tokens_per_second": tokens / seconds,
-        "achieved_gflops": flops["train_flops_per_token"] * tokens / seconds / 1e9,
-        "full_batch_step_seconds_estimate": h.train_batch_tokens / (tokens / seconds),
+        "tokens_per_micro_step": tokens, "micro_step_seconds": micro_seconds, "optimizer_step_seconds": optimizer_seconds,
+        "forward_backward_tokens_per_second": tokens / micro_seconds,
+        "achieved_gflops": flops["train_flops_per_token"] * tokens / micro_seconds / 1e9,
+        "full_batch_step_seconds_estimate": full_step,
+        "full_batch_tokens_per_second_estimate": h.train_batch_tokens / full_step,
         "peak_memory_mib": tg.peak_memory_mib(rt.device),
         "fresh_artifact_bytes": artifact_bytes, "code_bytes": code_bytes, "fresh_total_bytes": artifact_bytes + code_bytes,
     }
@@ -93,7 +104,7 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=1))
     else:
         for k, v in result.items():
-            print(f"{k:34s} {v:,.3f}" if isinstance(v, float) else f"{k:34s} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k:34s} {v}")
+            print(f"{k:38s} {v:,.3f}" if isinstance(v, float) else f"{k:38s} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k:38s} {v}")
     return 0
 
 
