@@ -22,7 +22,7 @@ import artifact as A  # noqa: E402
 from artifact import GolfError, tg  # noqa: E402
 
 DEFAULT_CODEC = "brotli"
-DEFAULT_LAYOUT = "bytes"
+DEFAULT_LAYOUT = "auto"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,8 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--float", dest="float_kind", default="fp16", choices=tuple(A.FLOAT_KINDS), help="storage of float-kept tensors")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=tuple(A.CODEC_IDS), help=f"compressor (default {DEFAULT_CODEC})")
     p.add_argument("--level", type=int, default=None, help="compressor level (default: the codec's strongest)")
-    p.add_argument("--layout", default=DEFAULT_LAYOUT, choices=("bytes", "packed"),
-                   help=f"one value per byte or bit-packed codes (default {DEFAULT_LAYOUT}: smaller after compression)")
+    p.add_argument("--layout", default=DEFAULT_LAYOUT, choices=("auto", "bytes", "packed"),
+                   help="one value per byte or bit-packed codes; auto (default): packed for 4 bits, bytes otherwise "
+                        "(the smaller after compression in tools/README.md's measurements)")
     p.add_argument("--code", default=None, help="code file counted against the cap (default: train_gpt.py)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     return p.parse_args(argv)
@@ -46,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     A.check_codec(args.codec, args.level)
-    scheme = A.Scheme(bits=args.bits, clip_search=args.clip_search, embed_bits=args.embed_bits, layout=args.layout,
+    layout = args.layout if args.layout != "auto" else ("packed" if args.bits == 4 else "bytes")
+    scheme = A.Scheme(bits=args.bits, clip_search=args.clip_search, embed_bits=args.embed_bits, layout=layout,
                       float_kind=args.float_kind)
     t0 = time.perf_counter()
     state, config, _ = A.load_model_file(args.ckpt)
