@@ -795,6 +795,8 @@ def zlib_decompress_bounded(data: bytes, limit: int) -> bytes:
         raise GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
     if not d.eof:
         raise GolfError("compressed stream is truncated")
+    if d.unused_data:
+        raise GolfError("trailing bytes after the compressed stream")
     return out
 
 

@@ -387,6 +387,7 @@ def test_artifact_loader_refuses_bad_input(tmp_path):
         "version.ptz": (blob[:4] + bytes([9]) + blob[5:], "version 9"),
         "bomb.ptz": (tg.ARTIFACT_MAGIC + bytes([1, 1]) + zlib.compress(b"\0" * (5 << 20), 9), "decompression bomb"),
         "garbage.ptz": (blob[:6] + b"\x00" * 40, "corrupt zlib"),
+        "trailing.ptz": (blob + b"extra", "trailing bytes"),
     }
     for name, (data, needle) in cases.items():
         (tmp_path / name).write_bytes(data)
