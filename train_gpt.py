@@ -350,19 +350,20 @@ class DistributedTokenLoader:
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 1024
-    num_layers: int = 7
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 4
-    rope_base: float = 50000.0
-    logit_softcap: float = 30.0
-    tie_embeddings: bool = True
-    tied_embed_init_std: float = 0.005
-    qk_gain_init: float = 1.5
-    bigram_buckets: int = 8192
-    bigram_dim: int = 128
+    # the model's shape, saved with every checkpoint and artifact; defaults are the run's defaults
+    vocab_size: int = Hyperparameters.vocab_size
+    num_layers: int = Hyperparameters.num_layers
+    model_dim: int = Hyperparameters.model_dim
+    num_heads: int = Hyperparameters.num_heads
+    num_kv_heads: int = Hyperparameters.num_kv_heads
+    mlp_mult: int = Hyperparameters.mlp_mult
+    rope_base: float = Hyperparameters.rope_base
+    logit_softcap: float = Hyperparameters.logit_softcap
+    tie_embeddings: bool = Hyperparameters.tie_embeddings
+    tied_embed_init_std: float = Hyperparameters.tied_embed_init_std
+    qk_gain_init: float = Hyperparameters.qk_gain_init
+    bigram_buckets: int = Hyperparameters.bigram_buckets
+    bigram_dim: int = Hyperparameters.bigram_dim
     bos_id: int = 1
 
     @classmethod

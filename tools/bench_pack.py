@@ -77,12 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     stride = args.stride or args.seq_len
-    schemes = [A.Scheme.parse(s) for s in args.schemes.split(",") if s.strip()]
-    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    for c in codecs:
-        A.check_codec(c)
-    if not schemes or not codecs:
-        raise GolfError("need at least one scheme and one codec")
+    schemes, codecs = fit.parse_matrix(args.schemes, args.codecs)
     state, config, _ = A.load_model_file(args.ckpt)
     tg.model_from_state(state, config, args.ckpt)
     data = dict(data=args.data, seq_len=args.seq_len, stride=stride, batch_seqs=args.batch_seqs, bf16=args.bf16,

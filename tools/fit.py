@@ -159,14 +159,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    schemes = [A.Scheme.parse(s) for s in args.schemes.split(",") if s.strip()]
-    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+def parse_matrix(schemes_arg: str, codecs_arg: str) -> tuple[list, list[str]]:
+    """The comma-separated --schemes and --codecs lists, each item checked."""
+    schemes = [A.Scheme.parse(s) for s in schemes_arg.split(",") if s.strip()]
+    codecs = [c.strip() for c in codecs_arg.split(",") if c.strip()]
     for c in codecs:
         A.check_codec(c)
     if not schemes or not codecs:
         raise GolfError("need at least one scheme and one codec")
+    return schemes, codecs
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    schemes, codecs = parse_matrix(args.schemes, args.codecs)
     levels = parse_levels(args.level)
     state, config, _ = A.load_model_file(args.ckpt)
     tg.model_from_state(state, config, args.ckpt)
