@@ -82,17 +82,21 @@ class Hyperparameters:
     eval_seq_len: int = 2048
     eval_stride: int = 512
     eval_batch_seqs: int = 32  # windows per forward pass, per process
+    # artifact
+    size_cap_bytes: int = 16_000_000  # the challenge's cap on code + compressed model
     # checkpoints and devices
     checkpoint_every: int = 0  # 0 = no training-state checkpoints
     checkpoint_keep: int = 0  # 0 = keep all
     resume: str = ""  # path of a .ckpt to continue from
     device: str = "auto"  # auto | cuda | cpu
-    compile: str = "auto"  # auto (on for CUDA) | 0 | 1
-    bf16: bool = True  # bf16 autocast
+    compile: str = "auto"  # auto (on for CUDA, off on CPU) | 0 | 1
+    bf16: str = "auto"  # auto (CUDA, or a CPU with native bf16 matmul) | 0 | 1: bf16 autocast and Newton-Schulz
+    cpu_threads: int = 0  # 0 = auto: the cores this process may use, shared among the processes on this node
     fused_ce: bool = True  # the fused Triton cross-entropy, used only on CUDA with triton installed
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Hyperparameters":
+        check_setting_names(environ)
         values = {}
         for f in fields(cls):
             name = f.name.upper()
@@ -118,7 +122,7 @@ class Hyperparameters:
             if not ok:
                 raise GolfError(msg)
         for name in ("iterations", "train_batch_tokens", "train_seq_len", "vocab_size", "num_layers", "model_dim",
-                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs"):
+                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs", "size_cap_bytes"):
             need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
         need(self.vocab_size <= 65536, f"VOCAB_SIZE={self.vocab_size} does not fit the uint16 shards")
         need(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
@@ -130,9 +134,90 @@ class Hyperparameters:
         need(self.bigram_buckets == 0 or self.bigram_buckets >= 2, f"BIGRAM_BUCKETS={self.bigram_buckets} must be 0 or >= 2")
         need(self.device in ("auto", "cuda", "cpu"), f"DEVICE={self.device!r} must be auto, cuda or cpu")
         need(self.compile in ("auto", "0", "1"), f"COMPILE={self.compile!r} must be auto, 0 or 1")
-        for name in ("warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
+        need(self.bf16 in ("auto", "0", "1"), f"BF16={self.bf16!r} must be auto, 0 or 1")
+        for name in ("cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
                      "checkpoint_keep", "bigram_dim", "max_wallclock_seconds", "grad_clip_norm", "logit_softcap"):
             need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
+
+
+# Settings that the challenge's record scripts read and golf does not have: copying a record's command must not
+# silently run something else. (Collected from the train_gpt.py files of openai/parameter-golf's records.)
+RECORD_ONLY_SETTINGS = frozenset((
+    "ADAM_WD ADAM_WEIGHT_DECAY ATTN_CLIP_SIGMAS ATTN_OUT_GATE_ENABLED ATTN_OUT_GATE_SRC ATTN_VARIANT "
+    "BIGRAM_HASH_BUCKETS BIGRAM_HASH_DIM BIGRAM_VOCAB_SIZE BLOCK_LARS_MIN_SCALE BLOCK_LARS_TRUST BLOCK_TYPE "
+    "CASEOPS_ENABLED CE_PURE_FRAC CE_WEIGHT COEFF_LR_BASE COEFF_LR_SCALE COMPILE_MODEL COMPRESSOR DEPTH_LORA_RANK "
+    "DTG_ENABLED EFFECTIVE_DEPTH EMA_DECAY EMA_ENABLED EMBEDDING_DIM EMBED_BITS EMBED_CLIP_SIGMAS EMBED_INNER_DIM "
+    "EMBED_WD ENABLE_LOOPING_AT EVAL_BATCH_SIZE EVAL_NTK_ALPHA EVAL_ONLY_PATH EVAL_ONLY_QUANTIZED_PATH "
+    "FP16_EMBED_EXPORT FP16_KEEP_NAME_PATTERNS FP16_PASSTHROUGH_PATTERNS FP_STORAGE FUSED_CE_ENABLED GATED_ATTENTION "
+    "GATED_ATTN_ENABLED GATED_ATTN_INIT_STD GATED_ATTN_QUANT_GATE GATE_ATTN_OUT GATE_ATTN_SRC GATE_MLP_OUT GATE_WIDTH "
+    "GATE_WINDOW GDN_CONV_SIZE GDN_EXPAND_V GDN_HEAD_DIM_RATIO GDN_LAYERS GDN_N_HEADS GLOBAL_TTT_BATCH_SEQS "
+    "GLOBAL_TTT_CHUNK_TOKENS GLOBAL_TTT_DOC_LIMIT GLOBAL_TTT_EPOCHS GLOBAL_TTT_GRAD_CLIP GLOBAL_TTT_LR "
+    "GLOBAL_TTT_MOMENTUM GLOBAL_TTT_RESPECT_DOC_BOUNDARIES GLOBAL_TTT_WARMUP_CHUNKS GLOBAL_TTT_WARMUP_START_LR "
+    "GPTQ_BLOCK_SIZE GPTQ_CALIBRATION_BATCHES GPTQ_CALIB_BATCHES GPTQ_CALIB_SAMPLES GPTQ_RESERVE_MS "
+    "GPTQ_RESERVE_SECONDS GRAD_ACCUM_STEPS HNET_LR_DIFF INDEPENDENT_LR INT4_LAYERS INT4_STEP INT6_LAYERS "
+    "INT6_LAYER_END INT6_LAYER_START INT6_STEP JEPA_PURE_FRAC JEPA_WEIGHT LATENT_KV_DIM LATE_QAT LATE_QAT_THRESHOLD "
+    "LAWA_ENABLED LAWA_FREQ LAWA_K LEGENDRE_DEGREE_ATTN LEGENDRE_DEGREE_FFN LEGENDRE_GROUPS LN_SCALE "
+    "LOGIT_CHUNK_TOKENS LOOP_END LOOP_START LORA_LR LORA_RANK LQER_ASYM_ENABLED LQER_ASYM_GROUP LQER_ENABLED "
+    "LQER_FACTOR_BITS LQER_RANK LQER_TOP_K LR_SCHEDULE LR_START MATRIX_BITS MATRIX_CLIP_SIGMAS MIN_LR MLP_CLIP_SIGMAS "
+    "MLP_HIDDEN MLP_RANK MLX_EAGER_EVAL MLX_MAX_MICROBATCH_TOKENS MTP_LOSS_WEIGHT MTP_NUM_HEADS MUON_BETA2 "
+    "MUON_COOLDOWN_END MUON_COOLDOWN_START MUON_ROW_NORMALIZE MUON_WD MUON_WEIGHT_DECAY NEGATIVE_SLOPE "
+    "NUM_LIGHT_BLOCKS NUM_LOOPS NUM_UNIQUE_BLOCKS NUM_VIRTUAL_LAYERS OUTER_LAYERS PARALLEL_FINAL_LANE "
+    "PARALLEL_START_LAYER PHASED_TTT_ENABLED PHASED_TTT_NUM_PHASES PHASED_TTT_PREFIX_DOCS PREQUANT_ONLY PRUNE_RATIO "
+    "QAT QAT_AFTER_STEP QAT_BITS QAT_ENABLED QAT_FRACTION QAT_INT6 QAT_THRESHOLD QUANT_BITS QUANT_CLIP_RANGE "
+    "QUANT_CONFIG RATIO_LOSS_WEIGHT RESUME_FROM ROPE_DIMS ROPE_TRAIN_SEQ_LEN ROPE_YARN SCALE_STORAGE SIGREG_WEIGHT "
+    "SKIP_GATES_ENABLED SKIP_POST_TRAIN_EVAL SKIP_TOKENS SLIDING_WINDOW_ENABLED SMEAR_GATE SMEAR_GATE_ENABLED "
+    "SMEAR_GATE_WIDTH SPARSE_ATTN_GATE_ENABLED SPARSE_ATTN_GATE_INIT_STD SPARSE_ATTN_GATE_SCALE STRIDE SWA_DECAY "
+    "SWA_ENABLED SWA_EVERY SWA_START_FRAC SW_EVAL_BATCH TARGET_AVG_CHUNK_LEN TARGET_MB TRAIN_FILES TRAIN_MAX_SEQ_LEN "
+    "TRIGRAM TTT_BATCH_SEQS TTT_BATCH_SIZE TTT_BETA1 TTT_BETA2 TTT_CHUNK_SIZE TTT_CHUNK_TOKENS TTT_DEBUG_BYPASS "
+    "TTT_DOC_LIMIT TTT_ENABLED TTT_EPOCHS TTT_EVAL_BATCHES TTT_EVAL_ONLY TTT_EVAL_SEQ_LEN TTT_FREEZE_BLOCKS "
+    "TTT_GRAD_CLIP TTT_GRAD_STEPS TTT_HEARTBEAT_SECONDS TTT_K_LORA TTT_LORA_ALPHA TTT_LORA_LR TTT_LORA_RANK TTT_LR "
+    "TTT_MLP_LORA TTT_MOMENTUM TTT_ONLY TTT_ONLY_EVAL TTT_OPTIMIZER TTT_OUTPUT_DIR TTT_O_LORA TTT_WARM_START_A "
+    "TTT_WEIGHT_DECAY USE_COMPILE USE_GPTQ USE_INT6 USE_SMEARGATE USE_WRAP USE_ZSTD VALUE_RESIDUAL VAL_BATCH_SIZE "
+    "VAL_BATCH_TOKENS VAL_DOC_FRACTION VAL_FILES VAL_MAX_BATCHES VAL_MAX_TOKENS VE_DIM VE_ENABLED VE_LAYERS "
+    "WARMDOWN_FRAC WD_TAPER_FINAL_MULT WD_TAPER_START_FRAC WRAP_INIT_SCALE XSA_LAST_N ZSTD_LEVEL "
+).split())
+SETTING_ALIASES = {"MUON_WD": "WEIGHT_DECAY", "MUON_WEIGHT_DECAY": "WEIGHT_DECAY", "VAL_BATCH_SIZE": "EVAL_BATCH_SEQS",
+                   "BIGRAM_VOCAB_SIZE": "BIGRAM_BUCKETS", "BIGRAM_HASH_BUCKETS": "BIGRAM_BUCKETS", "BIGRAM_HASH_DIM": "BIGRAM_DIM",
+                   "COMPILE_MODEL": "COMPILE", "USE_COMPILE": "COMPILE", "STRIDE": "EVAL_STRIDE", "SW_EVAL_BATCH": "EVAL_BATCH_SEQS"}
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours cost 1."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def setting_name_problem(name: str, settings) -> str | None:
+    """Why an environment variable looks like a mistyped or unsupported setting (None when it does not)."""
+    if name in settings:
+        return None
+    guess = SETTING_ALIASES.get(name)
+    if guess is None and name.upper() in settings:
+        guess = name.upper()
+    if guess is None:
+        scored = sorted((edit_distance(name, s), s) for s in settings)
+        if scored and scored[0][0] <= (2 if len(scored[0][1]) > 5 else 1):
+            guess = scored[0][1]
+    if guess:
+        return f"{name} is not a setting of train_gpt.py (did you mean {guess}?)"
+    if name in RECORD_ONLY_SETTINGS:
+        return f"{name} is a setting of the challenge's record scripts that golf does not have (see the Hyperparameters of train_gpt.py)"
+    return None
+
+
+def check_setting_names(environ) -> None:
+    settings = {f.name.upper() for f in fields(Hyperparameters)}
+    for name in sorted(environ):
+        problem = setting_name_problem(name, settings)
+        if problem:
+            raise GolfError(problem)
 
 
 # ----------------------------------------------------------------------------- data
@@ -646,10 +731,11 @@ def overtone_init_(weight: torch.Tensor, std: float) -> None:
 
 # ----------------------------------------------------------------------------- optimizer
 
-def newton_schulz(g: torch.Tensor, steps: int) -> torch.Tensor:
-    """Approximately orthogonalize g (push its singular values towards 1) with a quintic Newton-Schulz iteration."""
+def newton_schulz(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Approximately orthogonalize g (push its singular values towards 1) with a quintic Newton-Schulz iteration,
+    in dtype (bf16 where the device multiplies it natively, else fp32)."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.bfloat16()
+    x = g.to(dtype)
     x = x / (x.norm() + 1e-7)
     tall = x.size(0) > x.size(1)
     if tall:
@@ -664,8 +750,10 @@ class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalized updates for 2-D matrices. Each process orthogonalizes a share of the matrices;
     one all-reduce gives everyone every update. Momentum is kept on every process so the state is the same everywhere."""
 
-    def __init__(self, params, lr: float, momentum: float, backend_steps: int, weight_decay: float):
+    def __init__(self, params, lr: float, momentum: float, backend_steps: int, weight_decay: float,
+                 ns_dtype: torch.dtype = torch.bfloat16):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, weight_decay=weight_decay))
+        self.ns_dtype = ns_dtype
 
     @torch.no_grad()
     def step(self):
@@ -679,7 +767,7 @@ class Muon(torch.optim.Optimizer):
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.mul_(group["momentum"]).add_(p.grad)
                 if i % world == rank:
-                    g = newton_schulz(p.grad.add(buf, alpha=group["momentum"]), group["backend_steps"])
+                    g = newton_schulz(p.grad.add(buf, alpha=group["momentum"]), group["backend_steps"], self.ns_dtype)
                     g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5
                     updates[offset:offset + p.numel()] = g.flatten().float()
                 offset += p.numel()
@@ -692,7 +780,7 @@ class Muon(torch.optim.Optimizer):
                 offset += p.numel()
 
 
-def build_optimizers(model: GPT, h: Hyperparameters, fused: bool) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = True) -> list[torch.optim.Optimizer]:
     """Muon for the 2-D matrices inside the blocks (and the bigram projection); Adam for embeddings and for
     vectors/scalars (norm-free gains, mixes, skip weights)."""
     matrices, scalars = [], [model.skip_weights]
@@ -708,7 +796,8 @@ def build_optimizers(model: GPT, h: Hyperparameters, fused: bool) -> list[torch.
     if model.lm_head is not None:
         adam_groups.append(dict(params=[model.lm_head.weight], lr=h.head_lr, base_lr=h.head_lr))
     adam = torch.optim.Adam(adam_groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, fused=fused)
-    muon = Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps, weight_decay=h.weight_decay)
+    muon = Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps, weight_decay=h.weight_decay,
+                ns_dtype=torch.bfloat16 if bf16 else torch.float32)
     for group in muon.param_groups:
         group["base_lr"] = h.matrix_lr
     return [adam, muon]
@@ -716,11 +805,12 @@ def build_optimizers(model: GPT, h: Hyperparameters, fused: bool) -> list[torch.
 
 def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters) -> float:
     """Linear warmdown over the last WARMDOWN_ITERS steps: of ITERATIONS, and of the wallclock cap when one is set
-    (measured with the average step time so far); the earlier of the two wins."""
+    (WARMDOWN_ITERS steps at the average step time so far, elapsed_ms/step, before the cap); the earlier wins.
+    elapsed_ms is the training time when `step` begins (0 before any step has been timed: no warmdown yet)."""
     if h.warmdown_iters == 0:
         return 1.0
     mult = min(1.0, max(h.iterations - step, 0) / h.warmdown_iters)
-    if h.max_wallclock_seconds > 0 and step > 0:
+    if h.max_wallclock_seconds > 0 and step > 0 and elapsed_ms > 0:
         remaining_ms = max(h.max_wallclock_seconds * 1000 - elapsed_ms, 0.0)
         mult = min(mult, remaining_ms / (h.warmdown_iters * elapsed_ms / step))
     return mult
@@ -784,7 +874,6 @@ ST_TORCH = {v: k for k, v in ST_DTYPES.items()}
 ARTIFACT_MAGIC = b"GOLF"
 ARTIFACT_VERSION = 1
 MAX_INFLATED_BYTES = 1 << 30  # an artifact that inflates past 1 GiB is refused (decompression bomb)
-CODE_BYTES_CAP = 16_000_000
 # codec id -> (name, compress, bounded decompress); tools/ register more (zstd, lzma, brotli)
 CODECS = {}
 
@@ -977,16 +1066,77 @@ class Runtime:
     rank: int
     world_size: int
     device: torch.device
-    autocast: object
+    bf16: bool  # bf16 autocast and bf16 Newton-Schulz
     compile: bool
+    choices: str = ""  # what was chosen for precision, compile and threads, and why (logged)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+def cpu_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU multiplies bf16 matrices in hardware (x86 AVX-512 BF16 or AMX, Arm BF16), from the flags the
+    kernel reports; None where they cannot be read (not Linux)."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    flags = {f for line in lines if line.split(":")[0].strip() in ("flags", "Features") for f in line.split(":", 1)[1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 256, seconds: float = 0.1, device="cpu") -> float:
+    """Measured GFLOP/s of an n x n x n matrix product in dtype on this device (at least 3 repetitions)."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def choose_bf16(setting: str, device_type: str, native: bool | None, measure=matmul_gflops) -> tuple[bool, str]:
+    """BF16=auto: on for CUDA; on a CPU only where bf16 matmul is native (from the CPU flags, or measured against fp32
+    where the flags are unknown). Returns (use bf16, the reason for the log; a 'warning:' prefix when forced on slowly)."""
+    if device_type == "cuda":
+        return setting != "0", f"BF16={setting} on CUDA"
+    if setting == "0":
+        return False, "BF16=0"
+    if setting == "1" and native:
+        return True, "BF16=1, CPU has native bf16 matmul"
+    if native is None or setting == "1":
+        fp32, bf16 = measure(torch.float32), measure(torch.bfloat16)
+        speed = f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f} ({fp32 / bf16:.1f}x slower)" if bf16 < fp32 else \
+            f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f}"
+        if setting == "1":
+            return True, f"warning: BF16=1 on a CPU without native bf16 matmul, {speed}; BF16=auto would use fp32"
+        return bf16 >= fp32, f"BF16=auto, CPU flags unknown, measured {speed}"
+    return native, f"BF16=auto, CPU {'has' if native else 'has no'} native bf16 matmul (avx512_bf16/amx_bf16/bf16 flags)"
+
+
+def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -> tuple[int, str]:
+    """CPU_THREADS, else an explicit OMP_NUM_THREADS (not the 1 that torchrun puts there for several processes),
+    else this process's share of the cores it may run on."""
+    if setting > 0:
+        return setting, f"CPU_THREADS={setting}"
+    omp = environ.get("OMP_NUM_THREADS", "")
+    torchrun_default = local_world_size > 1 and omp == "1" and "TORCHELASTIC_RUN_ID" in environ
+    if omp.isdigit() and int(omp) > 0 and not torchrun_default:
+        return int(omp), f"OMP_NUM_THREADS={omp}"
+    return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
+
 
 def setup_runtime(h: Hyperparameters) -> Runtime:
-    """The one place with device-specific choices: CUDA gets NCCL, TF32 and compile by default; CPU gets gloo."""
+    """The one place with device-specific choices: CUDA gets NCCL, TF32, bf16 and compile by default; CPU gets gloo,
+    its share of the cores, and bf16 only where the CPU multiplies bf16 natively."""
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if 8 % world_size:
         raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches)")
@@ -998,13 +1148,21 @@ def setup_runtime(h: Hyperparameters) -> Runtime:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        threads = ""
     else:
         device = torch.device("cpu")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        count, why = cpu_thread_count(h.cpu_threads, os.environ, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), cores)
+        torch.set_num_threads(count)
+        threads = f" threads:{count} ({why})"
     if world_size > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if h.bf16 else nullcontext()
+    bf16, why_bf16 = choose_bf16(h.bf16, device.type, None if use_cuda else cpu_native_bf16())
+    # On CPU the first compiled step costs minutes and pays back only on long runs; see the README's measurements.
     compile_model = use_cuda if h.compile == "auto" else h.compile == "1"
-    return Runtime(rank, world_size, device, autocast, compile_model)
+    why_compile = f"COMPILE={h.compile}" + (" (on for CUDA, off on CPU)" if h.compile == "auto" else "")
+    choices = f"precision:{'bf16' if bf16 else 'fp32'} ({why_bf16}) compile:{int(compile_model)} ({why_compile}){threads}"
+    return Runtime(rank, world_size, device, bf16, compile_model, choices)
 
 
 def hardware_line(rt: Runtime) -> str:
@@ -1040,10 +1198,10 @@ class Trainer:
         self.model.fused_ce = h.fused_ce and rt.device.type == "cuda" and triton_available()
         self.compiled = torch.compile(self.model) if rt.compile else self.model
         self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
-        self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda")
+        self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
         self.loader = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         self.grad_accum = 8 // rt.world_size
-        self.step, self.train_time_ms = 0, 0.0
+        self.step, self.train_time_ms, self.lr_scale = 0, 0.0, 1.0
         self.val_history, self.train_history = [], []
         self.log_file = None
 
@@ -1067,7 +1225,7 @@ class Trainer:
                 self.log_file.flush()
 
     # -- one optimizer step over the global batch
-    def train_step(self, step: int) -> torch.Tensor:
+    def train_step(self, step: int, elapsed_ms: float) -> torch.Tensor:
         h, rt = self.h, self.rt
         tokens_per_process = h.train_batch_tokens // (rt.world_size * self.grad_accum)
         total = torch.zeros((), device=rt.device)
@@ -1079,7 +1237,7 @@ class Trainer:
                 loss = self.train_model(x, y)
             (loss / self.grad_accum).backward()
             total += loss.detach()
-        mult = lr_multiplier(step, self.train_time_ms, h)
+        self.lr_scale = mult = lr_multiplier(step, elapsed_ms, h)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mult
@@ -1149,11 +1307,21 @@ class Trainer:
         model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         opt_states = [opt.state_dict() for opt in self.optimizers]
         for step in range(self.h.warmup_steps):
-            self.train_step(step)
+            self.train_step(step, 0.0)
         self.model.load_state_dict(model_state)
         for opt, state in zip(self.optimizers, opt_states):
             opt.load_state_dict(state)
         self.loader.stream.restore({"file_idx": 0, "pos": 0})
+
+    def elapsed_ms(self, t0: float) -> float:
+        """Training time now. With a wallclock cap and several processes, the largest of the processes' clocks, so
+        every process uses the same learning rate and stops at the same step (one scalar all-reduce per step)."""
+        elapsed = self.train_time_ms + 1000 * (time.perf_counter() - t0)
+        if self.h.max_wallclock_seconds > 0 and self.rt.world_size > 1:
+            shared = torch.tensor(elapsed, dtype=torch.float64, device=self.rt.device)
+            dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+            elapsed = shared.item()
+        return elapsed
 
     def validate(self) -> tuple[float, float]:
         h = self.h
@@ -1174,8 +1342,11 @@ class Trainer:
         self.log(f"data: train_shards:{self.data_summary['train']['shards']} train_tokens:{self.data_summary['train']['tokens']} "
                  f"val_tokens:{len(self.val_tokens)} tokenizer:{self.data_summary['tokenizer']}")
         self.log(f"model_params:{sum(p.numel() for p in self.model.parameters())}")
-        self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(h.bf16)} "
+        self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(rt.bf16)} "
                  f"cross_entropy:{'fused_triton' if self.model.fused_ce else 'reference'}")
+        self.log(rt.choices)
+        if "warning:" in rt.choices and rt.is_main:
+            print("warning:" + rt.choices.split("warning:", 1)[1].split(")")[0], file=sys.stderr, flush=True)
         probe = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         x, y = probe.next_batch(h.train_seq_len, h.train_seq_len)
         with torch.no_grad(), rt.autocast:
@@ -1187,6 +1358,7 @@ class Trainer:
         last_checkpoint = h.resume or None
         stop_at = None
         nonfinite_step = torch.full((), -1, dtype=torch.long, device=rt.device)
+        elapsed_ms = self.train_time_ms  # training time so far, the same on every process; excludes evaluations
         self.sync()
         t0 = time.perf_counter()
         while True:
@@ -1203,28 +1375,25 @@ class Trainer:
                 t0 = time.perf_counter()
             if last:
                 break
-            loss = self.train_step(self.step)
+            loss = self.train_step(self.step, elapsed_ms)
             nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
             self.step += 1
-            elapsed_ms = self.train_time_ms + 1000 * (time.perf_counter() - t0)
+            elapsed_ms = self.elapsed_ms(t0)
             if h.train_log_every and (self.step % h.train_log_every == 0 or self.step <= 10):
                 train_loss = self.global_mean(loss)
                 self.train_history.append({"step": self.step, "train_loss": train_loss})
                 self.log(f"step:{self.step}/{h.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms "
-                         f"step_avg:{elapsed_ms / self.step:.2f}ms tok/s:{self.step * h.train_batch_tokens / (elapsed_ms / 1000):.0f}")
+                         f"step_avg:{elapsed_ms / self.step:.2f}ms tok/s:{self.step * h.train_batch_tokens / (elapsed_ms / 1000):.0f} "
+                         f"lr_scale:{self.lr_scale:.4f}")
             if h.checkpoint_every and self.step % h.checkpoint_every == 0:
                 self.sync()
                 self.train_time_ms += 1000 * (time.perf_counter() - t0)
                 self.check_finite(nonfinite_step, last_checkpoint)
                 last_checkpoint = str(self.save_checkpoint())
                 t0 = time.perf_counter()
-                elapsed_ms = self.train_time_ms
-            if h.max_wallclock_seconds > 0 and stop_at is None:
-                over = torch.tensor(float(elapsed_ms >= 1000 * h.max_wallclock_seconds), device=rt.device)
-                if rt.world_size > 1:
-                    dist.all_reduce(over, op=dist.ReduceOp.MAX)  # every process stops at the same step
-                if over.item():
-                    stop_at = self.step
+            if h.max_wallclock_seconds > 0 and stop_at is None and elapsed_ms >= 1000 * h.max_wallclock_seconds:
+                stop_at = self.step
+                self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations}")
         self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
         return self.finish()
 
@@ -1250,9 +1419,7 @@ class Trainer:
         total = artifact_bytes + code_bytes
         self.log(f"Code size: {code_bytes} bytes")
         self.log(f"Serialized model int8+zlib: {artifact_bytes} bytes")
-        self.log(f"Total submission size int8+zlib: {total} bytes (margin to {CODE_BYTES_CAP}: {CODE_BYTES_CAP - total} bytes)")
-        if total > CODE_BYTES_CAP:
-            self.log(f"OVER BUDGET: the submission is {total - CODE_BYTES_CAP} bytes over the {CODE_BYTES_CAP}-byte cap")
+        self.log(f"Total submission size int8+zlib: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
         roundtrip_state, _ = read_artifact(artifact)
         self.model.load_state_dict(roundtrip_state)
         self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} on the round-trip model")
@@ -1264,19 +1431,23 @@ class Trainer:
         eval_ms = 1000 * (time.perf_counter() - t0)
         self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
         self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+        over_budget = total > h.size_cap_bytes
         last_val = self.val_history[-1] if self.val_history else {}
         summary = {
             "run_id": self.run_id, "seed": h.seed, "steps": self.step, "iterations": h.iterations,
             "train_time_ms": round(self.train_time_ms), "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms),
             "eval_seq_len": h.eval_seq_len, "eval_stride": h.eval_stride,
             "pre_quant_val_loss": last_val.get("val_loss"), "pre_quant_val_bpb": last_val.get("val_bpb"),
-            "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total,
+            "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total, "size_cap_bytes": h.size_cap_bytes,
+            "over_budget": over_budget,
             "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)}, "hardware": hardware_line(rt),
             "model_params": sum(p.numel() for p in self.model.parameters()),
             "val_history": self.val_history, "train_history": self.train_history,
         }
         if rt.is_main:
             atomic_write(self.out / "logs" / f"{self.run_id}.json", json.dumps(summary, indent=1).encode())
+        if over_budget:  # last, after everything is written: the run's figures are kept, but it is not a submission
+            self.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
         return summary
 
 
@@ -1285,8 +1456,8 @@ def main() -> int:
     try:
         h = Hyperparameters.from_env()
         rt = setup_runtime(h)
-        Trainer(h, rt).run()
-        return 0
+        summary = Trainer(h, rt).run()
+        return 3 if summary["over_budget"] else 0
     except GolfError as e:
         prefix = f"[rank {rt.rank}] " if rt and rt.world_size > 1 else ""
         print(f"{prefix}error: {e}", file=sys.stderr, flush=True)

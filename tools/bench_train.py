@@ -1,12 +1,16 @@
-"""Benchmark train_gpt.py's model on this machine: parameters, FLOPs per token, training throughput, peak memory,
-and the int8+zlib artifact size of the freshly initialised model.
+"""Benchmark train_gpt.py's model on this machine: parameters, FLOPs per token, training throughput, model FLOP/s
+and its share of this machine's own measured matmul peak at the precision the run would use, peak memory, and the
+int8+zlib artifact size of the freshly initialised model.
 
-The configuration comes from the same environment variables train_gpt.py reads (defaults: the 7-layer recipe).
-A full 131,072-token step of the default model is slow on a CPU, so this times forward+backward micro-steps of
---micro-seqs sequences and the optimizer step separately, and estimates a full TRAIN_BATCH_TOKENS step from both.
+The configuration, precision (BF16=auto|0|1), compile and thread choices come from the same environment variables
+and rules as train_gpt.py (defaults: the 7-layer recipe). It times forward+backward micro-steps of --micro-seqs
+sequences (default: the run's own micro-batch, TRAIN_BATCH_TOKENS/8/TRAIN_SEQ_LEN) and the optimizer step
+separately, and estimates a full TRAIN_BATCH_TOKENS step from both. The peak is the best of a few large square
+matrix products in the same dtype with the same threads.
 
-  python tools/bench_train.py                                   # default config, 1 sequence of 2048 per step
-  NUM_LAYERS=2 MODEL_DIM=128 TRAIN_SEQ_LEN=256 python tools/bench_train.py --micro-seqs 8
+  python tools/bench_train.py --micro-seqs 1                    # default config, 1 sequence of 2048 per micro-step
+  NUM_LAYERS=4 MODEL_DIM=256 NUM_HEADS=4 NUM_KV_HEADS=2 TRAIN_SEQ_LEN=256 TRAIN_BATCH_TOKENS=16384 \
+    python tools/bench_train.py                                 # the CPU-small shape
 """
 from __future__ import annotations
 
@@ -37,14 +41,15 @@ def flops_per_token(cfg: tg.ModelConfig, seq_len: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--micro-seqs", type=int, default=1, help="sequences of TRAIN_SEQ_LEN per timed step (default 1)")
+    ap.add_argument("--micro-seqs", type=int, default=0,
+                    help="sequences of TRAIN_SEQ_LEN per timed micro-step (default: the run's micro-batch)")
     ap.add_argument("--steps", type=int, default=3, help="timed repetitions of each part after one untimed warm-up")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
     try:
         h = tg.Hyperparameters.from_env()
-        if args.micro_seqs < 1 or args.steps < 1:
-            raise tg.GolfError("--micro-seqs and --steps must be positive")
+        if args.micro_seqs < 0 or args.steps < 1:
+            raise tg.GolfError("--micro-seqs must not be negative and --steps must be positive")
         rt = tg.setup_runtime(h)
     except tg.GolfError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -57,8 +62,9 @@ def main(argv=None) -> int:
     code_bytes = len((Path(tg.__file__)).read_bytes())
     model = model.to(rt.device)
     train_model = torch.compile(model) if rt.compile else model
-    optimizers = tg.build_optimizers(model, h, fused=rt.device.type == "cuda")
-    ids = torch.randint(0, h.vocab_size, (args.micro_seqs, h.train_seq_len + 1), device=rt.device)
+    optimizers = tg.build_optimizers(model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
+    micro_seqs = args.micro_seqs or max(1, h.train_batch_tokens // 8 // h.train_seq_len)
+    ids = torch.randint(0, h.vocab_size, (micro_seqs, h.train_seq_len + 1), device=rt.device)
 
     def micro_step():
         with rt.autocast:
@@ -86,17 +92,22 @@ def main(argv=None) -> int:
         torch.cuda.reset_peak_memory_stats()
     micro_seconds = timed(micro_step)
     optimizer_seconds = timed(optimizer_step)
-    tokens = args.micro_seqs * h.train_seq_len
+    tokens = micro_seqs * h.train_seq_len
     flops = flops_per_token(cfg, h.train_seq_len)
     full_step = micro_seconds * h.train_batch_tokens / tokens + optimizer_seconds
+    dtype = torch.bfloat16 if rt.bf16 else torch.float32
+    peak = max(tg.matmul_gflops(dtype, n=2048 if rt.device.type == "cpu" else 8192, seconds=1.0, device=rt.device)
+               for _ in range(3))
+    model_gflops = flops["train_flops_per_token"] * h.train_batch_tokens / full_step / 1e9
     result = {
-        "device": str(rt.device), "compile": rt.compile, "bf16": h.bf16, "threads": torch.get_num_threads(),
+        "device": str(rt.device), "choices": rt.choices, "compile": rt.compile, "bf16": rt.bf16, "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()), **flops,
         "tokens_per_micro_step": tokens, "micro_step_seconds": micro_seconds, "optimizer_step_seconds": optimizer_seconds,
         "forward_backward_tokens_per_second": tokens / micro_seconds,
         "achieved_gflops": flops["train_flops_per_token"] * tokens / micro_seconds / 1e9,
         "full_batch_step_seconds_estimate": full_step,
         "full_batch_tokens_per_second_estimate": h.train_batch_tokens / full_step,
+        "model_gflops": model_gflops, "matmul_peak_gflops": peak, "share_of_peak": model_gflops / peak,
         "peak_memory_mib": tg.peak_memory_mib(rt.device),
         "fresh_artifact_bytes": artifact_bytes, "code_bytes": code_bytes, "fresh_total_bytes": artifact_bytes + code_bytes,
     }

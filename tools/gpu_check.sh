@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU check: one command, about 6-8 minutes on one H100, that proves the CUDA paths and measures the default
+# recipe. It needs a small dataset built beforehand (GPU machines are often offline), for example:
+#   python data/shakespeare.py --out data/datasets/shakespeare_sp1024
+#   bash tools/gpu_check.sh data/datasets/shakespeare_sp1024
+# It runs: the CUDA-only tests (compile, flash attention, fused cross-entropy against the reference), the
+# training benchmark of the default shape, and the default recipe for GPU_CHECK_CAP seconds (default 150) with
+# every other setting at its default. It prints and writes to $GPU_CHECK_OUT (default gpu_check_out/): step time,
+# tokens/s, model FLOP/s, estimated MFU, peak memory, artifact bytes and the round-trip val_bpb.
+# A small dataset repeats many times in 150 s: the val_bpb shows the run works, not how good the recipe is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-data/datasets/shakespeare_sp1024}
+OUT=${GPU_CHECK_OUT:-gpu_check_out}
+CAP=${GPU_CHECK_CAP:-150}
+if [ ! -d "$DATA" ]; then echo "error: dataset $DATA does not exist (build it first; see the top of this script)" >&2; exit 1; fi
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+  echo "error: no CUDA device is visible to PyTorch: this check is for a GPU machine" >&2; exit 1; }
+mkdir -p "$OUT"
+{
+  date -u +"date: %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/gpu: /'
+  python -c "import torch, sys; print('torch:', torch.__version__, 'cuda:', torch.version.cuda, 'python:', sys.version.split()[0])"
+} | tee "$OUT/env.txt"
+echo "== CUDA tests"
+python -m pytest -q -rs tests/test_cuda.py tests/test_fused_ce.py 2>&1 | tee "$OUT/tests.txt" | tail -5
+echo "== benchmark of the default shape"
+python tools/bench_train.py --steps 5 --json > "$OUT/bench.json"
+echo "== default recipe, MAX_WALLCLOCK_SECONDS=$CAP, data $DATA"
+set +e
+DATA_PATH="$DATA" MAX_WALLCLOCK_SECONDS="$CAP" OUT_DIR="$OUT" RUN_ID=gpu_check \
+  torchrun --standalone --nproc_per_node=1 train_gpt.py > "$OUT/train.txt" 2>&1
+status=$?
+set -e
+tail -4 "$OUT/train.txt"
+python - "$OUT" "$status" <<'PY' | tee "$OUT/summary.txt"
+import json, re, sys
+from pathlib import Path
+out, status = Path(sys.argv[1]), int(sys.argv[2])
+log = (out / "train.txt").read_text()
+bench = json.loads((out / "bench.json").read_text())
+def last(pattern):
+    found = re.findall(pattern, log)
+    return found[-1] if found else "not found"
+train = [l for l in log.splitlines() if l.startswith("step:") and "train_loss:" in l]
+print(f"tests: {(out / 'tests.txt').read_text().strip().splitlines()[-1]}")
+print(f"train exit status: {status}")
+print(f"last train line: {train[-1] if train else 'none'}")
+print(f"step_avg_ms: {last(r'step_avg:([0-9.]+)ms tok/s')}  tokens_per_s: {last(r'tok/s:([0-9]+)')}")
+print(f"peak memory: {last(r'peak memory: (.*)')}")
+print(f"artifact: {last(r'Serialized model (.*)')}  total: {last(r'Total submission size (.*)')}")
+print(f"round trip: {last(r'final_int8_zlib_roundtrip_exact (.*)')}")
+print(f"bench (default shape, {bench['choices']}): model {bench['model_gflops'] / 1e3:.1f} TFLOP/s, "
+      f"measured matmul peak {bench['matmul_peak_gflops'] / 1e3:.1f} TFLOP/s, MFU vs measured peak {bench['share_of_peak']:.1%}, "
+      f"vs the H100 SXM bf16 dense spec (989 TFLOP/s) {bench['model_gflops'] / 989e3:.1%}, "
+      f"peak memory {bench['peak_memory_mib']:.0f} MiB")
+PY
+exit "$status"
