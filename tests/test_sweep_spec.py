@@ -278,3 +278,13 @@ def test_early_stop_with_the_real_predictor_when_present(tmp_path):
     assert st["0.01"]["status"] == "done"
     assert st["0.5"]["status"] == "stopped_early", st["0.5"]
     assert "predicted final val_bpb" in st["0.5"]["reason"]
+
+
+def test_spec_settings_are_checked_like_train_gpt_checks_them():
+    with pytest.raises(sweep.SweepError, match=r"MATRX_LR is not a setting of train_gpt.py \(did you mean MATRIX_LR\?\)"):
+        sweep.expand_spec({"name": "s", "base": {"ITERATIONS": 10}, "grid": {"MATRX_LR": [0.01, 0.02]}})
+    with pytest.raises(sweep.SweepError, match="EMA_DECAY is a setting of the challenge's record scripts"):
+        sweep.expand_spec({"name": "s", "base": {"EMA_DECAY": 0.99}})
+    # another script has its own settings: the train_gpt.py rule does not apply
+    assert len(sweep.expand_spec({"name": "s", "script": "other.py", "grid": {"MATRX_LR": [0.01, 0.02]}}).runs) == 2
+    assert len(sweep.expand_spec({"name": "s", "base": {"OMP_NUM_THREADS": 1}, "grid": {"MATRIX_LR": [0.01, 0.02]}}).runs) == 2

@@ -95,6 +95,17 @@ def _env_name(k: str, where: str) -> str:
     return k
 
 
+def check_setting_names(names) -> None:
+    """The rule train_gpt.py applies at start-up: a name close to a setting, or a record-only setting, is refused."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import train_gpt
+    try:
+        train_gpt.check_setting_names({k: "" for k in names})
+    except train_gpt.GolfError as e:
+        raise SweepError(str(e)) from None
+
+
 def _round_sig(x: float, digits: int) -> float:
     return float(f"{x:.{digits}g}")
 
@@ -216,6 +227,8 @@ def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
                 continue  # identical configuration listed twice: one run
             seen.add(rname)
             runs.append(Run(len(runs), rname, ax, env))
+    if d.get("script") is None:  # train_gpt.py: the names it would refuse are refused here, before anything runs
+        check_setting_names(set(base) | set(owners))
     launcher = d.get("launcher", "torchrun")
     if launcher not in ("torchrun", "python"):
         raise SweepError(f"launcher must be 'torchrun' or 'python', not {launcher!r}")
