@@ -6,10 +6,14 @@ Importing this file has no side effects: tools/ import it for the model, data re
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import lzma
 import math
 import os
 import platform
+import random
+import re
 import resource
 import struct
 import sys
@@ -84,6 +88,13 @@ class Hyperparameters:
     eval_batch_seqs: int = 32  # windows per forward pass, per process
     # artifact
     size_cap_bytes: int = 16_000_000  # the challenge's cap on code + compressed model
+    artifact: str = "auto"  # auto: the best-scoring scheme that fits SIZE_CAP_BYTES; or a scheme, e.g. int6-gptq+brotli
+    gptq_batches: int = 16  # training micro-batches per process whose layer inputs feed GPTQ (counted in train time)
+    artifact_eval_tokens: int = 32768  # held-out training tokens that score the ARTIFACT=auto candidates
+    qat_bits: str = "0"  # late QAT: 0 = off | auto (the width the artifact would use) | 2..8
+    qat_lr_scale: float = 0.15  # QAT starts once the learning-rate multiplier falls to this
+    eval_artifact: str = ""  # score this artifact instead of training (what a record's script does in `record check`)
+    replace_run: bool = False  # let a run replace the files of an earlier run with the same RUN_ID
     # checkpoints and devices
     checkpoint_every: int = 0  # 0 = no training-state checkpoints
     checkpoint_keep: int = 0  # 0 = keep all
@@ -122,7 +133,8 @@ class Hyperparameters:
             if not ok:
                 raise GolfError(msg)
         for name in ("iterations", "train_batch_tokens", "train_seq_len", "vocab_size", "num_layers", "model_dim",
-                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs", "size_cap_bytes"):
+                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs", "size_cap_bytes",
+                     "artifact_eval_tokens"):
             need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
         need(self.vocab_size <= 65536, f"VOCAB_SIZE={self.vocab_size} does not fit the uint16 shards")
         need(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
@@ -135,7 +147,12 @@ class Hyperparameters:
         need(self.device in ("auto", "cuda", "cpu"), f"DEVICE={self.device!r} must be auto, cuda or cpu")
         need(self.compile in ("auto", "0", "1"), f"COMPILE={self.compile!r} must be auto, 0 or 1")
         need(self.bf16 in ("auto", "0", "1"), f"BF16={self.bf16!r} must be auto, 0 or 1")
-        for name in ("cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
+        need(self.qat_bits in ("0", "auto") or self.qat_bits in map(str, range(2, 9)), f"QAT_BITS={self.qat_bits!r} must be 0, auto or 2..8")
+        if self.artifact != "auto":
+            Scheme.parse(self.artifact)  # a malformed scheme stops the run before training, not after
+        need(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.run_id or "x") is not None,
+             f"RUN_ID={self.run_id!r} must be letters, digits, '.', '_' or '-' (it names files under OUT_DIR)")
+        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
                      "checkpoint_keep", "bigram_dim", "max_wallclock_seconds", "grad_clip_norm", "logit_softcap"):
             need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
 
@@ -473,16 +490,30 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+class Linear(nn.Linear):
+    """nn.Linear whose weight can be fake-quantized (late QAT): rounded per row to qat_bits in the forward pass,
+    with the gradient passed straight through to the float weight."""
+    qat_bits = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.qat_bits:
+            qmax = 2 ** (self.qat_bits - 1) - 1
+            scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / qmax
+            w = w + (torch.clamp(torch.round(w / scale), -qmax, qmax) * scale - w).detach()
+        return F.linear(x, w)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.num_heads, self.num_kv_heads = cfg.num_heads, cfg.num_kv_heads
         self.head_dim, self.rope_base = cfg.model_dim // cfg.num_heads, cfg.rope_base
         kv_dim = cfg.num_kv_heads * self.head_dim
-        self.q = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
-        self.k = nn.Linear(cfg.model_dim, kv_dim, bias=False)
-        self.v = nn.Linear(cfg.model_dim, kv_dim, bias=False)
-        self.proj = nn.Linear(cfg.model_dim, cfg.model_dim, bias=False)
+        self.q = Linear(cfg.model_dim, cfg.model_dim, bias=False)
+        self.k = Linear(cfg.model_dim, kv_dim, bias=False)
+        self.v = Linear(cfg.model_dim, kv_dim, bias=False)
+        self.proj = Linear(cfg.model_dim, cfg.model_dim, bias=False)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -500,8 +531,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.model_dim, cfg.mlp_mult * cfg.model_dim, bias=False)
-        self.proj = nn.Linear(cfg.mlp_mult * cfg.model_dim, cfg.model_dim, bias=False)
+        self.fc = Linear(cfg.model_dim, cfg.mlp_mult * cfg.model_dim, bias=False)
+        self.proj = Linear(cfg.mlp_mult * cfg.model_dim, cfg.model_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.relu(self.fc(x)).square())
@@ -539,7 +570,7 @@ class BigramHash(nn.Module):
         self.buckets, self.bos_id = cfg.bigram_buckets, cfg.bos_id
         dim = cfg.bigram_dim or cfg.model_dim
         self.embed = nn.Embedding(self.buckets, dim)
-        self.proj = nn.Linear(dim, cfg.model_dim, bias=False) if cfg.bigram_dim else None
+        self.proj = Linear(dim, cfg.model_dim, bias=False) if cfg.bigram_dim else None
 
     def bucket_ids(self, ids: torch.Tensor) -> torch.Tensor:
         prev = F.pad(ids[:, :-1], (1, 0))
@@ -666,7 +697,7 @@ if triton is not None:
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
@@ -676,7 +707,8 @@ class GPT(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
         self.fused_ce = False  # the Triton cross-entropy; the trainer turns it on for CUDA
-        self.reset_parameters()
+        if init:  # off only to learn the parameter shapes on the meta device
+            self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -803,15 +835,16 @@ def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = T
     return [adam, muon]
 
 
-def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters) -> float:
+def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters, reserve_ms: float = 0.0) -> float:
     """Linear warmdown over the last WARMDOWN_ITERS steps: of ITERATIONS, and of the wallclock cap when one is set
-    (WARMDOWN_ITERS steps at the average step time so far, elapsed_ms/step, before the cap); the earlier wins.
-    elapsed_ms is the training time when `step` begins (0 before any step has been timed: no warmdown yet)."""
+    (WARMDOWN_ITERS steps at the average step time so far, elapsed_ms/step, before the cap less the time reserved
+    for the calibration after training); the earlier wins. elapsed_ms is the training time when `step` begins
+    (0 before any step has been timed: no warmdown yet)."""
     if h.warmdown_iters == 0:
         return 1.0
     mult = min(1.0, max(h.iterations - step, 0) / h.warmdown_iters)
     if h.max_wallclock_seconds > 0 and step > 0 and elapsed_ms > 0:
-        remaining_ms = max(h.max_wallclock_seconds * 1000 - elapsed_ms, 0.0)
+        remaining_ms = max(h.max_wallclock_seconds * 1000 - reserve_ms - elapsed_ms, 0.0)
         mult = min(mult, remaining_ms / (h.warmdown_iters * elapsed_ms / step))
     return mult
 
@@ -871,26 +904,7 @@ def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, strid
 ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
              torch.int8: "I8", torch.uint8: "U8", torch.int16: "I16", torch.int32: "I32", torch.int64: "I64", torch.bool: "BOOL"}
 ST_TORCH = {v: k for k, v in ST_DTYPES.items()}
-ARTIFACT_MAGIC = b"GOLF"
-ARTIFACT_VERSION = 1
 MAX_INFLATED_BYTES = 1 << 30  # an artifact that inflates past 1 GiB is refused (decompression bomb)
-# codec id -> (name, compress, bounded decompress); tools/ register more (zstd, lzma, brotli)
-CODECS = {}
-
-
-def zlib_decompress_bounded(data: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj()
-    out = d.decompress(data, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
-    if not d.eof:
-        raise GolfError("compressed stream is truncated")
-    if d.unused_data:
-        raise GolfError("trailing bytes after the compressed stream")
-    return out
-
-
-CODECS[1] = ("zlib", lambda data: zlib.compress(data, 9), zlib_decompress_bounded)
 
 
 def tensors_to_bytes(tensors: dict, metadata: dict) -> bytes:
@@ -907,6 +921,7 @@ def tensors_to_bytes(tensors: dict, metadata: dict) -> bytes:
 
 
 def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
+    """(tensors, golf metadata) of a safetensors-layout buffer; every field is checked before it is used."""
     def bad(msg: str) -> GolfError:
         return GolfError(f"{what}: {msg}")
     if len(buf) < 8:
@@ -916,17 +931,22 @@ def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
         raise bad("truncated or corrupt header length")
     try:
         header = json.loads(buf[8:8 + head_len])
-        metadata = json.loads(header.pop("__metadata__", {}).get("golf", "{}"))
-    except (ValueError, AttributeError) as e:
+        meta = header.pop("__metadata__", {}) if isinstance(header, dict) else None
+        metadata = json.loads(meta.get("golf", "{}")) if isinstance(meta, dict) and isinstance(meta.get("golf", ""), str) else None
+    except (ValueError, UnicodeDecodeError) as e:
         raise bad(f"corrupt header: {e}") from None
+    if not isinstance(header, dict) or not isinstance(metadata, dict):
+        raise bad("corrupt header: not a JSON object of tensors with a metadata object")
     data, tensors = memoryview(buf)[8 + head_len:], {}
     for name, info in header.items():
-        try:
-            dtype, shape, (start, end) = ST_TORCH[info["dtype"]], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"tensor {name!r} has a malformed entry") from None
+        ok = isinstance(info, dict) and info.get("dtype") in ST_TORCH and isinstance(info.get("shape"), list) and \
+            isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2 and \
+            all(type(v) is int and v >= 0 for v in info["shape"] + info["data_offsets"])
+        if not ok:
+            raise bad(f"tensor {name!r} has a malformed entry")
+        dtype, shape, (start, end) = ST_TORCH[info["dtype"]], info["shape"], info["data_offsets"]
         nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-        if not 0 <= start <= end <= len(data) or end - start != nbytes or min(shape, default=0) < 0:
+        if not start <= end <= len(data) or end - start != nbytes:
             raise bad(f"tensor {name!r} points outside the file: truncated or corrupt")
         raw = torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
         tensors[name] = raw.view(dtype).reshape(shape)
@@ -934,14 +954,19 @@ def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
 
 
 def atomic_write(path, data: bytes) -> None:
+    """Write under a temporary name in the same folder, then rename: the final name only ever holds whole files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise GolfError(f"cannot write {path}: {e.strerror}") from None
 
 
 def save_tensors(path, tensors: dict, metadata: dict) -> None:
@@ -956,89 +981,304 @@ def load_tensors(path) -> tuple[dict, dict]:
     return tensors_from_bytes(buf, str(path))
 
 
-def load_checkpoint_weights(path) -> dict:
-    """The model state dict of a training checkpoint (.ckpt) or a raw final_model.safetensors."""
-    tensors, _ = load_tensors(path)
-    if any(k.startswith("model.") for k in tensors):
-        return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    return tensors
+# Codecs: the whole quantized payload is compressed as one stream. Every decompressor is bounded (output past the
+# limit is a decompression bomb) and refuses truncated streams and trailing bytes. The level is not stored.
+CODEC_IDS = {"zlib": 1, "zstd": 2, "lzma": 3, "brotli": 4}
+CODEC_LEVELS = {"zlib": (9, 0, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "brotli": (11, 0, 11)}  # default, min, max
+
+
+def _bomb(limit: int) -> GolfError:
+    return GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
+
+
+def compress(data: bytes, codec: str, level: int) -> bytes:
+    if codec == "zlib":
+        return zlib.compress(data, level)
+    if codec == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=level)
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    import brotli
+    return brotli.compress(data, quality=level)
+
+
+def decompress_bounded(data: bytes, codec: str, limit: int) -> bytes:
+    if codec in ("zlib", "lzma"):
+        d = zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        out = d.decompress(data, limit + 1) if codec == "zlib" else d.decompress(data, max_length=limit + 1)
+        if len(out) > limit or getattr(d, "unconsumed_tail", b""):
+            raise _bomb(limit)
+    elif codec == "zstd":
+        import zstandard
+        d, out, step = zstandard.ZstdDecompressor().decompressobj(), bytearray(), 512  # <= ~16 MiB out per step
+        for i in range(0, len(data), step):
+            out += d.decompress(data[i:i + step])
+            if len(out) > limit:
+                raise _bomb(limit)
+            if d.eof:
+                if i + step < len(data):
+                    raise GolfError("trailing bytes after the compressed stream")
+                break
+    else:
+        import brotli
+        d, out = brotli.Decompressor(), bytearray()
+        for i in range(0, len(data), 4096):  # brotli expands at most ~1000x: <= ~4 MiB out per piece
+            out += d.process(data[i:i + 4096])
+            if len(out) > limit:
+                raise _bomb(limit)
+            if d.is_finished() and i + 4096 < len(data):
+                raise GolfError("trailing bytes after the compressed stream")
+    if not (d.is_finished() if codec == "brotli" else d.eof):
+        raise GolfError("compressed stream is truncated")
+    if getattr(d, "unused_data", b""):
+        raise GolfError("trailing bytes after the compressed stream")
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How a float state dict becomes an artifact. Spec: int<B>[-emb<B>][-bigram<B>][-gptq][-packed][-shuffle]+<codec>[-<level>].
+    B is the signed code width of a role (16 = kept fp16): block matrices and the bigram projection (int<B>), the
+    token embedding and untied head (emb, default 8), the BigramHash table (bigram, default: the matrices' width).
+    Every row gets one fp16 scale, chosen among clip levels by reconstruction error. gptq: error-compensating
+    rounding with input statistics from training batches; packed: codes bit-packed instead of one per byte;
+    shuffle: the payload's even bytes, then its odd bytes, before compression."""
+    bits: int = 8
+    embed_bits: int = 8
+    bigram_bits: int = 8
+    gptq: bool = False
+    packed: bool = False
+    shuffle: bool = False
+    codec: str = "zlib"
+    level: int = 9
+
+    @classmethod
+    def parse(cls, spec: str) -> "Scheme":
+        quant, _, codec_part = spec.strip().lower().partition("+")
+        codec, _, level = codec_part.partition("-")
+        parts = quant.split("-")
+        def width(p: str, prefix: str) -> int:
+            if not p[len(prefix):].isdigit() or int(p[len(prefix):]) not in (2, 3, 4, 5, 6, 7, 8, 16):
+                raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a width of 2 to 8 bits (or 16 for fp16)")
+            return int(p[len(prefix):])
+        if codec not in CODEC_IDS or not parts[0].startswith("int"):
+            raise GolfError(f"artifact scheme {spec!r} must look like int6+brotli or int6-emb8-gptq+zstd-19 "
+                            f"(codecs: {', '.join(CODEC_IDS)})")
+        bits = width(parts[0], "int")
+        kw = dict(bits=bits, bigram_bits=bits, codec=codec, level=CODEC_LEVELS[codec][0])
+        for p in parts[1:]:
+            if p in ("gptq", "packed", "shuffle"):
+                kw[p] = True
+            elif p.startswith(("emb", "bigram")):
+                kw["embed_bits" if p.startswith("emb") else "bigram_bits"] = width(p, "emb" if p.startswith("emb") else "bigram")
+            else:
+                raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, gptq, packed, shuffle)")
+        if bits == 16:
+            raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
+        if level:
+            lo, hi = CODEC_LEVELS[codec][1:]
+            if not level.isdigit() or not lo <= int(level) <= hi:
+                raise GolfError(f"artifact scheme {spec!r}: {codec} level must be {lo}..{hi}")
+            kw["level"] = int(level)
+        return cls(**kw)
+
+    @property
+    def spec(self) -> str:
+        parts = [f"int{self.bits}", f"emb{self.embed_bits}", f"bigram{self.bigram_bits}"]
+        parts += [p for p in ("gptq", "packed", "shuffle") if getattr(self, p)]
+        level = "" if self.level == CODEC_LEVELS[self.codec][0] else f"-{self.level}"
+        return "-".join(parts) + f"+{self.codec}{level}"
 
 
 CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights")
 
 
-def keeps_float(name: str, t: torch.Tensor) -> bool:
-    """Kept in fp16 by role: vectors, control gains/mixes, and the tied embedding; every other matrix is quantized."""
-    return t.ndim != 2 or any(c in name for c in CONTROL_NAMES) or name == "tok_emb.weight"
+def tensor_role(name: str, t: torch.Tensor) -> str:
+    """Which width of a scheme a tensor gets: embed, bigram or matrix; float (fp16) for vectors and control tensors;
+    raw for integers."""
+    if not t.is_floating_point():
+        return "raw"
+    if t.ndim != 2 or any(c in name for c in CONTROL_NAMES):
+        return "float"
+    if name in ("tok_emb.weight", "lm_head.weight"):
+        return "embed"
+    return "bigram" if name == "bigram.embed.weight" else "matrix"
 
 
-def quantize_rows(w: torch.Tensor, bits: int = 8, clip_quantile: float = 0.9999984) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row quantization: clip each row at a high quantile of |w|, one fp16 scale per row."""
-    w = w.float()
+CLIP_FRACTIONS = (1.0, 0.995, 0.985, 0.97, 0.95, 0.93, 0.9, 0.87, 0.84, 0.8, 0.75, 0.7, 0.65, 0.6)
+
+
+def row_scales(w: torch.Tensor, bits: int, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row fp16 scale: the clip level (a fraction of the row's max |w|) whose rounding has the least squared
+    error, weighted per column by `importance` (the inputs' mean square, for GPTQ) when given."""
     qmax = 2 ** (bits - 1) - 1
-    clip = torch.cat([torch.quantile(rows.abs(), clip_quantile, dim=1) for rows in w.split(4096)])
-    scale = (clip / qmax).clamp_min(2 ** -24).half()
-    q = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
-    return q, scale
+    amax = w.abs().amax(dim=1)
+    best_err, best = torch.full_like(amax, float("inf")), torch.zeros_like(amax, dtype=torch.float16)
+    for frac in CLIP_FRACTIONS:
+        scale = (amax * frac / qmax).clamp_min(2 ** -24).half()
+        s = scale.float()[:, None]
+        err = (torch.clamp(torch.round(w / s), -qmax, qmax) * s - w) ** 2
+        err = (err * importance if importance is not None else err).sum(dim=1)
+        better = err < best_err
+        best_err, best = torch.where(better, err, best_err), torch.where(better, scale, best)
+    return best
 
 
-def dequantize_int_rows(tensors: dict, name: str, info: dict) -> torch.Tensor:
-    return tensors[name].float() * tensors[name + ".scale"].float()[:, None]
+def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """GPTQ: round columns one at a time (most active inputs first) and push each column's rounding error onto the
+    columns not yet rounded, through the inverse of the inputs' second moment H = E[x x^T], so that the layer's
+    output on such inputs moves as little as possible. Returns the integer codes."""
+    qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
+    W, H, s = w.float().clone(), hessian.float().clone(), scale.float()[:, None]
+    dead = H.diagonal() == 0
+    H[dead, dead], W[:, dead] = 1.0, 0.0
+    H.diagonal().add_(0.01 * H.diagonal().mean())  # damping
+    order = torch.argsort(H.diagonal(), descending=True)
+    W, H = W[:, order], H[order][:, order]
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros_like(W)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1, Hinv1, err1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2], torch.zeros_like(W[:, i1:i2])
+        for j in range(i2 - i1):
+            q = torch.clamp(torch.round(W1[:, j:j + 1] / s), -qmax, qmax)
+            Q[:, i1 + j] = q[:, 0]
+            err = (W1[:, j:j + 1] - q * s) / Hinv1[j, j]
+            W1[:, j:] -= err * Hinv1[j:j + 1, j:]
+            err1[:, j] = err[:, 0]
+        W[:, i2:] -= err1 @ Hinv[i1:i2, i2:]
+    return Q[:, torch.argsort(order)].to(torch.int8)
 
 
-# quantization kind -> dequantizer(tensors, name, info); tools/ register more (packed low-bit layouts)
-DEQUANTIZERS = {"int_row": dequantize_int_rows, "fp16": lambda t, n, i: t[n].float(), "raw": lambda t, n, i: t[n]}
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Signed codes -> little-endian bitstream of `bits` bits per code (uint8)."""
+    u = (codes.to(torch.int16) + (1 << (bits - 1))).to(torch.uint8).numpy().reshape(-1, 1)
+    planes = np.unpackbits(u, axis=1, bitorder="little")[:, :bits]
+    return torch.from_numpy(np.packbits(planes.ravel(), bitorder="little"))
 
 
-def quantize_state_dict(state_dict: dict, bits: int = 8) -> tuple[dict, dict]:
-    tensors, scheme = {}, {}
-    for name, t in state_dict.items():
-        if not t.is_floating_point():
-            tensors[name], scheme[name] = t, {"q": "raw"}
-        elif keeps_float(name, t):
-            tensors[name], scheme[name] = t.half(), {"q": "fp16"}
+def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    if packed.numel() * 8 < count * bits:
+        raise ValueError(f"{packed.numel()} packed bytes hold fewer than {count} codes of {bits} bits")
+    planes = np.unpackbits(packed.numpy(), bitorder="little")[:count * bits].reshape(count, bits)
+    u = np.packbits(np.pad(planes, ((0, 0), (0, 8 - bits))), axis=1, bitorder="little").ravel()
+    return torch.from_numpy(u.astype(np.int16) - (1 << (bits - 1)))
+
+
+def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = None) -> tuple[dict, dict]:
+    """(stored tensors, per-tensor info for the metadata). With scheme.gptq, matrices whose input statistics are in
+    `hessians` (name -> H) are rounded by GPTQ; the others round to nearest."""
+    tensors, info = {}, {}
+    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
+    for name, t in state.items():
+        role = tensor_role(name, t)
+        bits = widths.get(role)
+        if bits is None:
+            tensors[name], info[name] = t, {"q": "raw"}
+            continue
+        if bits == 16:
+            tensors[name], info[name] = t.half(), {"q": "fp16"}
+            continue
+        w = t.float()
+        H = hessians.get(name) if scheme.gptq and hessians else None
+        scale = row_scales(w, bits, None if H is None else H.diagonal()[None, :].float())
+        if H is not None:
+            codes = gptq_round(w, scale, bits, H)
         else:
-            tensors[name], tensors[name + ".scale"] = quantize_rows(t, bits)
-            scheme[name] = {"q": "int_row", "bits": bits}
-    return tensors, scheme
+            qmax = 2 ** (bits - 1) - 1
+            codes = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
+        tensors[name + ".scale"] = scale
+        if scheme.packed and bits < 8:
+            tensors[name], info[name] = pack_codes(codes, bits), {"q": "int_row_packed", "bits": bits, "shape": list(w.shape)}
+        else:
+            tensors[name], info[name] = codes, {"q": "int_row", "bits": bits}
+    return tensors, info
 
 
-def pack_artifact(tensors: dict, metadata: dict, codec: int = 1) -> bytes:
-    return ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, codec]) + CODECS[codec][1](tensors_to_bytes(tensors, metadata))
+def dequantize(tensors: dict, name: str, info) -> torch.Tensor:
+    """One stored tensor back to float; ValueError/KeyError on anything inconsistent."""
+    kind = info.get("q") if isinstance(info, dict) else None
+    if kind == "raw":
+        return tensors[name]
+    if kind == "fp16":
+        if tensors[name].dtype != torch.float16:
+            raise ValueError("an fp16 tensor is not stored as F16")
+        return tensors[name].float()
+    if kind not in ("int_row", "int_row_packed"):
+        raise ValueError(f"unknown quantization {kind!r}")
+    bits, scale = info.get("bits"), tensors[name + ".scale"]
+    if type(bits) is not int or not 2 <= bits <= 8 or scale.dtype != torch.float16 or scale.ndim != 1:
+        raise ValueError(f"bad width {bits!r} or scale {tuple(scale.shape)} {scale.dtype}")
+    if kind == "int_row_packed":
+        shape = info.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v > 0 for v in shape)):
+            raise ValueError(f"bad packed shape {shape!r}")
+        codes = unpack_codes(tensors[name], bits, shape[0] * shape[1]).reshape(shape)
+    else:
+        codes = tensors[name]
+        if codes.dtype != torch.int8 or codes.ndim != 2:
+            raise ValueError("codes are not a 2-D int8 tensor")
+    if codes.size(0) != scale.numel():
+        raise ValueError(f"{codes.size(0)} rows of codes but {scale.numel()} row scales")
+    if codes.numel() and int(codes.to(torch.int16).abs().max()) > 2 ** (bits - 1) - 1:
+        raise ValueError(f"codes do not fit {bits} bits")
+    return codes.float() * scale.float()[:, None]
+
+
+# The artifact: magic, version, codec id, flags (1 = byte-shuffled), SHA-256 of the compressed payload, payload.
+# The payload is the safetensors-layout bytes of the stored tensors, with the scheme, model config and per-tensor
+# quantization in the metadata. The hash is checked before anything is decompressed.
+ARTIFACT_MAGIC, ARTIFACT_VERSION, ARTIFACT_HEAD = b"GOLF", 2, 39
+
+
+def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
+    a = np.frombuffer(data, dtype=np.uint8)
+    if inverse:
+        out = np.empty_like(a)
+        out[0::2], out[1::2] = a[:(a.size + 1) // 2], a[(a.size + 1) // 2:]
+        return out.tobytes()
+    return np.concatenate([a[0::2], a[1::2]]).tobytes()
+
+
+def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
+    tensors, info = quantize_state_dict(state, scheme, hessians)
+    payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
+    payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
+    head = ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, CODEC_IDS[scheme.codec], int(scheme.shuffle)])
+    return head + hashlib.sha256(payload).digest() + payload
 
 
 def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
-    """Return (float state dict, metadata) of an artifact, whatever its scheme and codec."""
-    if len(blob) < 6 or blob[:4] != ARTIFACT_MAGIC:
-        raise GolfError(f"{what}: not a golf artifact (bad magic)")
+    """(float state dict, metadata) of an artifact, whatever its scheme and codec; GolfError on anything wrong."""
+    if len(blob) < ARTIFACT_HEAD or blob[:4] != ARTIFACT_MAGIC:
+        raise GolfError(f"{what}: not a golf artifact (bad magic or truncated header)")
     if blob[4] != ARTIFACT_VERSION:
         raise GolfError(f"{what}: artifact version {blob[4]} is not supported (expected {ARTIFACT_VERSION})")
-    if blob[5] not in CODECS:
-        raise GolfError(f"{what}: unknown compression codec id {blob[5]}")
+    codec = {v: k for k, v in CODEC_IDS.items()}.get(blob[5])
+    if codec is None or blob[6] > 1:
+        raise GolfError(f"{what}: unknown compression codec id {blob[5]} or flags {blob[6]}")
+    if hashlib.sha256(blob[ARTIFACT_HEAD:]).digest() != blob[7:ARTIFACT_HEAD]:
+        raise GolfError(f"{what}: integrity check failed (SHA-256 mismatch): the file is corrupt or was modified")
     try:
-        inner = CODECS[blob[5]][2](blob[6:], limit)
+        inner = decompress_bounded(blob[ARTIFACT_HEAD:], codec, limit)
     except GolfError as e:
         raise GolfError(f"{what}: {e}") from None
-    except Exception as e:  # a codec library's own error on corrupt data
-        raise GolfError(f"{what}: corrupt {CODECS[blob[5]][0]} stream ({e})") from None
-    tensors, metadata = tensors_from_bytes(inner, what)
+    except Exception as e:  # a codec library's own error on a corrupt stream
+        raise GolfError(f"{what}: corrupt {codec} stream ({e})") from None
+    tensors, metadata = tensors_from_bytes(byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
+    infos = metadata.get("tensors")
+    if not isinstance(infos, dict) or not infos:
+        raise GolfError(f"{what}: the metadata lists no tensors")
     state = {}
-    for name, info in metadata.get("tensors", {}).items():
-        kind = info.get("q")
-        if kind not in DEQUANTIZERS:
-            raise GolfError(f"{what}: tensor {name!r} uses unknown quantization {kind!r}")
+    for name, info in infos.items():
         try:
-            state[name] = DEQUANTIZERS[kind](tensors, name, info)
-        except (KeyError, RuntimeError, ValueError) as e:
+            state[name] = dequantize(tensors, name, info)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise GolfError(f"{what}: tensor {name!r} cannot be decoded ({e})") from None
+        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
+            raise GolfError(f"{what}: tensor {name!r} holds non-finite weights")
     return state, metadata
-
-
-def write_artifact(path, state_dict: dict, config: ModelConfig, bits: int = 8) -> int:
-    tensors, scheme = quantize_state_dict(state_dict, bits)
-    blob = pack_artifact(tensors, {"scheme": f"int{bits}_row+zlib", "config": asdict(config), "tensors": scheme})
-    atomic_write(path, blob)
-    return len(blob)
 
 
 def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
@@ -1049,14 +1289,53 @@ def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
     return unpack_artifact(blob, str(path), limit)
 
 
-def model_from_state(state_dict: dict, config: ModelConfig | dict, what: str = "checkpoint") -> GPT:
-    config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
-    model = GPT(config)
+def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
+    """Build the model a stored config describes, after checking the config's types and bounds and that the stored
+    tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
+    if not isinstance(config, dict) or set(config) != {f.name for f in fields(ModelConfig)}:
+        raise GolfError(f"{what}: the model config does not list exactly the fields of ModelConfig")
+    for f in fields(ModelConfig):
+        v = config[f.name]
+        if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):
+            raise GolfError(f"{what}: model config {f.name}={v!r} is not a {type(f.default).__name__}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and 0 <= v <= 1 << 20):
+            raise GolfError(f"{what}: model config {f.name}={v!r} is out of range")
+    cfg = ModelConfig(**config)
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    if layers != set(range(cfg.num_layers)) or min(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) < 1:
+        raise GolfError(f"{what}: the config's {cfg.num_layers} layers do not match the {len(layers)} stored blocks")
     try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
-        raise GolfError(f"{what} does not match the model shape: {str(e).splitlines()[-1].strip() or e}") from None
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in GPT(cfg, init=False).state_dict().items()}
+    except (RuntimeError, ValueError, ZeroDivisionError) as e:
+        raise GolfError(f"{what}: the model config is inconsistent ({e})") from None
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if stored != shapes:
+        diff = sorted(set(stored.items()) ^ set(shapes.items()))[:3]
+        raise GolfError(f"{what}: the stored tensors do not match the model config (first differences: {diff})")
+    model = GPT(cfg)
+    model.load_state_dict(state, strict=True)
     return model
+
+
+def forecast_bytes(state: dict, scheme: Scheme) -> int:
+    """Projected artifact bytes without compressing: each quantized tensor costs the order-0 entropy of its codes
+    (round to nearest with the scheme's clip search), plus its fp16 scales; float tensors cost 2 bytes each. Brotli
+    and lzma land close to this on trained weights (see docs/artifact.md for how close)."""
+    total = 1024.0  # container and JSON header
+    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
+    for name, t in state.items():
+        bits = widths.get(tensor_role(name, t), 16)
+        if bits == 16:
+            total += 2 * t.numel()
+            continue
+        w = t.float()
+        scale = row_scales(w, bits).float()[:, None]
+        qmax = 2 ** (bits - 1) - 1
+        counts = torch.bincount((torch.clamp(torch.round(w / scale), -qmax, qmax) + qmax).long().flatten()).float()
+        p = counts[counts > 0] / w.numel()
+        total += float(-(p * p.log2()).sum()) * w.numel() / 8 + 2 * w.size(0)
+    return int(total)
 
 
 # ----------------------------------------------------------------------------- training
@@ -1179,13 +1458,67 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+@torch.no_grad()
+def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
+    """GPTQ's statistics: for every quantized matrix (and the output head), the sum of x x^T over the inputs x it
+    sees on the given token batches, and the number of tokens. Divide the sums by the count for E[x x^T]."""
+    sums, hooks = {}, []
+    def hook(name):
+        def accumulate(module, inputs, output):
+            x = inputs[0].detach().reshape(-1, inputs[0].size(-1)).float()
+            sums[name] = sums.get(name, 0) + x.T @ x
+        return accumulate
+    for name, m in model.named_modules():
+        if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
+            hooks.append(m.register_forward_hook(hook(name + ".weight")))
+    head = "tok_emb.weight" if model.lm_head is None else "lm_head.weight"
+    tokens = torch.zeros((), dtype=torch.float64, device=model.tok_emb.weight.device)
+    try:
+        for x in batches:
+            with autocast:
+                hidden = model.hidden(x).reshape(-1, model.cfg.model_dim).float()
+            sums[head] = sums.get(head, 0) + hidden.T @ hidden
+            tokens += x.numel()
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return sums, tokens
+
+
+# ARTIFACT=auto tries these, most bits first, and ships the best-scoring one that fits (see docs/artifact.md).
+AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int6-emb8-gptq+brotli", "int5-emb7-gptq+brotli",
+                "int4-emb6-gptq+brotli", "int3-emb5-gptq+brotli")
+
+
+def default_run_id() -> str:
+    return time.strftime("run_%Y%m%d_%H%M%S") + f"_{os.getpid()}{random.randrange(16 ** 4):04x}"
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temporary files (.NAME.tmpPID) left by a process that no longer runs (killed mid-write) are removed."""
+    for tmp in folder.glob(".*.tmp*") if folder.is_dir() else []:
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        try:
+            os.kill(int(pid), 0) if pid.isdigit() and int(pid) != os.getpid() else None
+            continue
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, ValueError):
+            continue
+
+
 class Trainer:
     """Holds the run: model, optimizers, data, logging and checkpoints. main() drives it."""
 
     def __init__(self, h: Hyperparameters, rt: Runtime):
         self.h, self.rt = h, rt
-        self.run_id = h.run_id or time.strftime("run_%Y%m%d_%H%M%S")
-        self.out = Path(h.out_dir)
+        run_id = [h.run_id or default_run_id()]
+        if rt.world_size > 1:  # one name for the run's files on every process
+            dist.broadcast_object_list(run_id, src=0)
+        self.run_id, self.out = run_id[0], Path(h.out_dir)
+        self.log_path, self.summary_path = self.out / "logs" / f"{self.run_id}.txt", self.out / "logs" / f"{self.run_id}.json"
+        self.artifact_path = self.out / "models" / f"{self.run_id}.ptz"
+        self.raw_path = self.out / "models" / f"{self.run_id}.safetensors"
         self.code = Path(__file__).read_bytes()
         tokenizer_path = resolve_tokenizer_path(h.data_path, h.tokenizer_path)
         self.data_summary = validate_dataset(h.data_path, tokenizer_path, h.vocab_size)
@@ -1194,25 +1527,53 @@ class Trainer:
         self.train_files = list_shards(h.data_path, "train")
         torch.manual_seed(h.seed)
         self.config = ModelConfig.from_hparams(h, self.data_summary["bos_id"])
-        self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
+        if h.eval_artifact:  # the model is the artifact's, whatever the shape settings say
+            state, meta = read_artifact(h.eval_artifact)
+            self.model = model_from_state(state, meta.get("config"), h.eval_artifact).to(rt.device)
+            self.config, self.eval_scheme = self.model.cfg, str(meta.get("scheme"))
+            if self.config.vocab_size != h.vocab_size:
+                raise GolfError(f"{h.eval_artifact} has vocab_size {self.config.vocab_size} but VOCAB_SIZE={h.vocab_size}")
+        else:
+            self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
         self.model.fused_ce = h.fused_ce and rt.device.type == "cuda" and triton_available()
         self.compiled = torch.compile(self.model) if rt.compile else self.model
         self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
         self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
         self.loader = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         self.grad_accum = 8 // rt.world_size
-        self.step, self.train_time_ms, self.lr_scale = 0, 0.0, 1.0
+        self.step, self.train_time_ms, self.lr_scale, self.qat_bits = 0, 0.0, 1.0, 0
         self.val_history, self.train_history = [], []
-        self.log_file = None
+        self.hessians, self.heldout = None, None
+        self.claim_output_files()  # last: a run stopped by a bad input leaves no files behind
 
-    # -- logging
-    def open_log(self, resuming: bool) -> None:
+    # -- output files
+    def claim_output_files(self) -> None:
+        """Check OUT_DIR up front, clear temporary files of dead processes, and make sure this run replaces no other
+        run's files: the log is created exclusively, so two runs with one RUN_ID cannot both start."""
         if not self.rt.is_main:
             return
-        path = self.out / "logs" / f"{self.run_id}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file = open(path, "a" if resuming else "w", encoding="utf-8")
-        if not resuming:
+        h, resuming = self.h, bool(self.h.resume)
+        try:
+            for folder in ("logs", "models", f"checkpoints/{self.run_id}"):
+                (self.out / folder).mkdir(parents=True, exist_ok=True)
+                remove_stale_temp_files(self.out / folder)
+        except OSError as e:
+            raise GolfError(f"OUT_DIR={h.out_dir} is not a writable folder: {e.strerror} ({e.filename})") from None
+        taken = [p for p in (self.log_path, self.summary_path, self.artifact_path, self.raw_path) if p.exists()]
+        if taken and not (resuming or h.replace_run):
+            raise GolfError(f"RUN_ID={self.run_id} already has files in {h.out_dir} ({taken[0].relative_to(self.out)}): "
+                            "choose another RUN_ID, or set REPLACE_RUN=1 to replace them")
+        if h.replace_run and not resuming:
+            for p in (self.summary_path, self.artifact_path, self.raw_path):
+                p.unlink(missing_ok=True)
+        append = resuming and self.log_path.exists()
+        try:
+            self.log_file = open(self.log_path, "a" if append else "w" if h.replace_run else "x", encoding="utf-8")
+        except FileExistsError:
+            raise GolfError(f"RUN_ID={self.run_id}: another run just created {self.log_path}; choose another RUN_ID") from None
+        except OSError as e:
+            raise GolfError(f"cannot write the log {self.log_path}: {e.strerror}") from None
+        if not append:  # the script's own source first: it is what makes a log a record of what ran
             source = self.code.decode("utf-8")
             self.log_file.write(f"===== train_gpt.py source begin ({len(self.code)} bytes) =====\n{source}"
                                 f"{'' if source.endswith(chr(10)) else chr(10)}===== train_gpt.py source end =====\n")
@@ -1220,12 +1581,19 @@ class Trainer:
     def log(self, msg: str) -> None:
         if self.rt.is_main:
             print(msg, flush=True)
-            if self.log_file:
-                self.log_file.write(msg + "\n")
-                self.log_file.flush()
+            self.log_file.write(msg + "\n")
+            self.log_file.flush()
+
+    def share(self, value: float) -> float:
+        """Rank 0's value, on every process."""
+        if self.rt.world_size == 1:
+            return value
+        t = torch.tensor(float(value) if self.rt.is_main else 0.0, dtype=torch.float64, device=self.rt.device)
+        dist.all_reduce(t)
+        return t.item()
 
     # -- one optimizer step over the global batch
-    def train_step(self, step: int, elapsed_ms: float) -> torch.Tensor:
+    def train_step(self, step: int, elapsed_ms: float, reserve_ms: float = 0.0) -> torch.Tensor:
         h, rt = self.h, self.rt
         tokens_per_process = h.train_batch_tokens // (rt.world_size * self.grad_accum)
         total = torch.zeros((), device=rt.device)
@@ -1237,7 +1605,7 @@ class Trainer:
                 loss = self.train_model(x, y)
             (loss / self.grad_accum).backward()
             total += loss.detach()
-        self.lr_scale = mult = lr_multiplier(step, elapsed_ms, h)
+        self.lr_scale = mult = lr_multiplier(step, elapsed_ms, h, reserve_ms)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mult
@@ -1269,25 +1637,41 @@ class Trainer:
             opt_groups.append(sd["param_groups"])
         tensors["rng.cpu"] = torch.get_rng_state()
         meta = {"step": self.step, "train_time_ms": self.train_time_ms, "loader": self.loader.stream.state(),
-                "opt_groups": opt_groups, "config": asdict(self.config), "run_id": self.run_id,
+                "opt_groups": opt_groups, "config": asdict(self.config), "run_id": self.run_id, "data": self.data_identity(),
+                "lr_scale": self.lr_scale, "qat_bits": self.qat_bits,
                 "val_history": self.val_history, "train_history": self.train_history}
         return tensors, meta
 
+    def data_identity(self) -> dict:
+        return {"train_tokens": self.data_summary["train"]["tokens"], "val_tokens": self.data_summary["val"]["tokens"],
+                "train_shards": [f.name for f in self.train_files]}
+
     def restore(self, tensors: dict, meta: dict, what: str) -> None:
+        """Continue from a training checkpoint of this same configuration and dataset; anything else is refused."""
+        if "opt_groups" not in meta or "loader" not in meta:
+            raise GolfError(f"RESUME={what} is not a training checkpoint (a .ckpt written with CHECKPOINT_EVERY)")
         if meta.get("config") != asdict(self.config):
-            raise GolfError(f"{what} was made with a different model configuration: {meta.get('config')}")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for j, opt in enumerate(self.optimizers):
-            state = {}
-            for name, value in tensors.items():
-                if name.startswith(f"opt{j}."):
-                    _, idx, key = name.split(".", 2)
-                    state.setdefault(int(idx), {})[key] = value
-            opt.load_state_dict({"state": state, "param_groups": meta["opt_groups"][j]})
-        torch.set_rng_state(tensors["rng.cpu"])
-        self.loader.stream.restore(meta["loader"])
-        self.step, self.train_time_ms = int(meta["step"]), float(meta["train_time_ms"])
-        self.val_history, self.train_history = list(meta["val_history"]), list(meta["train_history"])
+            raise GolfError(f"RESUME={what} was made with a different model configuration: {meta.get('config')}")
+        if meta.get("data") != self.data_identity():
+            raise GolfError(f"RESUME={what} was made on another dataset than DATA_PATH={self.h.data_path}")
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            for j, opt in enumerate(self.optimizers):
+                state = {}
+                for name, value in tensors.items():
+                    if name.startswith(f"opt{j}."):
+                        _, idx, key = name.split(".", 2)
+                        state.setdefault(int(idx), {})[key] = value
+                opt.load_state_dict({"state": state, "param_groups": meta["opt_groups"][j]})
+            torch.set_rng_state(tensors["rng.cpu"])
+            self.loader.stream.restore(meta["loader"])
+            self.step, self.train_time_ms = int(meta["step"]), float(meta["train_time_ms"])
+            self.lr_scale, qat_bits = float(meta["lr_scale"]), int(meta["qat_bits"])
+            self.val_history, self.train_history = list(meta["val_history"]), list(meta["train_history"])
+        except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
+            raise GolfError(f"RESUME={what} is damaged or incompatible: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        if qat_bits:
+            self.set_qat(qat_bits)
 
     def save_checkpoint(self) -> Path:
         path = self.out / "checkpoints" / self.run_id / f"step_{self.step:06d}.ckpt"
@@ -1312,6 +1696,7 @@ class Trainer:
         for opt, state in zip(self.optimizers, opt_states):
             opt.load_state_dict(state)
         self.loader.stream.restore({"file_idx": 0, "pos": 0})
+        self.lr_scale = 1.0
 
     def elapsed_ms(self, t0: float) -> float:
         """Training time now. With a wallclock cap and several processes, the largest of the processes' clocks, so
@@ -1332,10 +1717,16 @@ class Trainer:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize()
 
+    def check_finite(self, nonfinite_step: torch.Tensor, last_checkpoint) -> None:
+        bad = nonfinite_step.clone()
+        if self.rt.world_size > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item() >= 0:
+            kept = f"; last checkpoint kept: {last_checkpoint}" if last_checkpoint else "; no checkpoint was saved"
+            raise GolfError(f"non-finite train loss at step {bad.item() + 1}{kept}")
+
     def run(self) -> dict:
         h, rt = self.h, self.rt
-        resuming = bool(h.resume)
-        self.open_log(resuming)
         for f in fields(h):
             self.log(f"hparam {f.name.upper()}={getattr(h, f.name)}")
         self.log(hardware_line(rt))
@@ -1347,18 +1738,23 @@ class Trainer:
         self.log(rt.choices)
         if "warning:" in rt.choices and rt.is_main:
             print("warning:" + rt.choices.split("warning:", 1)[1].split(")")[0], file=sys.stderr, flush=True)
+        if h.eval_artifact:
+            size = Path(h.eval_artifact).stat().st_size
+            return self.score(Path(h.eval_artifact), self.eval_scheme, size, {"run_id": self.run_id, "eval_artifact": h.eval_artifact})
         probe = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         x, y = probe.next_batch(h.train_seq_len, h.train_seq_len)
         with torch.no_grad(), rt.autocast:
             self.log(f"untrained train_loss:{self.global_mean(self.model(x, y)):.4f} ln(vocab):{math.log(h.vocab_size):.4f}")
         self.warm_up()
-        if resuming:
+        if h.resume:
             self.restore(*load_tensors(h.resume), what=h.resume)
             self.log(f"resumed from {h.resume} at step {self.step} (train_time {self.train_time_ms:.0f}ms)")
         last_checkpoint = h.resume or None
         stop_at = None
         nonfinite_step = torch.full((), -1, dtype=torch.long, device=rt.device)
         elapsed_ms = self.train_time_ms  # training time so far, the same on every process; excludes evaluations
+        reserve_ms = 0.0  # training time kept for the calibration after training
+        calibrating = h.artifact == "auto" or Scheme.parse(h.artifact).gptq
         self.sync()
         t0 = time.perf_counter()
         while True:
@@ -1371,11 +1767,13 @@ class Trainer:
                 self.val_history.append({"step": self.step, "val_loss": val_loss, "val_bpb": val_bpb})
                 self.log(f"step:{self.step}/{h.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
                          f"train_time:{self.train_time_ms:.0f}ms step_avg:{self.train_time_ms / max(self.step, 1):.2f}ms")
+                self.log_forecast()
                 self.sync()
                 t0 = time.perf_counter()
             if last:
                 break
-            loss = self.train_step(self.step, elapsed_ms)
+            self.update_qat()
+            loss = self.train_step(self.step, elapsed_ms, reserve_ms)
             nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
             self.step += 1
             elapsed_ms = self.elapsed_ms(t0)
@@ -1391,35 +1789,144 @@ class Trainer:
                 self.check_finite(nonfinite_step, last_checkpoint)
                 last_checkpoint = str(self.save_checkpoint())
                 t0 = time.perf_counter()
-            if h.max_wallclock_seconds > 0 and stop_at is None and elapsed_ms >= 1000 * h.max_wallclock_seconds:
+            # The calibration after training reads training data, so it counts as training: keep time for it, at
+            # the measured time of a training micro-batch per calibration batch (a forward pass costs less).
+            reserve_ms = h.gptq_batches * elapsed_ms / self.step / self.grad_accum if calibrating else 0.0
+            if h.max_wallclock_seconds > 0 and stop_at is None and elapsed_ms + reserve_ms >= 1000 * h.max_wallclock_seconds:
                 stop_at = self.step
-                self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations}")
+                self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations} "
+                         f"reserved:{reserve_ms:.0f}ms")
+        if calibrating:
+            self.calibrate()
         self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
         return self.finish()
 
-    def check_finite(self, nonfinite_step: torch.Tensor, last_checkpoint) -> None:
-        bad = nonfinite_step.clone()
-        if self.rt.world_size > 1:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if bad.item() >= 0:
-            kept = f"; last checkpoint kept: {last_checkpoint}" if last_checkpoint else "; no checkpoint was saved"
-            raise GolfError(f"non-finite train loss at step {bad.item() + 1}{kept}")
+    def update_qat(self) -> None:
+        """Late QAT: once the learning-rate multiplier falls to QAT_LR_SCALE, fake-quantize the block matrices."""
+        h = self.h
+        if h.qat_bits == "0" or self.qat_bits or self.lr_scale > h.qat_lr_scale:
+            return
+        self.set_qat(int(h.qat_bits) if h.qat_bits != "auto" else int(self.share(self.chosen_forecast()[0].bits)))
+        self.log(f"qat: int{self.qat_bits} fake quantization of the block matrices from step {self.step}")
+
+    def set_qat(self, bits: int) -> None:
+        self.qat_bits = bits
+        for name, m in self.model.named_modules():
+            if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
+                m.qat_bits = bits
+
+    def chosen_forecast(self) -> tuple[Scheme, int]:
+        """The scheme the artifact would use for the current weights, by the entropy forecast, and its bytes."""
+        state = {k: v.detach().float() for k, v in self.model.state_dict().items()}
+        schemes = [Scheme.parse(s) for s in (AUTO_SCHEMES if self.h.artifact == "auto" else (self.h.artifact,))]
+        for scheme in schemes:
+            size = forecast_bytes(state, scheme)
+            if size + len(self.code) <= self.h.size_cap_bytes:
+                return scheme, size
+        return schemes[-1], size
+
+    def log_forecast(self) -> None:
+        if not self.rt.is_main:
+            return
+        scheme, size = self.chosen_forecast()
+        fits = size + len(self.code) <= self.h.size_cap_bytes
+        self.log(f"artifact forecast: {scheme.spec} ~{size} bytes + code {len(self.code)} "
+                 f"({'fits' if fits else 'DOES NOT FIT'} {self.h.size_cap_bytes}; order-0 entropy estimate)")
+
+    @torch.no_grad()
+    def calibrate(self) -> None:
+        """GPTQ's statistics: the second moment E[x x^T] of every quantized matrix's input over GPTQ_BATCHES training
+        micro-batches per process (summed over processes), and held-out training tokens that score the artifact
+        candidates. Counted in the training time."""
+        h, rt = self.h, self.rt
+        self.sync()
+        t0 = time.perf_counter()
+        self.model.eval()
+        batches = (self.loader.next_batch(h.train_batch_tokens // (rt.world_size * self.grad_accum), h.train_seq_len)[0]
+                   for _ in range(h.gptq_batches))
+        sums, tokens = input_moments(self.model, batches, rt.autocast)
+        self.model.train()
+        if rt.world_size > 1:
+            for value in list(sums.values()) + [tokens]:
+                dist.all_reduce(value)
+        self.hessians = {k: (v / tokens).cpu() for k, v in sums.items()}
+        self.heldout = self.loader.stream.take(h.artifact_eval_tokens + 1)  # the same tokens on every process
+        self.sync()
+        ms = 1000 * (time.perf_counter() - t0)
+        self.train_time_ms += ms
+        self.log(f"calibration: {h.gptq_batches} batches ({int(tokens.item())} tokens) in {ms:.0f}ms; "
+                 f"train_time with calibration: {self.train_time_ms:.0f}ms")
+
+    def choose_artifact(self, state: dict) -> tuple[bytes, Scheme]:
+        """On rank 0: pack the candidate schemes, most bits first; score those that fit on the held-out tokens, and
+        stop after two fit (fewer bits scoring better is rare). Returns the best fitting artifact, or raises."""
+        h, code = self.h, len(self.code)
+        specs = AUTO_SCHEMES if h.artifact == "auto" else (h.artifact,)
+        config, tried, best = asdict(self.config), [], None
+        seq = min(h.train_seq_len, len(self.heldout) - 1) if self.heldout is not None else 0
+        def heldout_loss(weights: dict) -> float:
+            self.model.load_state_dict(weights)
+            return evaluate(self.model, self.heldout, self.luts, seq, seq, h.eval_batch_seqs, self.rt.device, self.rt.autocast)[0]
+        reference = heldout_loss(state) if len(specs) > 1 else None
+        for spec in specs:
+            scheme, t0 = Scheme.parse(spec), time.perf_counter()
+            blob = pack_artifact(state, config, scheme, self.hessians)
+            fits = len(blob) + code <= h.size_cap_bytes
+            loss = heldout_loss(unpack_artifact(blob)[0]) if fits and len(specs) > 1 else None
+            tried.append((scheme.spec, len(blob), fits, loss))
+            self.log(f"artifact candidate {scheme.spec}: {len(blob)} bytes + code {code} = {len(blob) + code} "
+                     + (f"fits, held-out loss {loss:.5f} ({loss - reference:+.5f} vs unquantized)" if loss is not None
+                        else "fits" if fits else f"> {h.size_cap_bytes}, does not fit") + f" [{time.perf_counter() - t0:.1f}s]")
+            if fits and (best is None or (loss is not None and loss < best[2])):
+                best = (blob, scheme, loss)
+            if len(specs) > 1 and sum(t[2] for t in tried) == 2:
+                break
+        self.model.load_state_dict(state)
+        if best is None and h.artifact != "auto":
+            return blob, scheme  # a forced scheme ships even when over the cap (the run then exits non-zero)
+        if best is None:
+            raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {tried[-1][0]}, "
+                            f"is {tried[-1][1]} bytes + {code} bytes of code (train a smaller model, or set ARTIFACT)")
+        return best[0], best[1]
 
     def finish(self) -> dict:
-        """Save the raw weights, write the int8+zlib artifact, read it back from disk and score the round trip."""
+        """Save the raw weights, choose and write the artifact, read it back from disk and score the round trip."""
         h, rt = self.h, self.rt
-        artifact = self.out / "final_model.int8.ptz"
         state = {k: v.detach().float().cpu() for k, v in self.model.state_dict().items()}
+        spec, ok = "", 1.0
         if rt.is_main:
-            save_tensors(self.out / "final_model.safetensors", state, {"config": asdict(self.config), "run_id": self.run_id})
-            write_artifact(artifact, state, self.config)
+            save_tensors(self.raw_path, state, {"config": asdict(self.config), "run_id": self.run_id})
+            try:
+                blob, scheme = self.choose_artifact(state)
+                atomic_write(self.artifact_path, blob)
+                spec = scheme.spec
+            except GolfError:
+                ok = 0.0
+                if rt.world_size == 1:
+                    raise
+                self.share(ok)
+                raise
+        if not self.share(ok):
+            raise GolfError("rank 0 found no artifact scheme that fits (see its error)")
         if rt.world_size > 1:
-            dist.barrier()
-        artifact_bytes, code_bytes = artifact.stat().st_size, len(self.code)
+            spec_list = [spec]
+            dist.broadcast_object_list(spec_list, src=0)
+            spec = spec_list[0]
+        return self.score(self.artifact_path, spec, self.artifact_path.stat().st_size, {
+            "run_id": self.run_id, "seed": h.seed, "steps": self.step, "iterations": h.iterations,
+            "train_time_ms": round(self.train_time_ms), "val_history": self.val_history, "train_history": self.train_history,
+            "pre_quant_val_loss": self.val_history[-1]["val_loss"] if self.val_history else None,
+            "pre_quant_val_bpb": self.val_history[-1]["val_bpb"] if self.val_history else None})
+
+    def score(self, artifact: Path, spec: str, artifact_bytes: int, summary: dict) -> dict:
+        """The final lines: sizes, then the sliding-window score of the artifact as read back from disk."""
+        h, rt = self.h, self.rt
+        code_bytes = len(self.code)
         total = artifact_bytes + code_bytes
+        self.log(f"artifact scheme: {spec} file: {artifact}")
         self.log(f"Code size: {code_bytes} bytes")
-        self.log(f"Serialized model int8+zlib: {artifact_bytes} bytes")
-        self.log(f"Total submission size int8+zlib: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
+        self.log(f"Serialized model {spec}: {artifact_bytes} bytes")
+        self.log(f"Total submission size {spec}: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
         roundtrip_state, _ = read_artifact(artifact)
         self.model.load_state_dict(roundtrip_state)
         self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} on the round-trip model")
@@ -1432,20 +1939,14 @@ class Trainer:
         self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
         self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
         over_budget = total > h.size_cap_bytes
-        last_val = self.val_history[-1] if self.val_history else {}
-        summary = {
-            "run_id": self.run_id, "seed": h.seed, "steps": self.step, "iterations": h.iterations,
-            "train_time_ms": round(self.train_time_ms), "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms),
-            "eval_seq_len": h.eval_seq_len, "eval_stride": h.eval_stride,
-            "pre_quant_val_loss": last_val.get("val_loss"), "pre_quant_val_bpb": last_val.get("val_bpb"),
+        summary.update({
+            "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,
+            "eval_stride": h.eval_stride, "artifact": os.path.relpath(artifact, self.out), "artifact_scheme": spec,
             "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total, "size_cap_bytes": h.size_cap_bytes,
-            "over_budget": over_budget,
-            "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)}, "hardware": hardware_line(rt),
-            "model_params": sum(p.numel() for p in self.model.parameters()),
-            "val_history": self.val_history, "train_history": self.train_history,
-        }
+            "over_budget": over_budget, "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)},
+            "hardware": hardware_line(rt), "model_params": sum(p.numel() for p in self.model.parameters())})
         if rt.is_main:
-            atomic_write(self.out / "logs" / f"{self.run_id}.json", json.dumps(summary, indent=1).encode())
+            atomic_write(self.summary_path, json.dumps(summary, indent=1).encode())
         if over_budget:  # last, after everything is written: the run's figures are kept, but it is not a submission
             self.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
         return summary

@@ -41,11 +41,13 @@ def test_log_and_json_hold_the_final_figures(reference):
     assert exact == f"final_int8_zlib_roundtrip_exact val_loss:{summary['val_loss']:.8f} val_bpb:{summary['val_bpb']:.8f}"
     rounded = [l for l in log.splitlines() if l.startswith("final_int8_zlib_roundtrip val_loss:")][0]
     assert rounded.startswith(f"final_int8_zlib_roundtrip val_loss:{summary['val_loss']:.4f} val_bpb:{summary['val_bpb']:.4f} eval_time:")
-    artifact = (out / "final_model.int8.ptz").stat().st_size
-    assert f"Serialized model int8+zlib: {artifact} bytes" in log
+    artifact = (out / "models" / "tiny.ptz").stat().st_size
+    scheme = summary["artifact_scheme"]
+    assert f"artifact scheme: {scheme} file: {out / 'models' / 'tiny.ptz'}" in log
+    assert f"Serialized model {scheme}: {artifact} bytes" in log
     assert f"Code size: {len(TRAIN_GPT.read_bytes())} bytes" in log
     assert summary["bytes_total"] == artifact + len(TRAIN_GPT.read_bytes()) == summary["bytes_model"] + summary["bytes_code"]
-    assert f"Total submission size int8+zlib: {summary['bytes_total']} bytes (margin to 16000000: {16000000 - summary['bytes_total']} bytes)" in log
+    assert f"Total submission size {scheme}: {summary['bytes_total']} bytes (margin to 16000000: {16000000 - summary['bytes_total']} bytes)" in log
     assert summary["steps"] == 8 and [v["step"] for v in summary["val_history"]] == [4, 8]
     losses = train_losses(stdout)
     assert len(losses) == 8 and losses[-1] < losses[0] - 1.0  # it learns
@@ -56,7 +58,7 @@ def test_same_seed_gives_the_same_loss_at_every_step(data, reference, tmp_path):
     result = run_train(tiny_env(data, tmp_path, BF16=0))
     assert train_losses(result.stdout) == train_losses(reference[1])
     assert final_exact(result.stdout) == final_exact(reference[1])
-    other_seed = run_train(tiny_env(data, tmp_path, BF16=0, SEED=7))
+    other_seed = run_train(tiny_env(data, tmp_path, BF16=0, SEED=7, RUN_ID="seed7"))
     assert train_losses(other_seed.stdout) != train_losses(reference[1])
 
 
@@ -92,7 +94,7 @@ def test_killed_run_resumes_to_exactly_the_same_final_loss(data, reference, tmp_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = sorted(ckpt_dir.glob("step_*.ckpt"))
-    assert done and not (tmp_path / "final_model.int8.ptz").exists(), "the run was not interrupted mid-way"
+    assert done and not (tmp_path / "models" / "tiny.ptz").exists(), "the run was not interrupted mid-way"
     resumed = run_train({**env, "RESUME": str(done[-1])})
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {done[-1]} at step {int(done[-1].stem.split('_')[1])}" in resumed.stdout
@@ -105,7 +107,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(data, tmp_
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: non-finite train loss at step ")
     kept = Path(err[0].split("last checkpoint kept: ")[1])
-    assert kept.exists() and not (tmp_path / "final_model.int8.ptz").exists()
+    assert kept.exists() and not (tmp_path / "models" / "tiny.ptz").exists()
 
 
 def _error_of(env) -> str:

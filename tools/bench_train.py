@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     torch.manual_seed(h.seed)
     cfg = tg.ModelConfig.from_hparams(h, bos_id=1)
     model = tg.GPT(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        artifact_bytes = tg.write_artifact(Path(tmp) / "fresh.ptz", {k: v.float() for k, v in model.state_dict().items()}, cfg)
+    artifact_bytes = len(tg.pack_artifact({k: v.float() for k, v in model.state_dict().items()}, asdict(cfg),
+                                          tg.Scheme.parse("int8+zlib")))
     code_bytes = len((Path(tg.__file__)).read_bytes())
     model = model.to(rt.device)
     train_model = torch.compile(model) if rt.compile else model
