@@ -1,13 +1,13 @@
-"""Pack a checkpoint into an artifact with a chosen quantization scheme and codec.
+"""Pack a checkpoint into an artifact with any scheme train_gpt.py knows (train_gpt.pack_artifact does the packing).
 
-    python tools/pack.py CKPT -o OUT [--bits 8|6|5|4] [--clip-search] [--embed-bits 16|8] [--float fp16|bf16|fp32]
-                         [--codec zlib|zstd|lzma|brotli] [--level N] [--layout bytes|packed] [--json]
+    python tools/pack.py MODEL -o OUT.ptz [--scheme int6-emb8-gptq+brotli] [--data DIR [--gptq-batches 16]
+                         [--seq-len 2048] [--batch-tokens 16384]] [--bf16 auto|0|1] [--code PATH] [--json]
 
-CKPT is a training .ckpt, a final_model.safetensors, or an artifact (re-packed from its dequantized weights).
-Matrices are stored per output row as intN with one fp16 scale per row (optionally with a per-row clip search);
-vectors and control tensors stay float (train_gpt.keeps_float); the tied embedding stays float (--embed-bits 16)
-or becomes per-row int8. The artifact is read back and checked before it is written (atomically).
-Any train_gpt.read_artifact reads the result once tools/artifact.py is imported.
+MODEL is a training .ckpt, a raw-weights .safetensors (models/<RUN_ID>.safetensors) or an artifact (re-packed from
+its dequantized weights). Scheme grammar (train_gpt.Scheme): int<B>[-emb<B>][-bigram<B>][-gptq][-packed][-shuffle]
++<codec>[-<level>], codecs zlib, zstd, lzma, brotli. A -gptq scheme needs --data: its rounding uses the input
+statistics of the model on --gptq-batches batches from the start of the dataset's training shards
+(train_gpt.input_moments). The artifact is read back by train_gpt.unpack_artifact before it is written (atomically).
 """
 from __future__ import annotations
 
@@ -18,27 +18,49 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import artifact as A  # noqa: E402
-from artifact import GolfError, tg  # noqa: E402
+import common as C  # noqa: E402
+from common import ToolError, tg  # noqa: E402
 
-DEFAULT_CODEC = "brotli"
-DEFAULT_LAYOUT = "auto"
+DEFAULT_SCHEME = "int6+brotli"
+H = tg.Hyperparameters()
+
+
+def calibration_hessians(model, data: str, batches: int, seq_len: int, batch_tokens: int, rt) -> dict:
+    """GPTQ's E[x x^T] per quantized matrix, from `batches` batches of `batch_tokens` tokens read from the start of
+    the dataset's training shards, exactly as train_gpt.Trainer.calibrate collects them (train_gpt.input_moments)."""
+    if batches < 1 or seq_len < 1 or batch_tokens < seq_len or batch_tokens % seq_len:
+        raise ToolError("need --gptq-batches >= 1 and --batch-tokens a positive multiple of --seq-len")
+    files = tg.list_shards(data, "train")
+    loader = tg.DistributedTokenLoader(files, model.cfg.vocab_size, 0, 1, rt.device)
+    model = model.to(rt.device)
+    sums, tokens = tg.input_moments(model, (loader.next_batch(batch_tokens, seq_len)[0] for _ in range(batches)), rt.autocast)
+    return {k: (v / tokens).cpu() for k, v in sums.items()}
+
+
+def pack(state: dict, config: dict, scheme: "tg.Scheme", data: str | None = None, gptq_batches: int = H.gptq_batches,
+         seq_len: int = H.train_seq_len, batch_tokens: int = H.train_batch_tokens // 8, bf16: str = "auto") -> bytes:
+    """The artifact bytes train_gpt.pack_artifact writes for these weights (with GPTQ statistics when the scheme asks)."""
+    hessians = None
+    if scheme.gptq:
+        if not data:
+            raise ToolError(f"scheme {scheme.spec} uses GPTQ: give --data DIR (calibration batches from its training shards)")
+        model = tg.model_from_state(state, config, "checkpoint").eval()
+        hessians = calibration_hessians(model, data, gptq_batches, seq_len, batch_tokens, C.runtime(bf16=bf16))
+    return tg.pack_artifact(state, config, scheme, hessians)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("ckpt", help="training .ckpt, final_model.safetensors or an artifact")
+    p.add_argument("model", help="training .ckpt, raw-weights .safetensors or an artifact")
     p.add_argument("-o", "--out", required=True, help="artifact path to write")
-    p.add_argument("--bits", type=int, default=8, choices=(8, 6, 5, 4), help="bits per quantized matrix value (default 8)")
-    p.add_argument("--clip-search", action="store_true", help="per-row clip level minimising reconstruction MSE")
-    p.add_argument("--embed-bits", type=int, default=16, choices=(16, 8), help="tied embedding: 16 = float, 8 = per-row int8")
-    p.add_argument("--float", dest="float_kind", default="fp16", choices=tuple(A.FLOAT_KINDS), help="storage of float-kept tensors")
-    p.add_argument("--codec", default=DEFAULT_CODEC, choices=tuple(A.CODEC_IDS), help=f"compressor (default {DEFAULT_CODEC})")
-    p.add_argument("--level", type=int, default=None, help="compressor level (default: the codec's strongest)")
-    p.add_argument("--layout", default=DEFAULT_LAYOUT, choices=("auto", "bytes", "packed"),
-                   help="one value per byte or bit-packed codes; auto (default): packed for 4 bits, bytes otherwise "
-                        "(the smaller after compression in tools/README.md's measurements)")
+    p.add_argument("--scheme", default=DEFAULT_SCHEME, help=f"artifact scheme (default {DEFAULT_SCHEME})")
+    p.add_argument("--data", default=None, help="dataset directory: training shards for GPTQ statistics")
+    p.add_argument("--gptq-batches", type=int, default=H.gptq_batches, help=f"calibration batches (default {H.gptq_batches})")
+    p.add_argument("--seq-len", type=int, default=H.train_seq_len, help=f"calibration sequence length (default {H.train_seq_len})")
+    p.add_argument("--batch-tokens", type=int, default=H.train_batch_tokens // 8,
+                   help=f"tokens per calibration batch (default {H.train_batch_tokens // 8}, a run's micro-batch)")
+    p.add_argument("--bf16", default="auto", choices=("auto", "0", "1"), help="precision of the calibration pass (as BF16)")
     p.add_argument("--code", default=None, help="code file counted against the cap (default: train_gpt.py)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     return p.parse_args(argv)
@@ -46,34 +68,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    A.check_codec(args.codec, args.level)
-    layout = args.layout if args.layout != "auto" else ("packed" if args.bits == 4 else "bytes")
-    scheme = A.Scheme(bits=args.bits, clip_search=args.clip_search, embed_bits=args.embed_bits, layout=layout,
-                      float_kind=args.float_kind)
+    scheme = tg.Scheme.parse(args.scheme)
     t0 = time.perf_counter()
-    state, config, _ = A.load_model_file(args.ckpt)
-    tg.model_from_state(state, config, args.ckpt)  # refuse a checkpoint that does not match its own config
-    blob = A.pack(state, config, scheme, args.codec, args.level)
-    roundtrip, _ = tg.unpack_artifact(blob, "packed artifact")
-    if set(roundtrip) != set(state):
-        raise GolfError("internal: the packed artifact does not hold every tensor")
+    state, config, _ = C.load_model_file(args.model)
+    tg.model_from_state(state, config, args.model)  # refuse a checkpoint that does not match its own config
+    blob = pack(state, config, scheme, args.data, args.gptq_batches, args.seq_len, args.batch_tokens, args.bf16)
+    roundtrip, meta = tg.unpack_artifact(blob, "packed artifact")
+    if set(roundtrip) != set(state) or meta.get("scheme") != scheme.spec:
+        raise ToolError("internal: the packed artifact does not read back as written")
     tg.atomic_write(args.out, blob)
     params = sum(v.numel() for v in state.values())
-    code = A.code_bytes(args.code)
-    summary = {"out": str(args.out), "scheme": f"{scheme.spec}+{args.codec}", "codec": args.codec,
-               "level": A.check_codec(args.codec, args.level), "params": params, "artifact_bytes": len(blob),
+    code = C.code_bytes(args.code)
+    summary = {"out": str(args.out), "scheme": scheme.spec, "params": params, "artifact_bytes": len(blob),
                "bytes_per_param": len(blob) / params, "code_bytes": code, "total_bytes": len(blob) + code,
-               "margin": A.CAP - len(blob) - code, "rel_error": A.relative_error(state, roundtrip),
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "cap": C.CHALLENGE_CAP_BYTES, "margin": C.CHALLENGE_CAP_BYTES - len(blob) - code,
+               "rel_error": C.relative_error(state, roundtrip), "seconds": round(time.perf_counter() - t0, 2)}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"wrote {args.out}: {summary['scheme']} (level {summary['level']}) {len(blob)} bytes "
-              f"({summary['bytes_per_param']:.4f} bytes/param over {params} params), rel_error {summary['rel_error']:.3e}")
-        print(f"total with code: {summary['total_bytes']} bytes (margin to {A.CAP}: {summary['margin']} bytes)"
+        print(f"wrote {args.out}: {scheme.spec} {len(blob)} bytes ({summary['bytes_per_param']:.4f} bytes/param over "
+              f"{params} params), rel_error {summary['rel_error']:.3e}")
+        print(f"total with code: {summary['total_bytes']} bytes (margin to {C.CHALLENGE_CAP_BYTES}: {summary['margin']} bytes)"
               + ("  OVER THE CAP" if summary["margin"] < 0 else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(A.run_cli(main))
+    sys.exit(C.run_cli(main))

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import artifact as A  # noqa: E402
-from artifact import GolfError, tg  # noqa: E402
+import common as C  # noqa: E402
+from common import ToolError, tg  # noqa: E402
 
 
 @torch.no_grad()
@@ -50,7 +50,7 @@ def prompt_loss(model, ids: list[int], context: int) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("model", help="artifact, .ckpt or final_model.safetensors")
+    p.add_argument("model", help="artifact, training .ckpt or raw-weights .safetensors")
     p.add_argument("--data", default=None, help="dataset directory (its manifest names the tokenizer)")
     p.add_argument("--tokenizer", default="", help="tokenizer path (.model or pure-byte .json)")
     p.add_argument("--prompt", required=True)
@@ -63,17 +63,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.tokens < 0 or args.context <= 0 or args.temperature < 0 or args.top_k < 0:
-        raise GolfError("need --tokens >= 0, --context > 0, --temperature >= 0 and --top-k >= 0")
+        raise ToolError("need --tokens >= 0, --context > 0, --temperature >= 0 and --top-k >= 0")
     if not args.data and not args.tokenizer:
-        raise GolfError("give --data DIR or --tokenizer PATH")
+        raise ToolError("give --data DIR or --tokenizer PATH")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    model, config, _ = A.load_model(args.model)
+    model, config, _ = C.load_model(args.model)
     tok = tg.load_tokenizer(tg.resolve_tokenizer_path(args.data or ".", args.tokenizer))
     if tok.vocab_size != config["vocab_size"]:
-        raise GolfError(f"the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {config['vocab_size']}")
+        raise ToolError(f"the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {config['vocab_size']}")
     prompt_ids = tok.encode(args.prompt)
     if not prompt_ids:
-        raise GolfError("the prompt encodes to no tokens")
+        raise ToolError("the prompt encodes to no tokens")
     ids = [tok.bos_id if tok.bos_id >= 0 else config.get("bos_id", 1)] + prompt_ids
     models = [("trained", model)]
     if args.compare_random:
@@ -94,4 +94,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(A.run_cli(main))
+    sys.exit(C.run_cli(main))

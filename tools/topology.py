@@ -324,17 +324,18 @@ def checkpoint_features(state_dict: dict[str, Any], max_points: int = 200, seed:
 
 
 def load_weights(path: str | Path) -> dict[str, Any]:
-    """The model state dict of a `.ckpt` or `final_model.safetensors`, read by train_gpt.py."""
+    """The model state dict of a `.ckpt`, a raw-weights `.safetensors` or an artifact (tools/common.py's loader)."""
     path = Path(path)
     if not path.is_file():
         raise TopologyError(f"checkpoint not found: {path}")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import common
     try:
-        import train_gpt
-    except ImportError as exc:
-        raise TopologyError(f"cannot import train_gpt.py from {REPO_ROOT}: {exc}") from exc
-    return train_gpt.load_checkpoint_weights(str(path))
+        return common.load_model_file(path, need_config=False)[0]
+    except common.GolfError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--no-h1", action="store_true", help="skip ripser's H1 even when it is installed")
         sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    sp = sub.add_parser("features", help="features of one checkpoint (.ckpt or final_model.safetensors)")
+    sp = sub.add_parser("features", help="features of one checkpoint (.ckpt, models/<RUN_ID>.safetensors or an artifact)")
     sp.add_argument("ckpt")
     common(sp)
     sp = sub.add_parser("run", help="features at every checkpoint of a run: CSV + Spearman vs val_loss + PNG")

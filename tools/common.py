@@ -1,0 +1,129 @@
+"""What every tool shares: train_gpt.py (imported, never copied), the challenge's cap, reading any model file, the CLI runner.
+
+Library only. The artifact format, quantizers and codecs are train_gpt.py's (`Scheme`, `pack_artifact`,
+`unpack_artifact`, `model_from_state`, ...); nothing here adds to them, so every artifact a tool writes is one that
+train_gpt.py alone decodes.
+
+    load_model_file(path) -> (float state dict, config dict, kind)   artifact | training .ckpt | raw .safetensors
+    load_model(path)      -> (GPT in eval mode, config dict, state)  the config is checked before anything is built
+    run_cli(main)         -> exit status; a user error is one `error: ...` line and status 1
+"""
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import train_gpt as tg  # noqa: E402
+from train_gpt import GolfError  # noqa: E402
+
+TRAIN_GPT = REPO / "train_gpt.py"
+# The challenge's cap on one submission: bytes of train_gpt.py + bytes of the compressed model, per seed.
+CHALLENGE_CAP_BYTES = 16_000_000
+PICKLE_HINT = "pickle files are never loaded (they can run code); convert the weights to safetensors"
+
+
+class ToolError(GolfError):
+    """A refusal or bad input in a tool (printed as one `error:` line, like train_gpt's own errors)."""
+
+
+# ----------------------------------------------------------------------------- reading any model file
+
+def sniff(path) -> str:
+    """'artifact', 'safetensors', 'pickle' or 'unknown', from the first bytes. Safetensors is recognised by its
+    structure (a u64 header length that fits the file, then a JSON object), before any pickle test, so a valid
+    safetensors file whose length prefix happens to read "PK" is not mistaken for a zip/pickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            size = f.seek(0, 2)
+    except OSError as e:
+        raise ToolError(f"cannot read {path}: {e.strerror}") from None
+    if head[:4] == tg.ARTIFACT_MAGIC:
+        return "artifact"
+    if len(head) >= 10:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= size - 8 and head[8:9] == b"{":
+            return "safetensors"
+    if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
+        return "pickle"  # torch.save zip archive, or a raw pickle stream
+    return "unknown"
+
+
+def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, str]:
+    """(float state dict, model config dict, kind) of an artifact, a training .ckpt or a raw-weights .safetensors.
+    Non-finite weights and (unless need_config is False) files without a model config are refused; nothing is
+    unpickled."""
+    kind = sniff(path)
+    if kind == "pickle":
+        raise ToolError(f"{path} is a pickle/torch.save file: {PICKLE_HINT}")
+    if kind == "unknown":
+        raise ToolError(f"{path} is neither a golf artifact nor a safetensors file")
+    if kind == "artifact":
+        state, metadata = tg.read_artifact(path)
+    else:
+        tensors, metadata = tg.load_tensors(path)
+        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
+        for name, t in state.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ToolError(f"{path}: tensor {name!r} holds non-finite weights")
+    config = metadata.get("config")
+    if not isinstance(config, dict) and need_config:
+        raise ToolError(f"{path} has no model config in its metadata")
+    if not state:
+        raise ToolError(f"{path} holds no tensors")
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}, config, kind
+
+
+def load_model(path) -> tuple[torch.nn.Module, dict, dict]:
+    """(GPT in eval mode, config dict, state dict) of any model file; train_gpt.model_from_state checks the config's
+    types and bounds and the stored names and shapes before the model is allocated."""
+    state, config, _ = load_model_file(path)
+    return tg.model_from_state(state, config, str(path)).eval(), config, state
+
+
+# ----------------------------------------------------------------------------- small shared measures
+
+def relative_error(reference: dict, other: dict) -> float:
+    """||ref - other|| / ||ref|| over every float tensor of the reference (Frobenius, all tensors together)."""
+    num = den = 0.0
+    for name, ref in reference.items():
+        if ref.is_floating_point():
+            ref = ref.double()
+            num += float(((ref - other[name].double()) ** 2).sum())
+            den += float((ref ** 2).sum())
+    return math.sqrt(num / den) if den else 0.0
+
+
+def code_bytes(path=None) -> int:
+    """Bytes of the counted code file (default: this repository's train_gpt.py)."""
+    path = Path(path) if path else TRAIN_GPT
+    try:
+        return path.stat().st_size
+    except OSError as e:
+        raise ToolError(f"cannot read code file {path}: {e.strerror}") from None
+
+
+def runtime(device: str = "auto", bf16: str = "auto", cpu_threads: int = 0) -> "tg.Runtime":
+    """train_gpt's own device, precision and thread choices (and process group under torchrun), so a tool computes
+    with exactly what a run with the same DEVICE, BF16 and CPU_THREADS used."""
+    return tg.setup_runtime(tg.Hyperparameters(device=device, bf16=bf16, compile="0", cpu_threads=cpu_threads))
+
+
+def run_cli(main) -> int:
+    """Run a tool's main(); a GolfError (train_gpt's or a tool's) becomes one `error:` line and exit status 1."""
+    try:
+        return main() or 0
+    except GolfError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
