@@ -152,9 +152,19 @@ class Hyperparameters:
             Scheme.parse(self.artifact)  # a malformed scheme stops the run before training, not after
         need(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.run_id or "x") is not None,
              f"RUN_ID={self.run_id!r} must be letters, digits, '.', '_' or '-' (it names files under OUT_DIR)")
-        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "checkpoint_every",
-                     "checkpoint_keep", "bigram_dim", "max_wallclock_seconds", "grad_clip_norm", "logit_softcap"):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f"{f.name.upper()}={value} must be a finite number")
+        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every",
+                     "train_log_every", "checkpoint_every", "checkpoint_keep", "bigram_dim", "max_wallclock_seconds",
+                     "grad_clip_norm", "logit_softcap", "matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr",
+                     "weight_decay", "muon_momentum_warmup_steps", "muon_backend_steps", "qk_gain_init"):
             need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
+        for name in ("beta1", "beta2", "muon_momentum", "muon_momentum_warmup_start"):
+            need(0 <= getattr(self, name) < 1, f"{name.upper()}={getattr(self, name)} must be in [0, 1)")
+        for name in ("adam_eps", "tied_embed_init_std", "rope_base"):
+            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
+        need(0 <= self.seed < 2 ** 63, f"SEED={self.seed} must be in [0, 2**63)")
 
 
 # Settings that the challenge's record scripts read and golf does not have: copying a record's command must not
@@ -875,6 +885,7 @@ def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, strid
     base_bytes, has_space, is_boundary = (torch.as_tensor(t, device=device) for t in luts)
     starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
+    batch_seqs = max(1, min(batch_seqs, hi - lo))  # never pad past the windows there are
     length = min(seq_len, len(val_tokens) - 1)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, target count, byte count
     positions = torch.arange(length, device=device)
@@ -1544,7 +1555,23 @@ class Trainer:
         self.step, self.train_time_ms, self.lr_scale, self.qat_bits = 0, 0.0, 1.0, 0
         self.val_history, self.train_history = [], []
         self.hessians, self.heldout = None, None
+        self.check_eval_memory()
         self.claim_output_files()  # last: a run stopped by a bad input leaves no files behind
+
+    def check_eval_memory(self) -> None:
+        """Refuse, before training, an evaluation batch that cannot fit in the device's memory (a rough upper bound:
+        logits, their soft-capped copy and softmax, plus a few activations per token)."""
+        h, cfg = self.h, self.config
+        windows = max(1, math.ceil(len(self.val_tokens) / max(h.eval_stride, 1)) // self.rt.world_size)
+        tokens = min(h.eval_batch_seqs, windows) * max(h.eval_seq_len, h.train_seq_len)
+        need = tokens * 4 * (3 * cfg.vocab_size + 2 * cfg.mlp_mult * cfg.model_dim + 4 * cfg.model_dim)
+        if self.rt.device.type == "cuda":
+            have = torch.cuda.get_device_properties(self.rt.device).total_memory
+        else:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else need
+        if need > have:
+            raise GolfError(f"EVAL_BATCH_SEQS={h.eval_batch_seqs} needs about {need / 2**30:.1f} GiB per evaluation batch, "
+                            f"more than the {have / 2**30:.1f} GiB of this device: lower it")
 
     # -- output files
     def claim_output_files(self) -> None:
@@ -1638,7 +1665,7 @@ class Trainer:
         tensors["rng.cpu"] = torch.get_rng_state()
         meta = {"step": self.step, "train_time_ms": self.train_time_ms, "loader": self.loader.stream.state(),
                 "opt_groups": opt_groups, "config": asdict(self.config), "run_id": self.run_id, "data": self.data_identity(),
-                "lr_scale": self.lr_scale, "qat_bits": self.qat_bits,
+                "lr_scale": self.lr_scale, "qat_bits": self.qat_bits, "tensors": sorted(tensors),
                 "val_history": self.val_history, "train_history": self.train_history}
         return tensors, meta
 
@@ -1654,6 +1681,8 @@ class Trainer:
             raise GolfError(f"RESUME={what} was made with a different model configuration: {meta.get('config')}")
         if meta.get("data") != self.data_identity():
             raise GolfError(f"RESUME={what} was made on another dataset than DATA_PATH={self.h.data_path}")
+        if meta.get("tensors") != sorted(tensors):
+            raise GolfError(f"RESUME={what} is damaged or incompatible: it does not hold the tensors it lists")
         try:
             self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             for j, opt in enumerate(self.optimizers):
@@ -1938,6 +1967,8 @@ class Trainer:
         eval_ms = 1000 * (time.perf_counter() - t0)
         self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
         self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+        if not math.isfinite(val_loss):
+            raise GolfError(f"the round-trip score of {artifact} is not finite (val_loss {val_loss}): the weights are broken")
         over_budget = total > h.size_cap_bytes
         summary.update({
             "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,

@@ -1,0 +1,180 @@
+"""train_gpt.py under misuse: runs never replace each other's files, bad settings and bad resume files stop the run
+with one line before any training, stale temporary files are cleaned, and nothing is lost."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from train_support import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, write_shard  # noqa: I001
+import train_gpt as tg
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_byte_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _error_of(env, cwd=None) -> str:
+    result = subprocess.run([sys.executable, str(TRAIN_GPT)], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=cwd or env["OUT_DIR"])
+    assert result.returncode == 1, result.stdout[-800:] + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("BETA2", "2", "BETA2=2.0 must be in [0, 1)"),
+    ("BETA1", "-0.1", "BETA1=-0.1 must be in [0, 1)"),
+    ("MUON_MOMENTUM", "1.5", "MUON_MOMENTUM=1.5 must be in [0, 1)"),
+    ("ADAM_EPS", "-1", "ADAM_EPS=-1.0 must be positive"),
+    ("TIED_EMBED_INIT_STD", "-1", "TIED_EMBED_INIT_STD=-1.0 must be positive"),
+    ("SEED", "1" * 24, "SEED=111111111111111111111111 must be in [0, 2**63)"),
+    ("SCALAR_LR", "-0.1", "SCALAR_LR=-0.1 must not be negative"),
+    ("MATRIX_LR", "nan", "MATRIX_LR=nan must be a finite number"),
+    ("MAX_WALLCLOCK_SECONDS", "inf", "MAX_WALLCLOCK_SECONDS=inf must be a finite number"),
+    ("RUN_ID", "../escape", "RUN_ID='../escape' must be letters, digits"),
+    ("RUN_ID", "a/b", "RUN_ID='a/b' must be letters, digits"),
+    ("ARTIFACT", "int9+zlib", "'int9' needs a width of 2 to 8 bits"),
+    ("ARTIFACT", "int6+gzip", "must look like int6+brotli"),
+    ("QAT_BITS", "12", "QAT_BITS='12' must be 0, auto or 2..8"),
+])
+def test_settings_out_of_range_are_refused_before_training(name, value, message):
+    with pytest.raises(tg.GolfError) as e:
+        tg.Hyperparameters.from_env({name: value})
+    assert message in str(e.value)
+
+
+def test_the_same_run_id_never_replaces_an_earlier_run(data, tmp_path):
+    env = tiny_env(data, tmp_path, RUN_ID="same", ITERATIONS=2, VAL_LOSS_EVERY=0)
+    first = run_train(env)
+    assert first.returncode == 0, first.stderr
+    log = (tmp_path / "logs" / "same.txt").read_text()
+    artifact = (tmp_path / "models" / "same.ptz").read_bytes()
+    assert "error: RUN_ID=same already has files in" in _error_of({**env, "SEED": "7"})
+    assert (tmp_path / "logs" / "same.txt").read_text() == log and (tmp_path / "models" / "same.ptz").read_bytes() == artifact
+    replaced = run_train({**env, "SEED": "7", "REPLACE_RUN": "1"})
+    assert replaced.returncode == 0, replaced.stderr
+    assert "hparam SEED=7" in (tmp_path / "logs" / "same.txt").read_text()
+
+
+def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_files(data, tmp_path):
+    assert len({tg.default_run_id() for _ in range(50)}) == 50
+    env = {k: v for k, v in tiny_env(data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0).items() if k != "RUN_ID"}
+    procs = [subprocess.Popen([sys.executable, str(TRAIN_GPT)], env={**env, "SEED": str(s)}, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "logs").glob("*.json"))]
+    assert len(summaries) == 2 and len({s["run_id"] for s in summaries}) == 2
+    for s in summaries:
+        assert (tmp_path / s["artifact"]).is_file() and (tmp_path / "logs" / f"{s['run_id']}.txt").is_file()
+    assert len(list((tmp_path / "models").glob("*.ptz"))) == 2
+
+
+def test_out_dir_that_is_a_file_stops_the_run_with_one_line(data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    message = _error_of(tiny_env(data, blocker), cwd=tmp_path)
+    assert message.startswith(f"error: OUT_DIR={blocker} is not a writable folder")
+    assert "is not a writable folder" in _error_of(tiny_env(data, blocker / "sub"), cwd=tmp_path)
+
+
+def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(data, tmp_path):
+    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(data, tmp_path, RUN_ID="fixme", VOCAB_SIZE=1024))
+    assert not (tmp_path / "logs" / "fixme.txt").exists()
+    assert run_train(tiny_env(data, tmp_path, RUN_ID="fixme", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
+
+
+def test_resume_refuses_files_that_are_not_this_runs_checkpoints(data, tmp_path):
+    env = tiny_env(data, tmp_path, RUN_ID="base", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
+    assert run_train(env).returncode == 0
+    ckpt = tmp_path / "checkpoints" / "base" / "step_000002.ckpt"
+    raw = tmp_path / "models" / "base.safetensors"
+    assert "is not a training checkpoint" in _error_of({**env, "RUN_ID": "r1", "RESUME": str(raw)})
+    other = make_byte_dataset(tmp_path / "other", train_docs=310)
+    assert "was made on another dataset" in _error_of({**env, "RUN_ID": "r2", "RESUME": str(ckpt), "DATA_PATH": str(other)})
+    assert "different model configuration" in _error_of({**env, "RUN_ID": "r3", "RESUME": str(ckpt), "MODEL_DIM": "32"})
+    tensors, meta = tg.load_tensors(ckpt)
+    missing = {k: v for k, v in tensors.items() if not k.startswith("opt1.")}
+    tg.save_tensors(tmp_path / "missing.ckpt", missing, meta)
+    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r4", "RESUME": str(tmp_path / "missing.ckpt")})
+    reshaped = {k: (v[:1] if k.endswith("q.weight") else v) for k, v in tensors.items()}
+    tg.save_tensors(tmp_path / "reshaped.ckpt", reshaped, meta)
+    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r5", "RESUME": str(tmp_path / "reshaped.ckpt")})
+    tg.save_tensors(tmp_path / "odd.ckpt", tensors, {**meta, "opt_groups": "nonsense", "step": "x"})
+    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r6", "RESUME": str(tmp_path / "odd.ckpt")})
+    (tmp_path / "torn.ckpt").write_bytes(ckpt.read_bytes()[:1000])
+    assert "torn.ckpt" in _error_of({**env, "RUN_ID": "r7", "RESUME": str(tmp_path / "torn.ckpt")})
+
+
+def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(data, tmp_path):
+    env = tiny_env(data, tmp_path / "a", RUN_ID="moved", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
+    (tmp_path / "a").mkdir()
+    assert run_train(env).returncode == 0
+    (tmp_path / "b").mkdir()
+    resumed = run_train({**env, "OUT_DIR": str(tmp_path / "b"),
+                         "RESUME": str(tmp_path / "a" / "checkpoints" / "moved" / "step_000002.ckpt")})
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "b" / "logs" / "moved.txt").read_text().startswith("===== train_gpt.py source begin (")
+
+
+def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(data, tmp_path):
+    dead = 4_000_000  # a pid that no process has (checked below)
+    while True:
+        try:
+            os.kill(dead, 0)
+            dead += 1
+        except ProcessLookupError:
+            break
+    for folder in ("logs", "models", "checkpoints/keep"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    stale = [tmp_path / "models" / f".x.ptz.tmp{dead}", tmp_path / "checkpoints" / "keep" / f".step_000002.ckpt.tmp{dead}"]
+    alive = tmp_path / "models" / f".y.ptz.tmp{os.getpid()}"  # this test process is alive: its file is kept
+    for p in stale + [alive]:
+        p.write_bytes(b"half-written")
+    assert run_train(tiny_env(data, tmp_path, RUN_ID="keep", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
+    assert not any(p.exists() for p in stale) and alive.exists()
+
+
+def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refused_up_front(data, tmp_path):
+    ok = run_train(tiny_env(data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000))
+    assert ok.returncode == 0, ok.stderr
+    long_val = tmp_path / "longval"
+    long_val.mkdir()
+    for f in data.iterdir():
+        (long_val / f.name).write_bytes(f.read_bytes())
+    write_shard(long_val / "tiny_val_000000.bin", np.tile(np.arange(4, 200), 1500))
+    message = _error_of(tiny_env(long_val, tmp_path, RUN_ID="huge", EVAL_BATCH_SEQS=2_000_000, EVAL_STRIDE=1, EVAL_SEQ_LEN=1024))
+    assert "EVAL_BATCH_SEQS=2000000 needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
+
+
+def test_final_lines_are_those_of_the_artifact_on_disk(data, tmp_path):
+    """EVAL_ARTIFACT scores a shipped artifact with the same code: the final exact line is reproduced."""
+    run = run_train(tiny_env(data, tmp_path, RUN_ID="ship", ITERATIONS=3, VAL_LOSS_EVERY=0))
+    assert run.returncode == 0, run.stderr
+    again = run_train(tiny_env(data, tmp_path, RUN_ID="rescore", EVAL_ARTIFACT=str(tmp_path / "models" / "ship.ptz"),
+                               NUM_LAYERS=5))  # the artifact's own config wins over shape settings
+    assert again.returncode == 0, again.stderr
+    assert final_exact(again.stdout) == final_exact(run.stdout)
+    blob = bytearray((tmp_path / "models" / "ship.ptz").read_bytes())
+    blob[-5] ^= 0x10
+    (tmp_path / "flipped.ptz").write_bytes(bytes(blob))
+    assert "integrity check failed" in _error_of(tiny_env(data, tmp_path, RUN_ID="flip", EVAL_ARTIFACT=str(tmp_path / "flipped.ptz")))
+
+
+def test_non_finite_weights_in_an_artifact_are_refused():
+    cfg = tg.ModelConfig(vocab_size=260, num_layers=1, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=0)
+    state = {k: v.float() for k, v in tg.GPT(cfg).state_dict().items()}
+    state["blocks.0.attn_scale"][3] = float("nan")
+    from dataclasses import asdict
+    blob = tg.pack_artifact(state, asdict(cfg), tg.Scheme.parse("int8+zlib"))
+    with pytest.raises(tg.GolfError, match="holds non-finite weights"):
+        tg.unpack_artifact(blob)
