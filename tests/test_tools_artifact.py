@@ -1,190 +1,249 @@
-"""tools/artifact.py: every scheme's round trip, determinism, codecs, and refusals (bombs, truncation, pickle, unknown kinds)."""
+"""Artifacts written by tools are train_gpt.py's: every scheme a tool can write is decoded by train_gpt.py alone (copied
+into an empty folder), no tool extends or bypasses train_gpt's packer, and tools/common.py reads any model file."""
 from __future__ import annotations
 
+import ast
+import hashlib
+import json
 import pickle
-import zlib
+import struct
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from tools_test_support import TOOLS  # noqa: F401  (puts tools/ and the repo on sys.path)
-import artifact as A  # noqa: E402
+from tools_test_support import REPO, TOOLS, make_byte_dataset, trained_like_state  # noqa: F401
+import common as C  # noqa: E402
+import fit  # noqa: E402
+import pack  # noqa: E402
 import train_gpt as tg  # noqa: E402
 
 CONFIG = tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64,
                         bigram_dim=16)
+CODECS = list(tg.CODEC_IDS)
 
 
-def trained_like_state(seed: int = 0) -> dict:
-    """A GPT state dict with non-zero, heavy-tailed matrices (a fresh model has zero output projections)."""
-    torch.manual_seed(seed)
-    state = tg.GPT(CONFIG).state_dict()
-    return {k: (torch.distributions.StudentT(4.0).sample(v.shape) * 0.02 if v.ndim == 2 and "skip" not in k else v.clone())
-            for k, v in state.items()}
+def every_tool_scheme() -> list[str]:
+    """Specs covering every width (matrices 2..8; embeddings and the bigram table 2..8 and 16), bit-packed and
+    byte-shuffled payloads, GPTQ, every codec and a non-default level of each."""
+    specs = []
+    for i, bits in enumerate(range(2, 9)):
+        for j, (packed, shuffle) in enumerate([(False, False), (True, False), (False, True), (True, True)]):
+            flags = "-packed" * packed + "-shuffle" * shuffle
+            specs.append(f"int{bits}{flags}+{CODECS[(i + j) % 4]}")
+    for i, emb in enumerate([2, 3, 4, 5, 6, 7, 8, 16]):
+        specs.append(f"int6-emb{emb}-bigram{[16, 2, 8, 5, 3, 7, 4, 6][i]}+{CODECS[i % 4]}")
+    for codec in CODECS:
+        specs.append(f"int5-emb6-gptq-packed-shuffle+{codec}")
+        specs.append(f"int4+{codec}-{tg.CODEC_LEVELS[codec][1]}")
+    return specs
 
 
-ALL_SCHEMES = [A.Scheme(bits=b, clip_search=c, layout=l, embed_bits=e)
-               for b in (8, 6, 5, 4) for c in (False, True) for l in ("bytes", "packed") for e in (16, 8)]
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """Every scheme of every_tool_scheme(), written by the tools' own path (pack.pack, as pack.py does), plus what the
+    packing process itself reads back."""
+    root = tmp_path_factory.mktemp("schemes")
+    data = make_byte_dataset(root / "data", train_docs=60, val_docs=5)
+    state, config = trained_like_state(CONFIG), asdict(CONFIG)
+    out, expected = root / "artifacts", {}
+    out.mkdir()
+    for i, spec in enumerate(every_tool_scheme()):
+        blob = pack.pack(state, config, tg.Scheme.parse(spec), str(data), gptq_batches=2, seq_len=64, batch_tokens=256)
+        path = out / f"{i:03d}.ptz"
+        path.write_bytes(blob)
+        back, meta = tg.unpack_artifact(blob)
+        expected[path.name] = (meta["scheme"], hashlib.sha256(b"".join(back[k].numpy().tobytes() for k in sorted(back))).hexdigest())
+        assert meta["scheme"] == tg.Scheme.parse(spec).spec
+    return root, out, expected, state
 
 
-@pytest.mark.parametrize("scheme", ALL_SCHEMES, ids=lambda s: s.spec)
-def test_every_scheme_round_trips_within_half_a_step_per_unclipped_value(scheme):
-    state = trained_like_state()
-    blob = A.pack(state, CONFIG, scheme, "zlib", 1)
-    back, meta = tg.unpack_artifact(blob)
-    assert set(back) == set(state) and meta["scheme"] == f"{scheme.spec}+zlib"
-    stored, _, _ = A.inflate(blob)
-    for name, w in state.items():
-        info = meta["tensors"][name]
-        deq = back[name]
-        assert deq.shape == w.shape and deq.dtype == torch.float32
-        if info["q"] in ("fp16", "bf16", "fp32"):
-            assert torch.equal(deq, w.to(A.FLOAT_KINDS[info["q"]]).float())
-            continue
-        bits = info["bits"]
-        assert bits == (8 if name == "tok_emb.weight" else scheme.bits)
-        assert info["q"] == ("int_row" if scheme.layout == "bytes" else "int_row_packed")
-        scale = stored[name + ".scale"].float()[:, None]
-        qmax = 2 ** (bits - 1) - 1
-        unclipped = w.abs() <= qmax * scale
-        err = (w - deq).abs()
-        assert torch.all(err[unclipped] <= scale.expand_as(w)[unclipped] / 2 * (1 + 1e-5) + 1e-12)
-        levels = (deq / scale).round()
-        assert levels.abs().max() <= qmax and torch.allclose(deq, levels * scale)
-        assert torch.all(deq[~unclipped].abs() <= qmax * scale.expand_as(w)[~unclipped] * (1 + 1e-6))
+def test_train_gpt_alone_in_an_empty_folder_decodes_every_scheme_a_tool_writes(written, tmp_path):
+    _, out, expected, _ = written
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "train_gpt.py").write_bytes((REPO / "train_gpt.py").read_bytes())
+    script = (
+        "import hashlib, json, sys\n"
+        f"sys.path.insert(0, {str(alone)!r})\n"
+        "import train_gpt\n"
+        "assert train_gpt.__file__.startswith(sys.path[0]) and not {'common', 'pack', 'fit'} & set(sys.modules)\n"
+        "res = {}\n"
+        f"for p in sorted(__import__('pathlib').Path({str(out)!r}).glob('*.ptz')):\n"
+        "    state, meta = train_gpt.read_artifact(p)\n"
+        "    train_gpt.model_from_state(state, meta['config'], str(p))\n"
+        "    res[p.name] = [meta['scheme'], hashlib.sha256(b''.join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()]\n"
+        "print(json.dumps(res))\n")
+    r = subprocess.run([sys.executable, "-I", "-c", script], cwd=alone, capture_output=True, text=True, timeout=300,
+                       env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    decoded = {k: tuple(v) for k, v in json.loads(r.stdout).items()}
+    assert decoded == expected and len(decoded) == len(every_tool_scheme())
+    widths = {(s.bits, s.embed_bits, s.bigram_bits, s.packed, s.shuffle, s.codec, s.gptq)
+              for s in map(tg.Scheme.parse, (v[0] for v in decoded.values()))}
+    assert {w[0] for w in widths} == set(range(2, 9)) and {w[1] for w in widths} >= {2, 3, 4, 5, 6, 7, 8, 16}
+    assert {w[5] for w in widths} == set(CODECS) and any(w[3] for w in widths) and any(w[4] for w in widths)
+    assert any(w[6] for w in widths)
 
 
-def test_clip_search_never_reconstructs_worse_than_the_plain_max_clip():
-    torch.manual_seed(0)
-    w = torch.distributions.StudentT(3.0).sample((64, 256))
-    for bits in (8, 6, 4):
-        q, s = A.quantize_rows_search(w, bits)
-        q1, s1 = A.quantize_rows_search(w, bits, fractions=(1.0,))
-        err = ((q.float() * s.float()[:, None] - w) ** 2).sum(1)
-        err1 = ((q1.float() * s1.float()[:, None] - w) ** 2).sum(1)
-        assert torch.all(err <= err1)
-        if bits == 4:  # at low bit widths clipping the tail pays on most rows
-            assert (err < err1).float().mean() > 0.5
+def test_each_round_trip_is_within_half_a_quantization_step_of_unclipped_weights(written):
+    _, out, _, state = written
+    for path in sorted(out.glob("*.ptz"))[:28:3]:
+        back, meta = tg.read_artifact(path)
+        scheme = tg.Scheme.parse(meta["scheme"])
+        for name, w in state.items():
+            info = meta["tensors"][name]
+            if info["q"] == "fp16":
+                assert torch.equal(back[name], w.half().float())
+                continue
+            assert info["bits"] == {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits}[
+                tg.tensor_role(name, w)]
+            err = (back[name] - w).abs()
+            step = (back[name].abs().amax(dim=1, keepdim=True) / (2 ** (info["bits"] - 1) - 1)).clamp_min(1e-12)
+            inside = w.abs() <= back[name].abs().amax(dim=1, keepdim=True)
+            assert torch.all(err[inside] <= step.expand_as(w)[inside] * 0.5001 + 1e-6), (path.name, name)
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
-def test_bit_packing_round_trips_and_costs_bits_per_value(bits):
-    codes = np.random.default_rng(bits).integers(0, 2 ** bits, size=1001).astype(np.uint8)
-    packed = A.pack_codes(codes, bits)
-    assert packed.size == -(-1001 * bits // 8)
-    assert np.array_equal(A.unpack_codes(packed, bits, 1001), codes)
+def _tool_sources() -> dict[str, ast.Module]:
+    return {p.name: ast.parse(p.read_text(), p.name) for p in sorted(TOOLS.glob("*.py"))}
 
 
-def test_pack_is_byte_identical_on_repeat_for_every_codec():
-    state = trained_like_state(1)
-    for codec in A.CODEC_IDS:
-        level = {"zlib": 6, "zstd": 3, "lzma": 1, "brotli": 5}[codec]
-        a = A.pack(state, CONFIG, A.Scheme.parse("int6-clip"), codec, level)
-        b = A.pack({k: v.clone() for k, v in state.items()}, CONFIG, A.Scheme.parse("int6-clip"), codec, level)
-        assert a == b and a[5] == A.CODEC_IDS[codec]
+def test_no_tool_changes_or_bypasses_train_gpts_artifact_code():
+    """No tool assigns into train_gpt's module or its tables, frames a container itself, or keeps its own scheme
+    grammar: the only way a tool makes an artifact is train_gpt.pack_artifact."""
+    roots = {"tg", "train_gpt"}
+    for name, tree in _tool_sources().items():
+        compared = {id(n) for c in ast.walk(tree) if isinstance(c, ast.Compare) for n in ast.walk(c)}
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                base = t
+                while isinstance(base, (ast.Attribute, ast.Subscript)):
+                    base = base.value
+                assert not (isinstance(base, ast.Name) and base.id in roots and base is not t), \
+                    f"{name}:{node.lineno} assigns into train_gpt"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = ast.unparse(node.func.value)
+                assert not (owner.split(".")[0] in roots and "." in owner and node.func.attr in
+                            ("setdefault", "update", "append", "__setitem__", "pop", "clear")), \
+                    f"{name}:{node.lineno} mutates {owner}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+                assert b"GOLF" not in node.value, f"{name}:{node.lineno} writes the container magic itself"
+            if isinstance(node, ast.Attribute) and node.attr in ("ARTIFACT_MAGIC", "ARTIFACT_VERSION", "tensors_to_bytes") \
+                    and id(node) not in compared:  # reading a magic number (a comparison) is fine; writing one is not
+                pytest.fail(f"{name}:{node.lineno} uses {node.attr}: artifacts are framed by train_gpt.pack_artifact only")
+            if isinstance(node, ast.ClassDef):
+                assert node.name != "Scheme", f"{name} defines its own Scheme"
 
 
-def test_train_gpt_artifacts_are_read_by_the_same_loader():
-    state = trained_like_state(2)
-    blob = tg.pack_artifact(*_tg_quantized(state))
-    back, meta = tg.unpack_artifact(blob)
-    mine, _ = tg.unpack_artifact(A.pack(state, CONFIG, A.Scheme(bits=8), "zlib"))
-    for k in state:
-        assert torch.equal(back[k], mine[k])
+def test_every_artifact_a_tool_writes_is_exactly_pack_artifacts_output(tmp_path, monkeypatch, capsys):
+    state, config = trained_like_state(CONFIG, 1), asdict(CONFIG)
+    src = tmp_path / "w.safetensors"
+    tg.save_tensors(src, state, {"config": config})
+    made = []
+    real = tg.pack_artifact
 
-
-def _tg_quantized(state):
-    tensors, scheme = tg.quantize_state_dict(state)
-    from dataclasses import asdict
-    return tensors, {"scheme": "int8_row+zlib", "config": asdict(CONFIG), "tensors": scheme}
-
-
-@pytest.mark.parametrize("codec", list(A.CODEC_IDS))
-def test_each_codec_refuses_truncated_and_trailing_data(codec):
-    data = bytes(range(256)) * 400
-    comp = A.compress(data, codec)
-    decode = tg.CODECS[A.CODEC_IDS[codec]][2]
-    assert decode(comp, len(data)) == data
-    for bad in (comp[: len(comp) // 2], comp[:-3]):
-        with pytest.raises(Exception):
-            decode(bad, 1 << 20)
-    blob = A.frame(comp[:-3], codec)
-    with pytest.raises(tg.GolfError, match="truncated|corrupt"):
-        tg.unpack_artifact(blob, "art")
-
-
-def _bomb(codec: str, nbytes: int) -> bytes:
-    """An artifact whose inner stream inflates to nbytes of zeros, built in pieces (never holding it all)."""
-    chunk, parts = bytes(1 << 24), []
-    if codec == "zlib":
-        c = zlib.compressobj(9)
-    else:
-        import zstandard
-        c = zstandard.ZstdCompressor(level=3).compressobj()
-    for _ in range(nbytes // len(chunk)):
-        parts.append(c.compress(chunk))
-    parts.append(c.flush())
-    return A.frame(b"".join(parts), codec)
-
-
-@pytest.mark.parametrize("codec", ["zlib", "zstd", "lzma", "brotli"])
-def test_a_small_file_inflating_past_the_limit_is_refused(codec, tmp_path):
-    if codec in ("zlib", "zstd"):
-        blob = _bomb(codec, 64 << 20)
-    else:
-        blob = A.frame(A.compress(bytes(64 << 20), codec, 1), codec)
-    assert len(blob) < (1 << 20)
-    path = tmp_path / f"bomb.{codec}"
-    path.write_bytes(blob)
-    with pytest.raises(tg.GolfError, match="decompression bomb"):
-        tg.read_artifact(path, limit=16 << 20)
-
-
-def test_zstd_bomb_past_the_default_limit_is_refused_by_a_tool(tmp_path, capsys):
-    import score
-    blob = _bomb("zstd", tg.MAX_INFLATED_BYTES + (16 << 20))
-    assert len(blob) < 200_000
-    path = tmp_path / "bomb.ptz"
-    path.write_bytes(blob)
-    assert A.run_cli(lambda: score.main([str(path), "--data", str(tmp_path)])) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "decompression bomb" in err and "\n" not in err
-
-
-def test_pickle_files_are_refused_without_being_unpickled(tmp_path):
-    zipped, raw = tmp_path / "model.pt", tmp_path / "model.pkl"
-    torch.save({"w": torch.zeros(2)}, zipped)
-    raw.write_bytes(pickle.dumps({"w": [0.0, 1.0]}, protocol=4))
-    for path in (zipped, raw):
-        with pytest.raises(tg.GolfError, match="pickle"):
-            A.load_model_file(path)
-    with pytest.raises(tg.GolfError):  # train_gpt's own loaders refuse it too (not a safetensors header)
-        tg.load_tensors(zipped)
-
-
-def test_unknown_quantization_kind_and_codec_are_refused():
-    state = trained_like_state(3)
-    tensors, info = A.quantize(state, A.Scheme(bits=6))
-    info["blocks.0.attn.q.weight"]["q"] = "int3_magic"
-    inner = tg.tensors_to_bytes(tensors, A.metadata_for(A.Scheme(bits=6), "zstd", CONFIG, info))
-    with pytest.raises(tg.GolfError, match="unknown quantization 'int3_magic'"):
-        tg.unpack_artifact(A.frame(A.compress(inner, "zstd", 3), "zstd"))
-    good = A.pack(state, CONFIG, A.Scheme(bits=6), "zstd", 3)
-    with pytest.raises(tg.GolfError, match="unknown compression codec id 99"):
-        tg.unpack_artifact(good[:5] + bytes([99]) + good[6:])
-    with pytest.raises(tg.GolfError, match="bad magic"):
-        tg.unpack_artifact(b"NOPE" + good[4:])
-
-
-def test_scheme_specs_parse_and_reject_nonsense():
-    s = A.Scheme.parse("int5-clip-emb8-packed-bf16")
-    assert (s.bits, s.clip_search, s.embed_bits, s.layout, s.float_kind) == (5, True, 8, "packed", "bf16")
-    assert A.Scheme.parse(s.spec) == s and A.Scheme.parse("int8").spec == "int8"
-    for bad in ("int3", "fp8", "int6-fast", "int6-emb4"):
+    def recording(*a, **kw):
+        made.append(real(*a, **kw))
+        return made[-1]
+    monkeypatch.setattr(tg, "pack_artifact", recording)
+    for spec in ("int7-emb5-shuffle+lzma", "int3-packed+zstd-3"):
+        out = tmp_path / f"{spec}.ptz"
+        assert C.run_cli(lambda: pack.main([str(src), "-o", str(out), "--scheme", spec, "--json"])) == 0
+        assert out.read_bytes() == made[-1] == real(state, config, tg.Scheme.parse(spec))
+    rows, _ = fit.run_fit(state, config, fit.parse_matrix("int8,int4-emb6", "zlib,brotli"), 1000, progress=False)
+    assert sorted(r["artifact_bytes"] for r in rows) == sorted(len(b) for b in made[-4:])
+    capsys.readouterr()
+    for bad in ("int9+zlib", "int6-fast+brotli", "int6+gzip", "fp8+zlib", "int6+zstd-23"):
+        assert C.run_cli(lambda: pack.main([str(src), "-o", str(tmp_path / "x.ptz"), "--scheme", bad])) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: artifact scheme") and err.count("\n") == 1, err
         with pytest.raises(tg.GolfError):
-            A.Scheme.parse(bad)
-    with pytest.raises(tg.GolfError, match="out of range"):
-        A.check_codec("zstd", 23)
-    with pytest.raises(tg.GolfError, match="unknown codec"):
-        A.check_codec("gzip")
+            fit.parse_matrix(bad, "zlib")
+    assert not (tmp_path / "x.ptz").exists()
+
+
+def test_gptq_needs_data_and_uses_the_training_shards(tmp_path):
+    data = make_byte_dataset(tmp_path / "data", train_docs=40, val_docs=4)
+    state, config = trained_like_state(CONFIG, 2), asdict(CONFIG)
+    scheme = tg.Scheme.parse("int4-gptq+zlib")
+    with pytest.raises(tg.GolfError, match="uses GPTQ: give --data"):
+        pack.pack(state, config, scheme)
+    gptq = pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=256)
+    again = pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=256)
+    assert gptq == again  # deterministic
+    rtn = tg.pack_artifact(state, config, tg.Scheme.parse("int4+zlib"))
+    assert tg.unpack_artifact(gptq)[1]["scheme"] == scheme.spec
+    assert not torch.equal(tg.unpack_artifact(gptq)[0]["blocks.0.attn.q.weight"],
+                           tg.unpack_artifact(rtn)[0]["blocks.0.attn.q.weight"])
+    with pytest.raises(tg.GolfError, match="multiple of --seq-len"):
+        pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=100)
+
+
+# ----------------------------------------------------------------------------- reading any model file
+
+def pk_safetensors(tensors: dict, metadata: dict) -> bytes:
+    """A valid safetensors file whose u64 header length is 0x4B50, i.e. whose first two bytes read 'PK'."""
+    buf = tg.tensors_to_bytes(tensors, metadata)
+    (n,) = struct.unpack("<Q", buf[:8])
+    target = 0x4B50
+    assert n <= target
+    head = buf[8:8 + n].rstrip(b" ") + b" " * (target - len(buf[8:8 + n].rstrip(b" ")))
+    out = struct.pack("<Q", target) + head + buf[8 + n:]
+    assert out[:2] == b"PK"
+    return out
+
+
+def test_a_safetensors_file_whose_header_starts_with_PK_is_read_not_refused_as_a_pickle(tmp_path):
+    """#11 item 10: the sniffer tested 'PK' before the safetensors structure and refused this valid file."""
+    state = trained_like_state(CONFIG, 3)
+    path = tmp_path / "pk.safetensors"
+    path.write_bytes(pk_safetensors(state, {"config": asdict(CONFIG)}))
+    assert C.sniff(path) == "safetensors"
+    loaded, config, kind = C.load_model_file(path)
+    assert kind == "safetensors" and config == asdict(CONFIG)
+    assert all(torch.equal(loaded[k], state[k].float()) for k in state)
+    model, _, _ = C.load_model(path)
+    assert sum(p.numel() for p in model.parameters()) == sum(v.numel() for v in state.values())
+
+
+def test_pickles_are_refused_without_being_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+    raw = tmp_path / "model.pkl"
+    raw.write_bytes(pickle.dumps({"w": Payload()}, protocol=4))
+    zipped = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, zipped)
+    for path in (raw, zipped):
+        assert C.sniff(path) == "pickle"
+        with pytest.raises(tg.GolfError, match="pickle"):
+            C.load_model_file(path)
+    assert not marker.exists()
+
+
+def test_checkpoints_raw_weights_and_artifacts_load_to_the_same_names(tmp_path):
+    state = trained_like_state(CONFIG, 4)
+    config = asdict(CONFIG)
+    ckpt, raw, art = tmp_path / "s.ckpt", tmp_path / "r.safetensors", tmp_path / "a.ptz"
+    tg.save_tensors(ckpt, {**{f"model.{k}": v for k, v in state.items()}, "opt0.0.exp_avg": torch.zeros(3)},
+                    {"config": config, "step": 5})
+    tg.save_tensors(raw, state, {"config": config})
+    art.write_bytes(tg.pack_artifact(state, config, tg.Scheme.parse("int8+zlib")))
+    loaded = {p.suffix: C.load_model_file(p) for p in (ckpt, raw, art)}
+    assert [v[2] for v in loaded.values()] == ["safetensors", "safetensors", "artifact"]
+    for sd, cfg, _ in loaded.values():
+        assert set(sd) == set(state) and cfg == config
+    assert all(torch.equal(loaded[".ckpt"][0][k], state[k]) for k in state)
+    assert C.relative_error(state, loaded[".ptz"][0]) < 0.01 and C.relative_error(state, state) == 0
+
+
+def test_the_cap_constant_is_the_challenges_and_train_gpts_default():
+    assert C.CHALLENGE_CAP_BYTES == 16_000_000 == tg.Hyperparameters().size_cap_bytes

@@ -8,81 +8,97 @@ import pytest
 import torch
 
 from tools_test_support import run_tool, tiny_trained  # noqa: F401  (tiny_trained is a fixture)
-import artifact as A  # noqa: E402
+import common as C  # noqa: E402
 import fit  # noqa: E402
 import inspect_artifact  # noqa: E402
 import pack  # noqa: E402
 import sample  # noqa: E402
+import score  # noqa: E402
 import train_gpt as tg  # noqa: E402
 
 
 def cli(main, argv, capsys) -> tuple[int, str, str]:
-    code = A.run_cli(lambda: main(argv))
+    code = C.run_cli(lambda: main(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
-def test_score_reproduces_the_logged_final_round_trip_number_exactly(tiny_trained):
+def test_the_run_writes_its_own_files(tiny_trained):
+    _, run, stdout = tiny_trained
+    summary = json.loads((run / "logs" / "tiny.json").read_text())
+    assert summary["artifact"] == "models/tiny.ptz" and (run / "models" / "tiny.ptz").is_file()
+    assert (run / "models" / "tiny.safetensors").is_file() and (run / "checkpoints" / "tiny" / "step_000006.ckpt").is_file()
+    assert f"artifact scheme: {summary['artifact_scheme']} file: " in stdout
+
+
+def test_score_with_default_bf16_reproduces_the_logged_final_round_trip_exactly(tiny_trained):
+    """score.py's --bf16 defaults to auto like the run's BF16 (the tiny run leaves it at auto): the same settings give
+    the log's final exact line digit for digit."""
     data, run, stdout = tiny_trained
     logged = re.search(r"final_int8_zlib_roundtrip_exact val_loss:(\S+) val_bpb:(\S+)", stdout).groups()
-    r = run_tool("score.py", run / "final_model.int8.ptz", "--data", data, "--seq-len", 64, "--stride", 32,
-                 "--batch-seqs", 8, "--bf16", 1)
+    r = run_tool("score.py", run / "models" / "tiny.ptz", "--data", data, "--seq-len", 64, "--stride", 32, "--batch-seqs", 8)
     assert r.returncode == 0, r.stderr
-    mine = re.search(r"score_exact val_loss:(\S+) val_bpb:(\S+)", r.stdout).groups()
-    assert mine == logged
+    assert re.search(r"score_exact val_loss:(\S+) val_bpb:(\S+)", r.stdout).groups() == logged
     assert re.search(r"^score val_loss:\d+\.\d{4} val_bpb:\d+\.\d{4} eval_time:\d+ms$", r.stdout, re.M)
+    precision = re.search(r"^precision:(\w+)", stdout, re.M).group(1)
+    assert f"precision:{precision} " in r.stdout
 
 
-def test_score_reads_checkpoints_and_packed_artifacts(tiny_trained, tmp_path):
+def test_score_reads_checkpoints_raw_weights_and_packed_artifacts(tiny_trained, tmp_path, capsys):
     data, run, _ = tiny_trained
     ckpt = run / "checkpoints" / "tiny" / "step_000006.ckpt"
     art = tmp_path / "a.ptz"
-    assert A.run_cli(lambda: pack.main([str(ckpt), "-o", str(art), "--bits", "6", "--clip-search", "--codec", "zstd"])) == 0
+    assert cli(pack.main, [str(ckpt), "-o", str(art), "--scheme", "int5-emb6-packed+zstd"], capsys)[0] == 0
     results = {}
-    for model in (ckpt, run / "final_model.safetensors", art):
-        r = run_tool("score.py", model, "--data", data, "--seq-len", 64, "--stride", 64, "--max-tokens", 2000, "--json")
-        assert r.returncode == 0, r.stderr
-        results[model.name] = json.loads(r.stdout)
-        assert results[model.name]["targets"] == 2000
-    assert results["step_000006.ckpt"]["val_bpb"] == results["final_model.safetensors"]["val_bpb"]
+    for model in (ckpt, run / "models" / "tiny.safetensors", art):
+        code, out, err = cli(score.main, [str(model), "--data", str(data), "--seq-len", "64", "--stride", "64",
+                                          "--max-tokens", "2000", "--json", "--bf16", "0"], capsys)
+        assert code == 0, err
+        results[model.name] = json.loads(out)
+        assert results[model.name]["targets"] == 2000 and results[model.name]["bf16"] == 0
+    assert results["step_000006.ckpt"]["val_bpb"] == results["tiny.safetensors"]["val_bpb"]
     assert abs(results["a.ptz"]["val_bpb"] - results["step_000006.ckpt"]["val_bpb"]) < 0.05
 
 
-def test_pack_writes_the_same_bytes_twice_and_every_codec_loads(tiny_trained, tmp_path, capsys):
-    _, run, _ = tiny_trained
-    src = run / "final_model.safetensors"
-    for codec in A.CODEC_IDS:
-        a, b = tmp_path / f"{codec}1.ptz", tmp_path / f"{codec}2.ptz"
+def test_pack_writes_the_same_bytes_twice_for_every_codec_and_gptq(tiny_trained, tmp_path, capsys):
+    data, run, _ = tiny_trained
+    src = run / "models" / "tiny.safetensors"
+    for spec in [f"int5-emb8-packed+{c}" for c in tg.CODEC_IDS] + ["int4-emb6-gptq-shuffle+brotli"]:
+        a, b = tmp_path / f"{spec}.1.ptz", tmp_path / f"{spec}.2.ptz"
         for out in (a, b):
-            code, _, err = cli(pack.main, [str(src), "-o", str(out), "--bits", "5", "--codec", codec, "--layout", "packed",
-                                           "--embed-bits", "8", "--json"], capsys)
+            code, stdout, err = cli(pack.main, [str(src), "-o", str(out), "--scheme", spec, "--json", "--data", str(data),
+                                                "--seq-len", "64", "--batch-tokens", "512", "--gptq-batches", "4"], capsys)
             assert code == 0, err
         assert a.read_bytes() == b.read_bytes()
+        report = json.loads(stdout)
         state, meta = tg.read_artifact(a)
-        assert meta["scheme"] == f"int5-emb8-packed+{codec}" and meta["tensors"]["tok_emb.weight"]["bits"] == 8
+        assert meta["scheme"] == report["scheme"] == tg.Scheme.parse(spec).spec
+        assert report["total_bytes"] == report["artifact_bytes"] + report["code_bytes"] == a.stat().st_size + report["code_bytes"]
+        assert report["margin"] == 16_000_000 - report["total_bytes"] and 0 < report["rel_error"] < 0.1
         tg.model_from_state(state, meta["config"])
 
 
 def test_fit_table_arithmetic_and_order(tiny_trained, capsys):
     _, run, _ = tiny_trained
-    code, out, err = cli(fit.main, [str(run / "final_model.safetensors"), "--schemes", "int8,int4-clip", "--codecs",
-                                    "zlib,lzma", "--code", str(run / "final_model.int8.ptz"), "--json", "--no-progress"], capsys)
+    code, out, err = cli(fit.main, [str(run / "models" / "tiny.safetensors"), "--schemes", "int8,int3-emb4,int6+zstd-5",
+                                    "--codecs", "zlib,lzma", "--code", str(run / "models" / "tiny.ptz"), "--json",
+                                    "--no-progress"], capsys)
     assert code == 0, err
     report = json.loads(out)
-    rows, code_bytes = report["rows"], (run / "final_model.int8.ptz").stat().st_size
-    assert len(rows) == 4
+    rows, code_bytes = report["rows"], (run / "models" / "tiny.ptz").stat().st_size
+    assert sorted(r["scheme"] for r in rows) == sorted(["int8-emb8-bigram8+zlib", "int8-emb8-bigram8+lzma",
+                                                        "int3-emb4-bigram3+zlib", "int3-emb4-bigram3+lzma",
+                                                        "int6-emb8-bigram6+zstd-5"])
     for r in rows:
-        assert r["code_bytes"] == code_bytes
-        assert r["total_bytes"] == r["artifact_bytes"] + r["code_bytes"]
+        assert r["code_bytes"] == code_bytes and r["total_bytes"] == r["artifact_bytes"] + r["code_bytes"]
         assert r["margin"] == 16_000_000 - r["total_bytes"] and r["fits"]
         assert r["bytes_per_param"] == pytest.approx(r["artifact_bytes"] / report["base"]["params"])
-    assert rows == fit.sort_rows(rows)
-    assert [r["scheme"] for r in rows][:2] == ["int8", "int8"]  # lower reconstruction error first
-    assert rows[0]["total_bytes"] <= rows[1]["total_bytes"]
+    assert rows == fit.sort_rows(rows) and rows[0]["scheme"].startswith("int8")  # lowest reconstruction error first
+    assert rows[0]["rel_error"] == rows[1]["rel_error"]  # the codec changes bytes, not weights
 
 
 def test_fit_sorting_puts_the_best_fitting_row_first():
-    row = lambda s, art, bpb: fit.table_row(s, "zstd", 22, art, 50_000, 1000, 0.01, bpb, 1.0)
+    row = lambda s, art, bpb: fit.table_row(s, art, 50_000, 1000, 0.01, bpb, 1.0)  # noqa: E731
     rows = fit.sort_rows([row("big", 16_000_000, 1.00), row("worse", 9_000_000, 1.20), row("best", 12_000_000, 1.05),
                           row("tie_small", 11_000_000, 1.05)])
     assert [r["scheme"] for r in rows] == ["tie_small", "best", "worse", "big"]
@@ -90,34 +106,38 @@ def test_fit_sorting_puts_the_best_fitting_row_first():
     assert rows[0]["delta_bpb"] == pytest.approx(0.05)
 
 
-def test_fit_with_data_scores_each_round_trip(tiny_trained, capsys):
+def test_fit_with_data_scores_each_distinct_round_trip_once(tiny_trained, capsys):
     data, run, _ = tiny_trained
-    code, out, err = cli(fit.main, [str(run / "final_model.safetensors"), "--schemes", "int8,int4", "--codecs", "zlib",
-                                    "--data", str(data), "--seq-len", "64", "--stride", "64", "--max-tokens", "1500",
-                                    "--no-progress"], capsys)
+    code, out, err = cli(fit.main, [str(run / "models" / "tiny.safetensors"), "--schemes", "int8,int4-gptq",
+                                    "--codecs", "zlib,brotli", "--data", str(data), "--seq-len", "64", "--stride", "64",
+                                    "--max-tokens", "1500", "--calib-seq-len", "64", "--batch-tokens", "512",
+                                    "--gptq-batches", "2", "--json", "--no-progress"], capsys)
     assert code == 0, err
-    lines = out.splitlines()
-    assert lines[0].split()[-2:] == ["val_bpb", "d_bpb"] and "unquantized val_bpb" in lines[-1]
-    assert len(lines) == 5
+    report = json.loads(out)
+    assert len(report["rows"]) == 4 and report["base"]["targets"] == 1500
+    by = {r["scheme"]: r for r in report["rows"]}
+    assert by["int8-emb8-bigram8+zlib"]["val_bpb"] == by["int8-emb8-bigram8+brotli"]["val_bpb"]
+    assert sum(r["eval_seconds"] is not None for r in report["rows"]) == 4
+    assert abs(by["int8-emb8-bigram8+zlib"]["delta_bpb"]) < 0.01
 
 
 def test_inspect_lists_every_tensor_and_totals(tiny_trained, capsys):
     _, run, _ = tiny_trained
-    art = run / "final_model.int8.ptz"
+    art = run / "models" / "tiny.ptz"
     code, out, err = cli(inspect_artifact.main, [str(art), "--json", "--no-progress"], capsys)
     assert code == 0, err
     rep = json.loads(out)
-    _, meta = tg.read_artifact(art)
-    assert [t["name"] for t in rep["tensors"]] == list(meta["tensors"])
-    assert rep["artifact_bytes"] == art.stat().st_size and rep["codec"] == "zlib"
+    state, meta = tg.read_artifact(art)
+    assert [t["name"] for t in rep["tensors"]] == list(meta["tensors"]) and rep["scheme"] == meta["scheme"]
+    assert rep["artifact_bytes"] == art.stat().st_size and rep["codec"] == tg.Scheme.parse(meta["scheme"]).codec
     assert rep["total_bytes"] == rep["artifact_bytes"] + rep["code_bytes"] and rep["margin"] == 16_000_000 - rep["total_bytes"]
-    assert rep["params"] == sum(v.numel() for v in tg.load_checkpoint_weights(run / "final_model.safetensors").values())
+    assert rep["params"] == sum(v.numel() for v in state.values())
     assert all(t["est_compressed_bytes"] > 0 for t in rep["tensors"])
 
 
 def test_sample_compares_with_a_random_model(tiny_trained, capsys):
     data, run, _ = tiny_trained
-    argv = [str(run / "final_model.int8.ptz"), "--data", str(data), "--prompt", "to be or not to be", "--tokens", "12",
+    argv = [str(run / "models" / "tiny.ptz"), "--data", str(data), "--prompt", "to be or not to be", "--tokens", "12",
             "--seed", "3", "--compare-random", "--json"]
     code, out, err = cli(sample.main, argv, capsys)
     assert code == 0, err
@@ -129,33 +149,37 @@ def test_sample_compares_with_a_random_model(tiny_trained, capsys):
 
 def test_bad_inputs_give_one_error_line_and_exit_1(tiny_trained, tmp_path, capsys):
     data, run, _ = tiny_trained
-    art = run / "final_model.int8.ptz"
+    art = run / "models" / "tiny.ptz"
     truncated = tmp_path / "trunc.ptz"
     truncated.write_bytes(art.read_bytes()[: art.stat().st_size // 2])
     state, meta = tg.read_artifact(art)
-    wrong = dict(meta["config"], model_dim=32, num_heads=2, num_kv_heads=1)
     mismatched = tmp_path / "mismatch.ptz"
-    mismatched.write_bytes(A.pack(state, wrong, A.Scheme(bits=8), "zlib"))
+    mismatched.write_bytes(tg.pack_artifact(state, dict(meta["config"], model_dim=32, num_heads=2, num_kv_heads=1),
+                                            tg.Scheme.parse("int8+zlib")))
     pickled = tmp_path / "model.pt"
     torch.save(state, pickled)
+    out = str(tmp_path / "x.ptz")
     cases = [
-        (pack.main, [str(tmp_path / "missing.ckpt"), "-o", str(tmp_path / "x.ptz")], "cannot read"),
-        (pack.main, [str(truncated), "-o", str(tmp_path / "x.ptz")], "truncated"),
-        (pack.main, [str(pickled), "-o", str(tmp_path / "x.ptz")], "pickle"),
-        (pack.main, [str(art), "-o", str(tmp_path / "x.ptz"), "--codec", "zstd", "--level", "40"], "out of range"),
-        (fit.main, [str(mismatched), "--no-progress"], "does not match the model shape"),
-        (fit.main, [str(art), "--schemes", "int3"], "int3"),
-        (inspect_artifact.main, [str(truncated), "--no-progress"], "truncated"),
+        (pack.main, [str(tmp_path / "missing.ckpt"), "-o", out], "cannot read"),
+        (pack.main, [str(truncated), "-o", out], "integrity check failed"),
+        (pack.main, [str(pickled), "-o", out], "pickle"),
+        (pack.main, [str(art), "-o", out, "--scheme", "int6+zstd-40"], "zstd level must be 1..22"),
+        (pack.main, [str(art), "-o", out, "--scheme", "int6-gptq+zstd"], "give --data"),
+        (fit.main, [str(mismatched), "--no-progress"], "do not match the model config"),
+        (fit.main, [str(art), "--schemes", "int9"], "int9"),
+        (fit.main, [str(art), "--level", "gzip=3"], "expected CODEC=N"),
+        (inspect_artifact.main, [str(truncated), "--no-progress"], "integrity check failed"),
         (sample.main, [str(art), "--prompt", "x"], "--data"),
     ]
     for main, argv, needle in cases:
         code, _, err = cli(main, argv, capsys)
         assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (argv, err)
     assert not (tmp_path / "x.ptz").exists()
-    r = run_tool("score.py", mismatched, "--data", data, "--seq-len", 64)
-    assert r.returncode == 1 and r.stderr.startswith("error: ") and "does not match the model shape" in r.stderr
-    r = run_tool("score.py", art, "--data", data, "--seq-len", 64, "--stride", 128)
-    assert r.returncode == 1 and "exceeds --seq-len" in r.stderr
+    for argv, needle in (([str(mismatched), "--data", str(data), "--seq-len", "64"], "do not match the model config"),
+                         ([str(art), "--data", str(data), "--seq-len", "64", "--stride", "128"], "exceeds --seq-len"),
+                         ([str(art), "--data", str(tmp_path)], "does not exist")):
+        code, _, err = cli(score.main, argv, capsys)
+        assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (argv, err)
 
 
 def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
@@ -165,9 +189,9 @@ def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
     data, run, stdout = tiny_trained
     logged = float(re.search(r"final_int8_zlib_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", stdout).group(1))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(TOOLS / "score.py"), str(run / "final_model.int8.ptz"), "--data", str(data), "--seq-len", "64",
+                        str(TOOLS / "score.py"), str(run / "models" / "tiny.ptz"), "--data", str(data), "--seq-len", "64",
                         "--stride", "32", "--batch-seqs", "8", "--json"], env=clean_env(), capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
-    assert rep["world_size"] == 2 and rep["val_bpb"] == pytest.approx(logged, abs=1e-7)
+    assert rep["world_size"] == 2 and rep["val_bpb"] == pytest.approx(logged, abs=1e-6)

@@ -1,4 +1,5 @@
-"""Helpers for tests/test_tools_*.py (not a test module): a tiny pure-byte dataset, one tiny training run."""
+"""Helpers for tests/test_tools_*.py and tests/test_crafted_artifacts.py (not a test module): a tiny pure-byte dataset,
+one tiny training run, a trained-looking state dict, and the tools' command lines."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "tools"
@@ -22,7 +24,8 @@ WORDS = "to be or not that is the question whether tis nobler in mind suffer sli
 TINY = dict(VOCAB_SIZE="260", DEVICE="cpu", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2",
             TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024", ITERATIONS="6", WARMUP_STEPS="0", WARMDOWN_ITERS="3",
             MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="3", EVAL_SEQ_LEN="64", EVAL_STRIDE="32",
-            EVAL_BATCH_SEQS="8", BIGRAM_BUCKETS="256", BIGRAM_DIM="16", COMPILE="0", BF16="1", CHECKPOINT_EVERY="6")
+            EVAL_BATCH_SEQS="8", BIGRAM_BUCKETS="256", BIGRAM_DIM="16", COMPILE="0", CHECKPOINT_EVERY="6",
+            ARTIFACT="int6+brotli")  # BF16 stays auto: score.py's default must reproduce the run's choice
 
 
 def write_shard(path: Path, tokens) -> None:
@@ -43,6 +46,15 @@ def make_byte_dataset(root: Path, train_docs: int = 200, val_docs: int = 20) -> 
     (root / "manifest.json").write_text(json.dumps({"format": "golf-dataset", "version": 1, "tokenizer_path": "bytes.json",
                                                     "tokenizer_kind": "pure_byte", "vocab_size": 260, "bos_id": 1}))
     return root
+
+
+def trained_like_state(config, seed: int = 0) -> dict:
+    """A GPT state dict with non-zero, heavy-tailed matrices (a fresh model has zero output projections)."""
+    import train_gpt as tg
+    torch.manual_seed(seed)
+    state = tg.GPT(config).state_dict()
+    return {k: (torch.distributions.StudentT(4.0).sample(v.shape) * 0.02 if v.ndim == 2 and "skip" not in k else v.clone())
+            for k, v in state.items()}
 
 
 def clean_env(**extra) -> dict:
@@ -69,7 +81,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
-    """(dataset dir, run dir, stdout) of one tiny train_gpt.py run, shared by the tools tests."""
+    """(dataset dir, run dir, stdout) of one tiny train_gpt.py run (RUN_ID=tiny: logs/tiny.txt, models/tiny.ptz,
+    models/tiny.safetensors, checkpoints/tiny/step_000006.ckpt), shared by the tools tests."""
     root = tmp_path_factory.mktemp("tools_tiny")
     data = make_byte_dataset(root / "data")
     result = tiny_run(data, root / "run")
