@@ -20,7 +20,7 @@ import sys
 import time
 import zlib
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class GolfError(Exception):
 
 @dataclass
 class Hyperparameters:
+    recipe: str = "seed"  # seed (these defaults) | record | cpu_small: a preset under the other settings (RECIPES)
     # data and run
     data_path: str = "./data/datasets/fineweb10B_sp1024"
     tokenizer_path: str = ""  # empty: the dataset's manifest.json, else the published sp1024 model
@@ -67,6 +68,28 @@ class Hyperparameters:
     qk_gain_init: float = 1.5
     bigram_buckets: int = 8192  # 0 = no BigramHash
     bigram_dim: int = 128  # 0 = full model width, no projection
+    # leaderboard techniques (off unless set; RECIPE=record turns on the record stack)
+    rope_dims: int = 0  # rotate only the first ROPE_DIMS dims of each head (0 = all)
+    xsa_last_n: int = 0  # exclusive self-attention in the last N blocks
+    attn_gate: bool = False  # per-head attention output gate, identity at init
+    doc_mask: bool = False  # attention never crosses a BOS (flash-attn varlen on CUDA when installed, else a mask)
+    ln_scale: bool = False  # scale block l's normalized inputs by 1/sqrt(l+1)
+    mlp_act: str = "relu2"  # relu2 | leaky_relu2 (LeakyReLU(0.5)^2)
+    parallel_last_n: int = 0  # the last N blocks read attention and MLP from the same input
+    loop_start: int = 0  # depth recurrence: blocks LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
+    loop_end: int = 0
+    loop_repeats: int = 0
+    loop_at: float = 0.0  # the fraction of training after which the loop is on
+    smear_gate: bool = False  # mix each token's embedding with the previous one's through a learned gate
+    ema_decay: float = 0.0  # EMA of the weights, evaluated and shipped (0 = off)
+    ema_start: int = 0  # the step from which the EMA follows the weights
+    swa_every: int = 0  # SWA instead: average the weights every N steps once the LR multiplier is below SWA_BELOW
+    swa_below: float = 0.5
+    min_lr: float = 0.0  # floor of the warmdown, as a fraction of the peak learning rate
+    wd_taper_start: float = 1.0  # weight-decay taper: from this fraction of training...
+    wd_taper_final: float = 1.0  # ...linearly to this multiple of WEIGHT_DECAY at the end
+    muon_row_norm: bool = False  # normalize each row of Muon's update before Newton-Schulz (MuonEq-R)
+    muon_ns: str = "standard"  # standard | polar (Polar Express: one coefficient triple per iteration)
     # optimizer
     matrix_lr: float = 0.035
     scalar_lr: float = 0.035
@@ -107,13 +130,18 @@ class Hyperparameters:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Hyperparameters":
+        """Settings from the environment, over the values of RECIPE's preset, over the defaults above."""
         check_setting_names(environ)
+        recipe = environ.get("RECIPE", cls.recipe).strip()
+        if recipe not in RECIPES:
+            raise GolfError(f"RECIPE={recipe!r} must be one of {', '.join(RECIPES)}")
+        merged = {**RECIPES[recipe], **environ}
         values = {}
         for f in fields(cls):
             name = f.name.upper()
-            if name not in environ:
+            if name not in merged:
                 continue
-            raw = environ[name].strip()
+            raw = merged[name].strip()
             kind = type(f.default)
             try:
                 if kind is bool:
@@ -165,6 +193,41 @@ class Hyperparameters:
         for name in ("adam_eps", "tied_embed_init_std", "rope_base"):
             need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
         need(0 <= self.seed < 2 ** 63, f"SEED={self.seed} must be in [0, 2**63)")
+        need(self.recipe in RECIPES, f"RECIPE={self.recipe!r} must be one of {', '.join(RECIPES)}")
+        need(self.mlp_act in ("relu2", "leaky_relu2"), f"MLP_ACT={self.mlp_act!r} must be relu2 or leaky_relu2")
+        need(self.muon_ns in NS_COEFFICIENTS, f"MUON_NS={self.muon_ns!r} must be one of {', '.join(NS_COEFFICIENTS)}")
+        head_dim = self.model_dim // self.num_heads
+        need(self.rope_dims % 2 == 0 and self.rope_dims <= head_dim, f"ROPE_DIMS={self.rope_dims} must be even and at most the head width {head_dim}")
+        for name in ("rope_dims", "xsa_last_n", "parallel_last_n", "loop_start", "loop_end", "loop_repeats", "ema_start",
+                     "swa_every", "min_lr", "wd_taper_final"):
+            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
+        need(not self.loop_repeats or self.loop_start <= self.loop_end < self.num_layers,
+             f"LOOP_START={self.loop_start}..LOOP_END={self.loop_end} must be blocks of the {self.num_layers}")
+        for name in ("loop_at", "min_lr", "wd_taper_start", "swa_below"):
+            need(0 <= getattr(self, name) <= 1, f"{name.upper()}={getattr(self, name)} must be in [0, 1]")
+        need(self.ema_decay < 1, f"EMA_DECAY={self.ema_decay} must be below 1")
+        need(not (self.ema_decay and self.swa_every), "EMA_DECAY and SWA_EVERY are alternatives: set one of them")
+
+
+# Presets: each sets some settings; the environment still overrides any of them, and the log prints what resolved.
+RECIPES = {
+    "seed": {},  # the challenge's 1xH100 seed recipe: the defaults above
+    # The top records' stack at its published shape (late April 2026, see docs/techniques.md), on SP8192 FineWeb
+    # (python data/download_fineweb.py --variant sp8192).
+    "record": dict(
+        DATA_PATH="./data/datasets/fineweb10B_sp8192", VOCAB_SIZE="8192", NUM_LAYERS="11", MODEL_DIM="512", NUM_HEADS="8",
+        NUM_KV_HEADS="4", MLP_MULT="4", MLP_ACT="leaky_relu2", BIGRAM_BUCKETS="0", XSA_LAST_N="11", ROPE_DIMS="16",
+        ROPE_BASE="10000", LN_SCALE="1", QK_GAIN_INIT="5.0", ATTN_GATE="1", SMEAR_GATE="1", DOC_MASK="1",
+        PARALLEL_LAST_N="3", LOOP_START="3", LOOP_END="5", LOOP_REPEATS="2", LOOP_AT="0.35", EMA_DECAY="0.9965",
+        TRAIN_BATCH_TOKENS="786432", WARMDOWN_ITERS="3700", MIN_LR="0.1", MATRIX_LR="0.026", TIED_EMBED_LR="0.03",
+        SCALAR_LR="0.02", MUON_MOMENTUM="0.97", MUON_MOMENTUM_WARMUP_START="0.92", MUON_MOMENTUM_WARMUP_STEPS="1500",
+        WEIGHT_DECAY="0.095", BETA2="0.99", MUON_ROW_NORM="1", MUON_NS="polar", VAL_LOSS_EVERY="0", EVAL_STRIDE="64"),
+    # The CPU-small shape of docs/techniques.md with the best combination measured there.
+    "cpu_small": dict(
+        NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384",
+        ITERATIONS="300", WARMDOWN_ITERS="100", WARMUP_STEPS="0", MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="100",
+        EVAL_SEQ_LEN="256", EVAL_STRIDE="256"),
+}
 
 
 # Settings that the challenge's record scripts read and golf does not have: copying a record's command must not
@@ -253,7 +316,7 @@ SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_WORDS = 256
 SHARD_HEADER_BYTES = SHARD_HEADER_WORDS * 4
-PUBLISHED_TOKENIZER = "./data/tokenizers/fineweb_1024_bpe.model"
+PUBLISHED_TOKENIZER = "./data/tokenizers/fineweb_{vocab}_bpe.model"  # where data/download_fineweb.py puts it
 
 
 def read_shard_header(path) -> int:
@@ -348,7 +411,7 @@ def load_tokenizer(path):
     return SentencePieceTokenizer(path)
 
 
-def resolve_tokenizer_path(data_path, tokenizer_path: str = "") -> Path:
+def resolve_tokenizer_path(data_path, tokenizer_path: str = "", vocab_size: int = 1024) -> Path:
     if tokenizer_path:
         return Path(tokenizer_path)
     manifest = Path(data_path) / "manifest.json"
@@ -359,7 +422,7 @@ def resolve_tokenizer_path(data_path, tokenizer_path: str = "") -> Path:
             raise GolfError(f"{manifest} is not a readable JSON object: {e}") from None
         if rel:
             return Path(data_path) / rel
-    return Path(PUBLISHED_TOKENIZER)
+    return Path(PUBLISHED_TOKENIZER.format(vocab=vocab_size))
 
 
 def build_byte_luts(tokenizer):
@@ -476,6 +539,17 @@ class ModelConfig:
     qk_gain_init: float = Hyperparameters.qk_gain_init
     bigram_buckets: int = Hyperparameters.bigram_buckets
     bigram_dim: int = Hyperparameters.bigram_dim
+    rope_dims: int = Hyperparameters.rope_dims
+    xsa_last_n: int = Hyperparameters.xsa_last_n
+    attn_gate: bool = Hyperparameters.attn_gate
+    doc_mask: bool = Hyperparameters.doc_mask
+    ln_scale: bool = Hyperparameters.ln_scale
+    mlp_act: str = Hyperparameters.mlp_act
+    parallel_last_n: int = Hyperparameters.parallel_last_n
+    loop_start: int = Hyperparameters.loop_start
+    loop_end: int = Hyperparameters.loop_end
+    loop_repeats: int = Hyperparameters.loop_repeats
+    smear_gate: bool = Hyperparameters.smear_gate
     bos_id: int = 1
 
     @classmethod
@@ -487,17 +561,46 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-def rotary_tables(seq_len: int, head_dim: int, base: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(seq_len: int, rot_dims: int, base: float, device) -> tuple[torch.Tensor, torch.Tensor]:
     # Computed per call (cheap, folded by compile): no cache that an inference-mode pass could poison.
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    inv_freq = base ** (-torch.arange(0, rot_dims, 2, device=device, dtype=torch.float32) / rot_dims)
     angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
+    """Rotate the first 2*cos.size(-1) dims of each head (all of them unless ROPE_DIMS asks for fewer)."""
+    rot = 2 * cos.size(-1)
+    x1, x2 = x[..., :rot].chunk(2, dim=-1)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+    rotated = torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+    return rotated if rot == x.size(-1) else torch.cat((rotated, x[..., rot:]), dim=-1)
+
+
+def document_mask(ids: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """(B, 1, T, T) attention mask: causal, and within one document (a BOS starts a new one)."""
+    doc = torch.cumsum(ids == bos_id, dim=1)
+    causal = torch.ones(ids.size(1), ids.size(1), dtype=torch.bool, device=ids.device).tril()
+    return (doc[:, :, None] == doc[:, None, :])[:, None] & causal
+
+
+try:
+    from flash_attn import flash_attn_varlen_func  # CUDA: attention within documents without a (T, T) mask
+except ImportError:
+    flash_attn_varlen_func = None
+
+
+def varlen_attention(q, k, v, ids: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """Document-masked causal attention with flash-attn's variable-length kernel: every document (and every window
+    start) is its own sequence. Same result as the mask, without building it."""
+    B, H, T, D = q.shape
+    starts = ids == bos_id
+    starts[:, 0] = True
+    cu = torch.cat([starts.flatten().nonzero().flatten(), torch.tensor([B * T], device=ids.device)]).int()
+    longest = int((cu[1:] - cu[:-1]).max())
+    flat = lambda t: t.transpose(1, 2).reshape(B * T, t.size(1), D)
+    y = flash_attn_varlen_func(flat(q), flat(k), flat(v), cu, cu, longest, longest, causal=True)
+    return y.view(B, T, H, D).transpose(1, 2)
 
 
 class Linear(nn.Linear):
@@ -514,27 +617,46 @@ class Linear(nn.Linear):
         return F.linear(x, w)
 
 
+GATE_INPUTS = 12  # attention and smear gates read the first 12 channels of their input
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, xsa: bool):
         super().__init__()
         self.num_heads, self.num_kv_heads = cfg.num_heads, cfg.num_kv_heads
-        self.head_dim, self.rope_base = cfg.model_dim // cfg.num_heads, cfg.rope_base
+        self.head_dim, self.rope_base, self.xsa = cfg.model_dim // cfg.num_heads, cfg.rope_base, xsa
+        self.rot_dims = cfg.rope_dims or self.head_dim
         kv_dim = cfg.num_kv_heads * self.head_dim
         self.q = Linear(cfg.model_dim, cfg.model_dim, bias=False)
         self.k = Linear(cfg.model_dim, kv_dim, bias=False)
         self.v = Linear(cfg.model_dim, kv_dim, bias=False)
         self.proj = Linear(cfg.model_dim, cfg.model_dim, bias=False)
         self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+        # output gate per head, 2*sigmoid(0) = 1 at init: the gate starts as the identity
+        self.gate = nn.Parameter(torch.zeros(cfg.num_heads, GATE_INPUTS)) if cfg.attn_gate else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        cos, sin = rotary_tables(T, self.head_dim, self.rope_base, x.device)
+        cos, sin = rotary_tables(T, self.rot_dims, self.rope_base, x.device)
         q = apply_rotary(rms_norm(q), cos, sin) * self.q_gain.to(q.dtype)[None, :, None, None]
         k = apply_rotary(rms_norm(k), cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_heads != self.num_kv_heads)
+        if ids is not None:  # document masking with flash-attn's varlen kernel (CUDA)
+            y = varlen_attention(q, k, v, ids, self.bos_id)
+        elif mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.num_heads != self.num_kv_heads)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_heads != self.num_kv_heads)
+        if self.xsa:  # exclusive self-attention: drop each head's component along its own token's value
+            group = self.num_heads // self.num_kv_heads
+            y = y.view(B, self.num_kv_heads, group, T, self.head_dim)
+            v_hat = F.normalize(v, dim=-1)[:, :, None]
+            y = (y - (y * v_hat).sum(-1, keepdim=True) * v_hat).view(B, self.num_heads, T, self.head_dim)
+        if self.gate is not None:
+            g = 2 * torch.sigmoid(x[..., :GATE_INPUTS] @ self.gate.to(x.dtype).T)  # (B, T, H)
+            y = y * g.transpose(1, 2)[..., None]
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -543,9 +665,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = Linear(cfg.model_dim, cfg.mlp_mult * cfg.model_dim, bias=False)
         self.proj = Linear(cfg.mlp_mult * cfg.model_dim, cfg.model_dim, bias=False)
+        self.leaky = cfg.mlp_act == "leaky_relu2"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.relu(self.fc(x)).square())
+        h = self.fc(x)
+        return self.proj((F.leaky_relu(h, 0.5) if self.leaky else F.relu(h)).square())
 
 
 def phase_transition_mix(layer: int, num_layers: int) -> float:
@@ -558,17 +682,25 @@ def phase_transition_mix(layer: int, num_layers: int) -> float:
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.attn, self.mlp = Attention(cfg), MLP(cfg)
+        self.attn, self.mlp = Attention(cfg, xsa=layer >= cfg.num_layers - cfg.xsa_last_n), MLP(cfg)
+        self.attn.bos_id = cfg.bos_id
         self.attn_scale = nn.Parameter(torch.ones(cfg.model_dim))
         self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim))
         mix = phase_transition_mix(layer, cfg.num_layers)
         self.resid_mix = nn.Parameter(torch.stack([torch.full((cfg.model_dim,), mix), torch.full((cfg.model_dim,), 1 - mix)]))
+        self.ln_scale = 1 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0  # LN scale: deeper blocks read smaller inputs
+        self.parallel = layer >= cfg.num_layers - cfg.parallel_last_n  # attention and MLP read the same input
 
-    def forward(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x0: torch.Tensor, ids=None, mask=None) -> torch.Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
-        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+        normed = rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
+        attn = self.attn_scale.to(x.dtype) * self.attn(normed, ids, mask)
+        if self.parallel:
+            return x + attn + self.mlp_scale.to(x.dtype) * self.mlp(normed)
+        x = x + attn
+        normed = rms_norm(x) * self.ln_scale if self.ln_scale != 1.0 else rms_norm(x)
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(normed)
 
 
 class BigramHash(nn.Module):
@@ -706,19 +838,47 @@ if triton is not None:
         return _SoftcapCE.apply(x, W, targets.contiguous(), float(softcap), reduction, chunk, block_v, dt)
 
 
+class SmearGate(nn.Module):
+    """Mix each token's embedding with the previous token's through a learned gate read from its first channels:
+    x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}. Never across a BOS (the previous token is another document's).
+    Zero-initialised, so it starts as the identity."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.bos_id = cfg.bos_id
+        self.w = nn.Parameter(torch.zeros(GATE_INPUTS))
+        self.lam = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        prev = F.pad(x[:, :-1], (0, 0, 1, 0))  # position 0 has no previous token
+        gate = torch.sigmoid(x[..., :GATE_INPUTS] @ self.w.to(x.dtype))[..., None]
+        return x + self.lam.to(x.dtype) * gate * prev * (ids != self.bos_id)[..., None].to(x.dtype)
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.bigram = BigramHash(cfg) if cfg.bigram_buckets else None
+        self.smear = SmearGate(cfg) if cfg.smear_gate else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
-        self.num_encoder = cfg.num_layers // 2
-        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
+        self.looping = False  # depth recurrence: the trainer turns it on at LOOP_AT of training
+        most = len(self.layer_order(looping=True))  # U-Net skips pair virtual layers: enough weights for the longest order
+        self.skip_weights = nn.Parameter(torch.ones(min(most // 2, most - most // 2), cfg.model_dim))
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
         self.fused_ce = False  # the Triton cross-entropy; the trainer turns it on for CUDA
         if init:  # off only to learn the parameter shapes on the meta device
             self.reset_parameters()
+
+    def layer_order(self, looping: bool | None = None) -> list[int]:
+        """The blocks in the order they run: with depth recurrence on, LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
+        (the same parameters each time)."""
+        cfg, order = self.cfg, list(range(self.cfg.num_layers))
+        if (self.looping if looping is None else looping) and cfg.loop_repeats:
+            loop = order[cfg.loop_start:cfg.loop_end + 1]
+            order = order[:cfg.loop_end + 1] + loop * cfg.loop_repeats + order[cfg.loop_end + 1:]
+        return order
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -739,13 +899,18 @@ class GPT(nn.Module):
         x = self.tok_emb(ids)
         if self.bigram is not None:
             x = x + self.bigram(ids)
+        if self.smear is not None:
+            x = self.smear(x, ids)
         x = x0 = rms_norm(x)
-        skips = []
-        for i, block in enumerate(self.blocks):
-            if i >= self.num_encoder and skips:  # U-Net: decoder block j reads encoder block (n-1-j)'s output
-                x = x + self.skip_weights[i - self.num_encoder].to(x.dtype) * skips.pop()
-            x = block(x, x0)
-            if i < self.num_encoder:
+        varlen = ids if self.cfg.doc_mask and ids.is_cuda and flash_attn_varlen_func is not None else None
+        mask = document_mask(ids, self.cfg.bos_id) if self.cfg.doc_mask and varlen is None else None
+        order = self.layer_order()
+        num_encoder, skips = len(order) // 2, []
+        for i, layer in enumerate(order):
+            if i >= num_encoder and skips:  # U-Net: decoder step j reads encoder step (n-1-j)'s output
+                x = x + self.skip_weights[i - num_encoder].to(x.dtype) * skips.pop()
+            x = self.blocks[layer](x, x0, varlen, mask)
+            if i < num_encoder:
                 skips.append(x)
         return rms_norm(x)
 
@@ -773,16 +938,29 @@ def overtone_init_(weight: torch.Tensor, std: float) -> None:
 
 # ----------------------------------------------------------------------------- optimizer
 
-def newton_schulz(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+# Newton-Schulz coefficients (a, b, c) per iteration; the last triple repeats for more iterations. "standard" is the
+# classic quintic; "polar" is the Polar Express schedule the top records use.
+NS_COEFFICIENTS = {
+    "standard": [(3.4445, -4.7750, 2.0315)],
+    "polar": [(8.156554524902461, -22.48329292557795, 15.878769915207462),
+              (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+              (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+              (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+              (2.3465413258596377, -1.7097828382687081, 0.42323551169305323)],
+}
+
+
+def newton_schulz(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, kind: str = "standard") -> torch.Tensor:
     """Approximately orthogonalize g (push its singular values towards 1) with a quintic Newton-Schulz iteration,
     in dtype (bf16 where the device multiplies it natively, else fp32)."""
-    a, b, c = 3.4445, -4.7750, 2.0315
+    coefficients = NS_COEFFICIENTS[kind]
     x = g.to(dtype)
     x = x / (x.norm() + 1e-7)
     tall = x.size(0) > x.size(1)
     if tall:
         x = x.T
-    for _ in range(steps):
+    for i in range(steps):
+        a, b, c = coefficients[min(i, len(coefficients) - 1)]
         s = x @ x.T
         x = a * x + (b * s + c * s @ s) @ x
     return x.T if tall else x
@@ -790,12 +968,13 @@ def newton_schulz(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat
 
 class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalized updates for 2-D matrices. Each process orthogonalizes a share of the matrices;
-    one all-reduce gives everyone every update. Momentum is kept on every process so the state is the same everywhere."""
+    one all-reduce gives everyone every update. Momentum is kept on every process so the state is the same everywhere.
+    row_norm: each row of the update is normalized before the orthogonalization (MuonEq-R)."""
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, weight_decay: float,
-                 ns_dtype: torch.dtype = torch.bfloat16):
+                 ns_dtype: torch.dtype = torch.bfloat16, ns_kind: str = "standard", row_norm: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, weight_decay=weight_decay))
-        self.ns_dtype = ns_dtype
+        self.ns_dtype, self.ns_kind, self.row_norm = ns_dtype, ns_kind, row_norm
 
     @torch.no_grad()
     def step(self):
@@ -809,7 +988,10 @@ class Muon(torch.optim.Optimizer):
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.mul_(group["momentum"]).add_(p.grad)
                 if i % world == rank:
-                    g = newton_schulz(p.grad.add(buf, alpha=group["momentum"]), group["backend_steps"], self.ns_dtype)
+                    g = p.grad.add(buf, alpha=group["momentum"])
+                    if self.row_norm:
+                        g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-7)
+                    g = newton_schulz(g, group["backend_steps"], self.ns_dtype, self.ns_kind)
                     g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5
                     updates[offset:offset + p.numel()] = g.flatten().float()
                 offset += p.numel()
@@ -823,40 +1005,61 @@ class Muon(torch.optim.Optimizer):
 
 
 def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = True) -> list[torch.optim.Optimizer]:
-    """Muon for the 2-D matrices inside the blocks (and the bigram projection); Adam for embeddings and for
-    vectors/scalars (norm-free gains, mixes, skip weights)."""
-    matrices, scalars = [], [model.skip_weights]
-    for name, p in model.blocks.named_parameters():
-        (matrices if p.ndim == 2 else scalars).append(p)
-    embeds = [model.tok_emb.weight]
-    if model.bigram is not None:
-        embeds.append(model.bigram.embed.weight)
-        if model.bigram.proj is not None:
-            matrices.append(model.bigram.proj.weight)
+    """Muon for the block matrices and the bigram projection; Adam for the embeddings, an untied head, and the
+    vectors and control tensors (gains, mixes, gates, skip weights): the roles the artifact uses."""
+    groups = {"matrix": [], "embed": [], "head": [], "scalar": []}
+    for name, p in model.named_parameters():
+        role = tensor_role(name, p)
+        key = "head" if name == "lm_head.weight" else "embed" if role in ("embed", "bigram") else \
+            "matrix" if role == "matrix" else "scalar"
+        groups[key].append(p)
     embed_lr = h.tied_embed_lr if h.tie_embeddings else h.embed_lr
-    adam_groups = [dict(params=embeds, lr=embed_lr, base_lr=embed_lr), dict(params=scalars, lr=h.scalar_lr, base_lr=h.scalar_lr)]
-    if model.lm_head is not None:
-        adam_groups.append(dict(params=[model.lm_head.weight], lr=h.head_lr, base_lr=h.head_lr))
+    adam_groups = [dict(params=groups["embed"], lr=embed_lr, base_lr=embed_lr),
+                   dict(params=groups["scalar"], lr=h.scalar_lr, base_lr=h.scalar_lr)]
+    if groups["head"]:
+        adam_groups.append(dict(params=groups["head"], lr=h.head_lr, base_lr=h.head_lr))
     adam = torch.optim.Adam(adam_groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, fused=fused)
-    muon = Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps, weight_decay=h.weight_decay,
-                ns_dtype=torch.bfloat16 if bf16 else torch.float32)
+    muon = Muon(groups["matrix"], lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
+                weight_decay=h.weight_decay, ns_dtype=torch.bfloat16 if bf16 else torch.float32, ns_kind=h.muon_ns,
+                row_norm=h.muon_row_norm)
     for group in muon.param_groups:
-        group["base_lr"] = h.matrix_lr
+        group["base_lr"], group["base_weight_decay"] = h.matrix_lr, h.weight_decay
     return [adam, muon]
 
 
 def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters, reserve_ms: float = 0.0) -> float:
     """Linear warmdown over the last WARMDOWN_ITERS steps: of ITERATIONS, and of the wallclock cap when one is set
     (WARMDOWN_ITERS steps at the average step time so far, elapsed_ms/step, before the cap less the time reserved
-    for the calibration after training); the earlier wins. elapsed_ms is the training time when `step` begins
-    (0 before any step has been timed: no warmdown yet)."""
+    for the calibration after training); the earlier wins, and MIN_LR is the floor. elapsed_ms is the training time
+    when `step` begins (0 before any step has been timed: no warmdown yet)."""
     if h.warmdown_iters == 0:
         return 1.0
     mult = min(1.0, max(h.iterations - step, 0) / h.warmdown_iters)
     if h.max_wallclock_seconds > 0 and step > 0 and elapsed_ms > 0:
         remaining_ms = max(h.max_wallclock_seconds * 1000 - reserve_ms - elapsed_ms, 0.0)
         mult = min(mult, remaining_ms / (h.warmdown_iters * elapsed_ms / step))
-    return mult
+    return max(mult, h.min_lr)
+
+
+def ema_update(average: dict, weights: dict, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * weights, in fp32."""
+    for k, v in weights.items():
+        average[k].lerp_(v.detach().float(), 1 - decay)
+
+
+def training_progress(step: int, elapsed_ms: float, h: Hyperparameters, reserve_ms: float = 0.0) -> float:
+    """How far training is, 0..1: by steps, or by the wallclock cap when one is set (whichever is further)."""
+    progress = step / h.iterations
+    if h.max_wallclock_seconds > 0:
+        progress = max(progress, elapsed_ms / max(h.max_wallclock_seconds * 1000 - reserve_ms, 1.0))
+    return min(progress, 1.0)
+
+
+def weight_decay_multiplier(progress: float, h: Hyperparameters) -> float:
+    """WD taper: 1 until WD_TAPER_START of training, then linearly to WD_TAPER_FINAL at the end."""
+    if progress <= h.wd_taper_start or h.wd_taper_start >= 1:
+        return 1.0
+    return 1 + (h.wd_taper_final - 1) * (progress - h.wd_taper_start) / (1 - h.wd_taper_start)
 
 
 def muon_momentum_at(step: int, h: Hyperparameters) -> float:
@@ -1049,12 +1252,15 @@ def decompress_bounded(data: bytes, codec: str, limit: int) -> bytes:
 
 @dataclass(frozen=True)
 class Scheme:
-    """How a float state dict becomes an artifact. Spec: int<B>[-emb<B>][-bigram<B>][-gptq][-packed][-shuffle]+<codec>[-<level>].
+    """How a float state dict becomes an artifact.
+    Spec: int<B>[-emb<B>][-bigram<B>][-sd<K>][-gptq][-packed][-shuffle]+<codec>[-<level>].
     B is the signed code width of a role (16 = kept fp16): block matrices and the bigram projection (int<B>), the
     token embedding and untied head (emb, default 8), the BigramHash table (bigram, default: the matrices' width).
-    Every row gets one fp16 scale, chosen among clip levels by reconstruction error. gptq: error-compensating
-    rounding with input statistics from training batches; packed: codes bit-packed instead of one per byte;
-    shuffle: the payload's even bytes, then its odd bytes, before compression."""
+    Every row gets one fp16 scale: by default the clip level with the least reconstruction error; with sd<K> the
+    block matrices' rows use a step of K standard deviations over the code range instead (larger K: fewer bytes,
+    more error; a bare `sd` in ARTIFACT means: the smallest K whose artifact fits SIZE_CAP_BYTES). gptq:
+    error-compensating rounding with input statistics from training batches; packed: codes bit-packed instead of
+    one per byte; shuffle: the payload's even bytes, then its odd bytes, before compression."""
     bits: int = 8
     embed_bits: int = 8
     bigram_bits: int = 8
@@ -1063,6 +1269,7 @@ class Scheme:
     shuffle: bool = False
     codec: str = "zlib"
     level: int = 9
+    sd: float = 0.0  # 0: clip search; > 0: step = sd * row std / code range; -1: fitted to the cap (ARTIFACT only)
 
     @classmethod
     def parse(cls, spec: str) -> "Scheme":
@@ -1081,10 +1288,17 @@ class Scheme:
         for p in parts[1:]:
             if p in ("gptq", "packed", "shuffle"):
                 kw[p] = True
+            elif p.startswith("sd"):
+                try:
+                    kw["sd"] = float(p[2:]) if p != "sd" else -1.0
+                except ValueError:
+                    kw["sd"] = 0.0
+                if not (kw["sd"] == -1.0 or 0.5 <= kw["sd"] <= 256):
+                    raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a step of 0.5 to 256 standard deviations")
             elif p.startswith(("emb", "bigram")):
                 kw["embed_bits" if p.startswith("emb") else "bigram_bits"] = width(p, "emb" if p.startswith("emb") else "bigram")
             else:
-                raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, gptq, packed, shuffle)")
+                raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, sd<K>, gptq, packed, shuffle)")
         if bits == 16:
             raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
         if level:
@@ -1097,12 +1311,13 @@ class Scheme:
     @property
     def spec(self) -> str:
         parts = [f"int{self.bits}", f"emb{self.embed_bits}", f"bigram{self.bigram_bits}"]
+        parts += [f"sd{self.sd:g}" if self.sd > 0 else "sd"] if self.sd else []
         parts += [p for p in ("gptq", "packed", "shuffle") if getattr(self, p)]
         level = "" if self.level == CODEC_LEVELS[self.codec][0] else f"-{self.level}"
         return "-".join(parts) + f"+{self.codec}{level}"
 
 
-CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights")
+CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights", "gate", "smear")
 
 
 def tensor_role(name: str, t: torch.Tensor) -> str:
@@ -1134,6 +1349,13 @@ def row_scales(w: torch.Tensor, bits: int, importance: torch.Tensor | None = Non
         better = err < best_err
         best_err, best = torch.where(better, err, best_err), torch.where(better, scale, best)
     return best
+
+
+def scheme_scales(w: torch.Tensor, bits: int, scheme: Scheme, role: str, importance=None) -> torch.Tensor:
+    """Row scales for a tensor: a step of SD row standard deviations for matrices under sd<K>, else clip search."""
+    if scheme.sd > 0 and role in ("matrix", "bigram"):
+        return (scheme.sd * w.std(dim=1) / (2 ** (bits - 1) - 1)).clamp_min(2 ** -24).half()
+    return row_scales(w, bits, importance)
 
 
 def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.Tensor, block: int = 128) -> torch.Tensor:
@@ -1193,7 +1415,7 @@ def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = Non
             continue
         w = t.float()
         H = hessians.get(name) if scheme.gptq and hessians else None
-        scale = row_scales(w, bits, None if H is None else H.diagonal()[None, :].float())
+        scale = scheme_scales(w, bits, scheme, role, None if H is None else H.diagonal()[None, :].float())
         if H is not None:
             codes = gptq_round(w, scale, bits, H)
         else:
@@ -1253,6 +1475,8 @@ def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
 
 
 def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
+    if scheme.sd < 0:
+        raise GolfError(f"artifact scheme {scheme.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
     tensors, info = quantize_state_dict(state, scheme, hessians)
     payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
     payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
@@ -1341,7 +1565,7 @@ def forecast_bytes(state: dict, scheme: Scheme) -> int:
             total += 2 * t.numel()
             continue
         w = t.float()
-        scale = row_scales(w, bits).float()[:, None]
+        scale = scheme_scales(w, bits, scheme, tensor_role(name, t)).float()[:, None]
         qmax = 2 ** (bits - 1) - 1
         counts = torch.bincount((torch.clamp(torch.round(w / scale), -qmax, qmax) + qmax).long().flatten()).float()
         p = counts[counts > 0] / w.numel()
@@ -1496,9 +1720,10 @@ def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
     return sums, tokens
 
 
-# ARTIFACT=auto tries these, most bits first, and ships the best-scoring one that fits (see docs/artifact.md).
-AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int6-emb8-gptq+brotli", "int5-emb7-gptq+brotli",
-                "int4-emb6-gptq+brotli", "int3-emb5-gptq+brotli")
+# ARTIFACT=auto tries these in order and ships the best-scoring one that fits (see docs/artifact.md): int8, int7,
+# then a step fitted to the cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit.
+AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
+                "int8-emb6-bigram6-sd-gptq+brotli", "int8-emb4-bigram4-sd-gptq+brotli")
 
 
 def default_run_id() -> str:
@@ -1531,7 +1756,7 @@ class Trainer:
         self.artifact_path = self.out / "models" / f"{self.run_id}.ptz"
         self.raw_path = self.out / "models" / f"{self.run_id}.safetensors"
         self.code = Path(__file__).read_bytes()
-        tokenizer_path = resolve_tokenizer_path(h.data_path, h.tokenizer_path)
+        tokenizer_path = resolve_tokenizer_path(h.data_path, h.tokenizer_path, h.vocab_size)
         self.data_summary = validate_dataset(h.data_path, tokenizer_path, h.vocab_size)
         self.luts = build_byte_luts(load_tokenizer(tokenizer_path))
         self.val_tokens = load_val_tokens(h.data_path, max(h.train_seq_len, h.eval_seq_len), h.vocab_size)
@@ -1555,6 +1780,7 @@ class Trainer:
         self.step, self.train_time_ms, self.lr_scale, self.qat_bits = 0, 0.0, 1.0, 0
         self.val_history, self.train_history = [], []
         self.hessians, self.heldout = None, None
+        self.average, self.average_count = None, 0  # EMA or SWA of the weights (fp32), when asked for
         self.check_eval_memory()
         self.claim_output_files()  # last: a run stopped by a bad input leaves no files behind
 
@@ -1638,6 +1864,8 @@ class Trainer:
                 group["lr"] = group["base_lr"] * mult
         for group in self.optimizers[1].param_groups:
             group["momentum"] = muon_momentum_at(step, h)
+            group["weight_decay"] = group["base_weight_decay"] * weight_decay_multiplier(
+                training_progress(step, elapsed_ms, h, reserve_ms), h)
         if h.grad_clip_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), h.grad_clip_norm)
         for opt in self.optimizers:
@@ -1662,10 +1890,13 @@ class Trainer:
                 for key, value in state.items():
                     tensors[f"opt{j}.{idx}.{key}"] = value.detach().cpu()
             opt_groups.append(sd["param_groups"])
+        for k, v in (self.average or {}).items():
+            tensors[f"average.{k}"] = v.detach().cpu()
         tensors["rng.cpu"] = torch.get_rng_state()
         meta = {"step": self.step, "train_time_ms": self.train_time_ms, "loader": self.loader.stream.state(),
                 "opt_groups": opt_groups, "config": asdict(self.config), "run_id": self.run_id, "data": self.data_identity(),
                 "lr_scale": self.lr_scale, "qat_bits": self.qat_bits, "tensors": sorted(tensors),
+                "looping": self.model.looping, "average_count": self.average_count,
                 "val_history": self.val_history, "train_history": self.train_history}
         return tensors, meta
 
@@ -1696,6 +1927,9 @@ class Trainer:
             self.loader.stream.restore(meta["loader"])
             self.step, self.train_time_ms = int(meta["step"]), float(meta["train_time_ms"])
             self.lr_scale, qat_bits = float(meta["lr_scale"]), int(meta["qat_bits"])
+            self.model.looping, self.average_count = bool(meta["looping"]), int(meta["average_count"])
+            average = {k[8:]: v.to(self.rt.device) for k, v in tensors.items() if k.startswith("average.")}
+            self.average = average or None
             self.val_history, self.train_history = list(meta["val_history"]), list(meta["train_history"])
         except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
             raise GolfError(f"RESUME={what} is damaged or incompatible: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
@@ -1720,7 +1954,10 @@ class Trainer:
         model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         opt_states = [opt.state_dict() for opt in self.optimizers]
         for step in range(self.h.warmup_steps):
+            # with depth recurrence, the second half compiles the looped order too
+            self.model.looping = self.config.loop_repeats > 0 and step >= self.h.warmup_steps // 2
             self.train_step(step, 0.0)
+        self.model.looping = False
         self.model.load_state_dict(model_state)
         for opt, state in zip(self.optimizers, opt_states):
             opt.load_state_dict(state)
@@ -1788,6 +2025,9 @@ class Trainer:
         t0 = time.perf_counter()
         while True:
             last = self.step == h.iterations or stop_at == self.step
+            if last and self.average is not None:  # the averaged weights are the ones evaluated and shipped
+                self.model.load_state_dict({k: v.to(self.model.state_dict()[k].dtype) for k, v in self.averaged().items()})
+                self.log(f"{'ema' if h.ema_decay else 'swa'}: the model now holds its averaged weights")
             if last or (h.val_loss_every and self.step % h.val_loss_every == 0 and self.step > 0):
                 self.sync()
                 self.train_time_ms += 1000 * (time.perf_counter() - t0)
@@ -1802,9 +2042,14 @@ class Trainer:
             if last:
                 break
             self.update_qat()
+            if self.config.loop_repeats and not self.model.looping and \
+                    training_progress(self.step, elapsed_ms, h, reserve_ms) >= h.loop_at:
+                self.model.looping = True
+                self.log(f"depth recurrence: on from step {self.step}, order {self.model.layer_order()}")
             loss = self.train_step(self.step, elapsed_ms, reserve_ms)
             nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
             self.step += 1
+            self.update_average()
             elapsed_ms = self.elapsed_ms(t0)
             if h.train_log_every and (self.step % h.train_log_every == 0 or self.step <= 10):
                 train_loss = self.global_mean(loss)
@@ -1829,6 +2074,28 @@ class Trainer:
             self.calibrate()
         self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
         return self.finish()
+
+    def update_average(self) -> None:
+        """EMA (every step from EMA_START) or SWA (every SWA_EVERY steps once the LR multiplier is below SWA_BELOW)
+        of the weights, in fp32."""
+        h = self.h
+        weights = self.model.state_dict()
+        if h.ema_decay and self.step >= h.ema_start:
+            if self.average is None:
+                self.average = {k: v.detach().float().clone() for k, v in weights.items()}
+            else:
+                ema_update(self.average, weights, h.ema_decay)
+        elif h.swa_every and self.lr_scale < h.swa_below and self.step % h.swa_every == 0:
+            if self.average is None:
+                self.average = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in weights.items()}
+            for k, v in weights.items():
+                self.average[k] += v.detach().float()
+            self.average_count += 1
+
+    def averaged(self) -> dict:
+        if self.h.ema_decay:
+            return self.average
+        return {k: v / self.average_count for k, v in self.average.items()}
 
     def update_qat(self) -> None:
         """Late QAT: once the learning-rate multiplier falls to QAT_LR_SCALE, fake-quantize the block matrices."""
@@ -1899,7 +2166,10 @@ class Trainer:
         reference = heldout_loss(state) if len(specs) > 1 else None
         for spec in specs:
             scheme, t0 = Scheme.parse(spec), time.perf_counter()
-            blob = pack_artifact(state, config, scheme, self.hessians)
+            if scheme.sd < 0:
+                scheme, blob = self.fit_step(state, scheme, h.size_cap_bytes - code)
+            else:
+                blob = pack_artifact(state, config, scheme, self.hessians)
             fits = len(blob) + code <= h.size_cap_bytes
             loss = heldout_loss(unpack_artifact(blob)[0]) if fits and len(specs) > 1 else None
             tried.append((scheme.spec, len(blob), fits, loss))
@@ -1917,6 +2187,23 @@ class Trainer:
             raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {tried[-1][0]}, "
                             f"is {tried[-1][1]} bytes + {code} bytes of code (train a smaller model, or set ARTIFACT)")
         return best[0], best[1]
+
+    def fit_step(self, state: dict, scheme: Scheme, budget: int) -> tuple[Scheme, bytes]:
+        """The finest step (fewest standard deviations, sd) whose artifact fits the budget: bisection on the entropy
+        forecast, then packing for real and widening the step by the bits still over, until it fits (at most 6 tries)."""
+        lo, hi = 2.0, 256.0
+        for _ in range(14):
+            mid = (lo * hi) ** 0.5
+            lo, hi = (lo, mid) if forecast_bytes(state, replace(scheme, sd=mid)) <= budget else (mid, hi)
+        quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
+        sd = hi
+        for _ in range(6):
+            scheme = replace(scheme, sd=round(sd, 3))
+            blob = pack_artifact(state, asdict(self.config), scheme, self.hessians)
+            if len(blob) <= budget or sd >= 256:
+                break
+            sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
+        return scheme, blob
 
     def finish(self) -> dict:
         """Save the raw weights, choose and write the artifact, read it back from disk and score the round trip."""
