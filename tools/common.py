@@ -50,17 +50,14 @@ def sniff(path) -> str:
         return "artifact"
     if len(head) >= 10:
         (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= size - 8 and head[8:9] == b"{":
+        if 2 <= n <= size - 8 and head[8:9] in (b"{", b"["):  # a JSON header (load_tensors then checks all of it)
             return "safetensors"
     if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
         return "pickle"  # torch.save zip archive, or a raw pickle stream
     return "unknown"
 
 
-def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, str]:
-    """(float state dict, model config dict, kind) of an artifact, a training .ckpt or a raw-weights .safetensors.
-    Non-finite weights and (unless need_config is False) files without a model config are refused; nothing is
-    unpickled."""
+def _load(path, need_config: bool) -> tuple[dict, dict | None, str, torch.nn.Module | None]:
     kind = sniff(path)
     if kind == "pickle":
         raise ToolError(f"{path} is a pickle/torch.save file: {PICKLE_HINT}")
@@ -74,19 +71,29 @@ def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, 
         for name, t in state.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ToolError(f"{path}: tensor {name!r} holds non-finite weights")
-    config = metadata.get("config")
-    if not isinstance(config, dict) and need_config:
-        raise ToolError(f"{path} has no model config in its metadata")
     if not state:
         raise ToolError(f"{path} holds no tensors")
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}, config, kind
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    config, model = metadata.get("config"), None
+    if need_config:
+        if config is None:
+            raise ToolError(f"{path} has no model config in its metadata")
+        model = tg.model_from_state(state, config, str(path))  # types, bounds, names and shapes before allocating
+    return state, config, kind, model
+
+
+def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, str]:
+    """(float state dict, model config dict, kind) of an artifact, a training .ckpt or a raw-weights .safetensors.
+    Refused: pickles (never unpickled), non-finite weights, and unless need_config is False, a missing model config
+    or one that train_gpt.model_from_state rejects (bad types or bounds, tensors that do not match it)."""
+    state, config, kind, _ = _load(path, need_config)
+    return state, config, kind
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict, dict]:
-    """(GPT in eval mode, config dict, state dict) of any model file; train_gpt.model_from_state checks the config's
-    types and bounds and the stored names and shapes before the model is allocated."""
-    state, config, _ = load_model_file(path)
-    return tg.model_from_state(state, config, str(path)).eval(), config, state
+    """(GPT in eval mode, config dict, state dict) of any model file; the config is checked before the model is built."""
+    state, config, _, model = _load(path, True)
+    return model.eval(), config, state
 
 
 # ----------------------------------------------------------------------------- small shared measures

@@ -188,7 +188,6 @@ def main(argv=None) -> int:
     schemes = parse_matrix(args.schemes, args.codecs, parse_levels(args.level))
     data = data_settings(args)
     state, config, _ = C.load_model_file(args.model)
-    tg.model_from_state(state, config, args.model)
     rows, base = run_fit(state, config, schemes, C.code_bytes(args.code), data, not args.no_progress, args.bf16)
     if args.json:
         print(json.dumps({"checkpoint": str(args.model), "base": base, "rows": rows}, indent=1))

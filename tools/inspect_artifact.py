@@ -2,10 +2,11 @@
 
     python tools/inspect_artifact.py ART [--code PATH] [--json] [--no-progress]
 
-The artifact is first read in full by train_gpt.read_artifact (hash, bounded decompression, every tensor decoded), so
-anything it refuses is refused here. Per tensor: stored dtype and bytes (with its per-row scale), and an estimate of
-its compressed size: the tensor's stored bytes (plus scale) compressed alone with the artifact's codec at its default
-level. The estimates do not add up to the artifact (the whole payload is one stream), but show where the bytes go.
+The artifact is first read in full by train_gpt.unpack_artifact (hash, bounded decompression, every tensor decoded)
+and its model config checked against the tensors (train_gpt.model_from_state): anything they refuse is refused here.
+Per tensor: stored dtype and bytes (with its per-row scale), and an estimate of its compressed size: the tensor's
+stored bytes (plus scale) compressed alone with the artifact's codec at its default level. The estimates do not add
+up to the artifact (the whole payload is one stream), but show where the bytes go.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def tensor_bytes(t) -> bytes:
 
 def stored_tensors(blob: bytes, what: str) -> tuple[dict, dict, str]:
     """(stored tensors, metadata, codec) of an artifact that train_gpt.unpack_artifact has accepted."""
-    tg.unpack_artifact(blob, what)  # every check train_gpt makes, first
+    state, metadata = tg.unpack_artifact(blob, what)  # every check train_gpt makes, first
+    tg.model_from_state(state, metadata.get("config"), what)
     codec = {v: k for k, v in tg.CODEC_IDS.items()}[blob[5]]
     inner = tg.decompress_bounded(blob[tg.ARTIFACT_HEAD:], codec, tg.MAX_INFLATED_BYTES)
     tensors, metadata = tg.tensors_from_bytes(tg.byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
