@@ -1,4 +1,6 @@
-"""tools/logparse.py and tools/record.py: record folders from real tiny CPU runs, refusals, statistics, check."""
+"""tools/logparse.py and tools/record.py: submission folders from real tiny CPU runs, the self-extracting counted
+code, the record/non-record decision, refusals of logs that contradict themselves (never running anything from a
+log), statistics, `check` and `check --run`."""
 from __future__ import annotations
 
 import json
@@ -6,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,33 +18,38 @@ from records_sweep_support import (FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_
 
 import logparse  # noqa: E402  (tools/ is on sys.path via records_sweep_support)
 import record  # noqa: E402
+import train_gpt  # noqa: E402
 
-needs_train_gpt = pytest.mark.skipif(not TRAIN_GPT.is_file(), reason="train_gpt.py not present")
+EXAMPLE = REPO / "records" / "track_non_record_16mb" / "2026-11-27_Example_TinyShakespeareCPU"
 
 
 @pytest.fixture(scope="module")
-def tiny_logs(tmp_path_factory) -> list[Path]:
-    """Two real tiny CPU runs of train_gpt.py (seeds 1 and 2): their logs."""
-    if not TRAIN_GPT.is_file():
-        pytest.skip("train_gpt.py not present")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="module")
+def tiny_logs(tiny_data, tmp_path_factory) -> list[Path]:
+    """Two real tiny CPU runs of train_gpt.py (seeds 1 and 2): their logs, and the source they embed."""
     root = tmp_path_factory.mktemp("tiny_runs")
-    data = make_tiny_dataset(root / "data")
+    script = root / "train_gpt.py"  # one copy for both seeds: the repository's file may change between the runs
+    shutil.copyfile(TRAIN_GPT, script)
     logs = []
     for seed in (1, 2):
-        out = root / f"out{seed}"
-        env = tiny_env(data, SEED=seed, RUN_ID=f"seed{seed}", OUT_DIR=out, ITERATIONS=12, VAL_LOSS_EVERY=6)
-        p = subprocess.run([sys.executable, str(TRAIN_GPT)], env=subprocess_env(env), capture_output=True,
+        env = tiny_env(tiny_data, SEED=seed, RUN_ID=f"seed{seed}", OUT_DIR=root, ITERATIONS=12, VAL_LOSS_EVERY=6,
+                       ARTIFACT="int6+brotli")
+        p = subprocess.run([sys.executable, str(script)], env=subprocess_env(env), capture_output=True,
                            text=True, timeout=300, cwd=root)
         assert p.returncode == 0, p.stderr[-2000:]
-        logs.append(out / "logs" / f"seed{seed}.txt")
+        logs.append(root / "logs" / f"seed{seed}.txt")
     return logs
 
 
 @pytest.fixture(scope="module")
 def tiny_record(tiny_logs, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("records")
-    return record.new_record(tiny_logs, track="track_non_record_16mb", name="TinyCPU", author="Ada Tester",
-                             github_id="adatest", blurb="Two tiny CPU seeds.", date="2026-11-25", root=root)
+    return record.new_record(tiny_logs, name="TinyCPU", author="Ada Tester", github_id="adatest",
+                             blurb="Two tiny CPU seeds.", date="2026-11-25", root=root)
 
 
 def _write(tmp: Path, name: str, text: str) -> Path:
@@ -50,31 +58,41 @@ def _write(tmp: Path, name: str, text: str) -> Path:
     return p
 
 
+def eligible_log(seed: int, **kw) -> str:
+    """A log with everything the 10-minute record track asks: 8xH100, under 600 s each, the published FineWeb."""
+    args = dict(seed=seed, hardware="NVIDIA H100 80GB HBM3 x8", val_tokens=62_021_846, step_ms=25.0,
+                tokenizer="./data/tokenizers/fineweb_1024_bpe.model", eval_ms=90_000.0)
+    args.update(kw)
+    return fake_log(**args)
+
+
+NEW = dict(name="X", author="a", github_id="g", date="2026-01-02")
+
+
 # ----------------------------------------------------------------------------- parser
 
-@needs_train_gpt
 def test_parser_reads_every_part_of_a_real_log(tiny_logs):
     run = logparse.parse_log(tiny_logs[0])
     summary = logparse.load_summary(tiny_logs[0].with_suffix(".json"))
     assert run.finished and run.seed == 1 and run.iterations == 12 and run.steps == 12
-    assert run.source == TRAIN_GPT.read_bytes()  # byte for byte
-    import train_gpt
-    from dataclasses import fields
+    assert logparse.consistency_problems(run) == []
     assert set(run.hparams) == {f.name.upper() for f in fields(train_gpt.Hyperparameters)}
     assert run.hparams == summary["hparams"]
-    assert [p.step for p in run.val] == [6, 12]
-    assert run.train and run.train[0].step == 1 and run.train[0].tok_s > 0
+    assert [p.step for p in run.val] == [6, 12] and run.train and run.train[0].tok_s > 0
     assert run.bytes_code == summary["bytes_code"] == len(run.source)
     assert run.bytes_total == run.bytes_code + run.bytes_model == summary["bytes_total"]
+    assert run.size_cap == summary["size_cap_bytes"] and run.margin == run.size_cap - run.bytes_total
+    assert run.artifact_scheme == summary["artifact_scheme"] == "int6-emb8-bigram6+brotli"
     assert math.isclose(run.val_loss, summary["val_loss"], abs_tol=5e-9)
     assert math.isclose(run.val_bpb, summary["val_bpb"], abs_tol=5e-9)
     assert run.device == "cpu" and run.world_size == 1 and run.hardware.startswith("cpu")
-    assert run.train_time_ms == summary["train_time_ms"]
+    assert run.train_time_ms == summary["train_time_ms"] and run.eval_time_ms == pytest.approx(summary["eval_time_ms"], abs=1)
+    assert run.data_val_tokens > 0 and run.torch_version == train_gpt.torch.__version__
 
 
-def test_parser_calls_a_log_without_the_exact_line_unfinished(tmp_path):
+def test_parser_calls_a_log_without_the_exact_line_unfinished():
     full = fake_log()
-    cut = "".join(l for l in full.splitlines(True) if not l.startswith("final_int8_zlib_roundtrip_exact"))
+    cut = "".join(line for line in full.splitlines(True) if not line.startswith("final_int8_zlib_roundtrip_exact"))
     run = logparse.parse_text(cut, "cut.txt")
     assert not run.finished and run.roundtrip_val_loss is not None
     with pytest.raises(logparse.LogError, match="unfinished"):
@@ -84,75 +102,180 @@ def test_parser_calls_a_log_without_the_exact_line_unfinished(tmp_path):
 def test_parser_extracts_a_source_without_final_newline_byte_exact():
     src = b"print('no newline at the end')\n# \xc3\xa9t\xc3\xa9"
     run = logparse.parse_text(fake_log(source=src))
-    assert run.source == src and run.finished
+    assert run.source == src and run.finished and logparse.consistency_problems(run) == []
 
 
 def test_parser_ignores_log_shaped_lines_inside_the_source():
-    src = "x = 1\nstep:5/20 val_loss:9.0 val_bpb:9.0 train_time:1ms step_avg:1ms\nhparam SEED=999\n"
+    src = "x = 1\nstep:5/20 val_loss:9.0 val_bpb:9.0 train_time:1ms step_avg:1ms\nhparam SEED=999\n" \
+          "final_int8_zlib_roundtrip_exact val_loss:0.1 val_bpb:0.1\n"
     run = logparse.parse_text(fake_log(source=src, seed=7))
-    assert run.seed == 7 and all(p.val_loss < 9 for p in run.val)
+    assert run.seed == 7 and all(p.val_loss < 9 for p in run.val) and logparse.consistency_problems(run) == []
+
+
+def test_summaries_with_nan_are_refused(tmp_path):
+    p = _write(tmp_path, "s.json", '{"val_loss": NaN}')
+    with pytest.raises(logparse.LogError, match="NaN, not a finite number"):
+        logparse.load_summary(p)
+
+
+# ----------------------------------------------------------------------------- the counted code
+
+def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_path):
+    src = TRAIN_GPT.read_bytes()
+    code = record.wrap(src)
+    assert record.unwrap(code) == src and record.wrap(src) == code  # deterministic
+    assert len(code) < 0.45 * len(src) and code.isascii()
+    with pytest.raises(record.RecordError, match="already"):
+        record.wrap(code)
+    assert record.unwrap(b"print('hi')\n") is None and record.unwrap(code.replace(b"exec(", b"eval(")) is None
+    # the wrapped script runs the payload as train_gpt.py: same output, inspect.getsource works (triton's @jit needs it)
+    probe = (b"import inspect, sys\ndef f():\n    return 42\nprint(f(), inspect.getsource(f).splitlines()[0], __name__,"
+             b" sorted(k for k in ('brotli', 'lzma') if k in sys.modules) != [])\n")
+    (tmp_path / "raw.py").write_bytes(probe)
+    (tmp_path / "wrapped.py").write_bytes(record.wrap(probe))
+    outs = [subprocess.run([sys.executable, str(tmp_path / n)], capture_output=True, text=True, cwd=tmp_path).stdout
+            for n in ("raw.py", "wrapped.py")]
+    assert outs[0].split()[:4] == outs[1].split()[:4] == ["42", "def", "f():", "__main__"]
+
+
+def test_defaults_are_read_with_ast_and_match_the_dataclass():
+    defaults = record.hparam_defaults(TRAIN_GPT.read_bytes())
+    assert defaults == {f.name.upper(): str(f.default) for f in fields(train_gpt.Hyperparameters)}
+    assert record.hparam_defaults(record.wrap(TRAIN_GPT.read_bytes())) == defaults
+    assert record.hparam_defaults(b"def broken(:\n") is None
+
+
+def test_building_a_record_never_runs_code_from_a_log(tmp_path):
+    """#11 item 3: `record.py new` imported the logged source to read its defaults; a log whose source writes a file
+    on import created that file."""
+    marker = tmp_path / "pwned"
+    evil = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+            "class Hyperparameters:\n    matrix_lr: float = 0.035\n    num_layers: int = 9\n"
+            f"    side: str = str(pathlib.Path({str(marker)!r}).touch())\n")
+    logs = [_write(tmp_path, f"s{s}.txt", fake_log(seed=s, source=evil)) for s in (1, 2)]
+    d = record.new_record(logs, root=tmp_path / "records", **NEW)
+    assert not marker.exists()
+    readme = (d / "README.md").read_text()
+    assert "| `NUM_LAYERS` | `7` |" in readme and "`MATRIX_LR`" not in readme  # defaults came from the ast
+    assert record.check_record(d)[0] == [] and not marker.exists()
+    assert record.unwrap((d / "train_gpt.py").read_bytes()) == evil.encode()
 
 
 # ----------------------------------------------------------------------------- new
 
-@needs_train_gpt
 def test_new_record_from_two_tiny_cpu_runs(tiny_record, tiny_logs):
     d = tiny_record
     assert d.name == "2026-11-25_TinyCPU" and d.parent.name == "track_non_record_16mb"
     assert sorted(p.name for p in d.iterdir()) == ["README.md", "requirements.txt", "submission.json",
-                                                  "train_gpt.py", "train_seed1.txt", "train_seed2.txt"]
-    assert (d / "train_gpt.py").read_bytes() == TRAIN_GPT.read_bytes()
+                                                  "train_gpt.py", "train_seed1.log", "train_seed2.log"]
     runs = [logparse.parse_log(p) for p in tiny_logs]
+    code = (d / "train_gpt.py").read_bytes()
+    assert record.unwrap(code) == runs[0].source and len(code) < len(runs[0].source) // 2
     sub = json.loads((d / "submission.json").read_text())
     for k in record.SUBMISSION_FIELDS:
-        assert k in sub
+        assert k in sub, k
+    assert sub["track"] == "non_record_16mb" and "not 8xH100" in sub["non_record_reason"]
+    assert "not the published FineWeb sp1024 validation set" in sub["non_record_reason"]
     assert sub["author"] == "Ada Tester" and sub["github_id"] == "adatest" and sub["date"] == "2026-11-25"
+    assert sub["seeds"] == [1, 2]
     assert sub["val_loss"] == round((runs[0].val_loss + runs[1].val_loss) / 2, 8)
     assert sub["val_bpb"] == round((runs[0].val_bpb + runs[1].val_bpb) / 2, 8)
-    assert sub["bytes_total"] == max(r.bytes_total for r in runs) and sub["bytes_code"] == len(TRAIN_GPT.read_bytes())
+    assert math.isclose(sub["val_loss_std"], abs(runs[0].val_loss - runs[1].val_loss) / math.sqrt(2), abs_tol=1e-8)
+    assert sub["bytes_code"] == len(code) and sub["bytes_code_raw"] == len(runs[0].source)
+    totals = [r.bytes_model + len(code) for r in runs]
+    assert [sub["seed_results"][s]["artifact_bytes"] for s in ("1", "2")] == totals
+    assert sub["bytes_total"] == sub["artifact_bytes_max"] == max(totals) and sub["artifact_bytes_mean"] == round(sum(totals) / 2)
     assert sub["seed_results"]["2"]["val_loss"] == runs[1].val_loss and sub["seed_results"]["1"]["steps"] == 12
-    std = math.sqrt(((runs[0].val_loss - runs[1].val_loss) ** 2) / 2)
-    assert math.isclose(sub["statistics"]["val_loss_std"], std, abs_tol=1e-8)
+    assert sub["pytorch_version"] == runs[0].torch_version and sub["hardware"].startswith("cpu")
+    c = sub["compliance"]
+    assert c["train_under_600s"] and c["eval_under_600s"] and c["artifact_under_16mb"] and not c["hardware_8xh100"]
+    assert c["fineweb_val_tokens"] == 62_021_846 and c["val_tokens"] == runs[0].data_val_tokens
     readme = (d / "README.md").read_text()
-    assert f"| 1 | 12 | {runs[0].val_loss:.8f} | {runs[0].val_bpb:.8f} | {runs[0].bytes_total:,} |" in readme
-    assert runs[0].hardware in readme and "for SEED in 1 2; do" in readme
-    # configuration: only what differs from train_gpt.Hyperparameters' defaults
+    assert f"| 1 | 12 | {runs[0].val_loss:.8f} | {runs[0].val_bpb:.8f} | {runs[0].bytes_model:,} | {totals[0]:,} |" in readme
+    assert runs[0].hardware in readme and "for SEED in 1 2; do" in readme and f"{len(code):,} bytes" in readme
     assert "| `NUM_LAYERS` | `2` |" in readme and "| `MODEL_DIM` | `64` |" in readme
     assert "`MATRIX_LR`" not in readme and "`ROPE_BASE`" not in readme
-    assert "torch" in (d / "requirements.txt").read_text().split()
+    reqs = (d / "requirements.txt").read_text().split()
+    assert "torch" in reqs and ("brotli" in reqs or "lzma" in code[:20].decode())
     assert record.check_record(d) == ([], [])
 
 
-def test_new_refuses_a_seed_over_the_size_cap(tmp_path):
+def test_check_run_reproduces_the_final_line_in_an_empty_folder(tiny_record, tiny_data, tmp_path, capsys):
+    """The record's self-extracting train_gpt.py, run alone with the logged settings, ends on the log's exact line."""
+    assert record.main(["check", str(tiny_record), "--run", "--data", str(tiny_data), "--seed", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and len(out["reruns"]) == 1 and "(matches the log exactly)" in out["reruns"][0]["message"]
+    logged = logparse.parse_log(tiny_record / "train_seed1.log")
+    assert f"val_loss:{logged.val_loss:.8f} val_bpb:{logged.val_bpb:.8f}" in out["reruns"][0]["message"]
+    # on other data the same script cannot end on the same line: the comparison is real
+    other = make_tiny_dataset(tmp_path / "other")
+    (other / "tiny_val_000000.bin").write_bytes((tiny_data / "tiny_train_000000.bin").read_bytes())
+    assert record.main(["check", str(tiny_record), "--run", "--data", str(other), "--seed", "1"]) == 1
+    text = capsys.readouterr().out
+    assert "seed 1 re-run: final_int8_zlib_roundtrip_exact" in text and "vs the log's" in text
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda t: t.replace("size int8-emb8-bigram8+zlib: 15000069", "size int8-emb8-bigram8+zlib: 14000069")
+     .replace("(margin to 16000000: 999931", "(margin to 16000000: 1999931"), "is not Code size"),
+    (lambda t: t.replace("final_int8_zlib_roundtrip_exact val_loss:2.34567891", "final_int8_zlib_roundtrip_exact val_loss:2.34567891")
+     + "final_int8_zlib_roundtrip_exact val_loss:1.00000000 val_bpb:0.50000000\n", "2 'final_int8_zlib_roundtrip_exact' lines"),
+    (lambda t: t + "final_int8_zlib_roundtrip val_loss:1.0000 val_bpb:0.5000 eval_time:1ms\n", "2 'final_int8_zlib_roundtrip' lines"),
+    (lambda t: t.replace("val_loss:2.34567891", "val_loss:nan"), "not a finite number"),
+    (lambda t: t.replace("val_bpb:1.23456789", "val_bpb:-inf"), "not a finite number"),
+    (lambda t: t.replace("val_loss:2.34567891", "val_loss:2.30000000"), "is not the exact"),
+    (lambda t: t + "OVER BUDGET: the submission is 5 bytes over the 16000000-byte cap\n", "yet the log says OVER BUDGET"),
+    (lambda t: t.replace("Code size: 69 bytes", "Code size: 70 bytes"), "not the 69 bytes of the embedded source"),
+    (lambda t: t.replace("hparam SIZE_CAP_BYTES=16000000", "hparam SIZE_CAP_BYTES=20000000"), "SIZE_CAP_BYTES=20000000"),
+])
+def test_logs_that_contradict_themselves_are_refused_by_new_and_check(edit, reason, tmp_path):
+    """#11 item 4: a Total that is not code + model, a second (better) final line, nan/-inf, an OVER BUDGET line that
+    does not match the sizes: `new` used these and wrote NaN into submission.json."""
+    good = fake_log(seed=1)
+    assert f"Code size: {len(FAKE_SOURCE)} bytes" in good and len(FAKE_SOURCE) == 69
+    bad = edit(good)
+    assert bad != good
+    a, b = _write(tmp_path, "a.txt", fake_log(seed=2)), _write(tmp_path, "b.txt", bad)
+    with pytest.raises(record.RecordError, match=reason):
+        record.new_record([a, b], root=tmp_path / "records", **NEW)
+    assert not (tmp_path / "records" / "track_non_record_16mb").exists() or \
+        not any((tmp_path / "records" / "track_non_record_16mb").iterdir())
+    d = record.new_record([a], root=tmp_path / "records", **NEW)  # a good folder, then the bad log put in it
+    shutil.copyfile(b, d / "train_seed2.log")
+    assert any(reason.split("|")[0] in p for p in record.check_record(d)[0])
+
+
+def test_a_model_over_the_cap_is_refused_whatever_its_total_line_says(tmp_path):
+    """#11 item 4: a 16+ MB model with an OVER BUDGET line but a Total edited under the cap."""
+    over = fake_log(seed=1, bytes_model=16_100_000)
+    assert "OVER BUDGET" in over
+    lied = over.replace("size int8-emb8-bigram8+zlib: 16100069", "size int8-emb8-bigram8+zlib: 15900069") \
+        .replace("(margin to 16000000: -100069 bytes)", "(margin to 16000000: 99931 bytes)")
+    assert lied.count("15900069") == 1 and "99931" in lied
+    for text, reason in ((over, "OVER BUDGET"), (lied, "is not Code size")):
+        with pytest.raises(record.RecordError, match=reason):
+            record.new_record([_write(tmp_path, "o.txt", text)], root=tmp_path / "r", **NEW)
+    # fits its own (raised) cap, but not the challenge's: model + counted code > 16,000,000
+    big = fake_log(seed=1, bytes_model=16_000_000, cap=17_000_000)
+    with pytest.raises(record.RecordError, match=r"seed 1 total size 1600\d{4} bytes .* exceeds the cap of 16000000"):
+        record.new_record([_write(tmp_path, "big.txt", big)], root=tmp_path / "r", **NEW)
+
+
+def test_new_refuses_unfinished_logs_different_sources_configs_and_seeds(tmp_path):
     ok = _write(tmp_path, "a.txt", fake_log(seed=1))
-    big = _write(tmp_path, "b.txt", fake_log(seed=2, bytes_model=15_999_990))
-    with pytest.raises(record.RecordError, match=r"seed 2 total size 16000\d+ bytes exceeds the cap"):
-        record.new_record([ok, big], track="track_10min_16mb", name="Big", author="a", github_id="g",
-                          root=tmp_path / "records")
-    assert not (tmp_path / "records" / "track_10min_16mb").exists() or \
-        not any((tmp_path / "records" / "track_10min_16mb").iterdir())
-
-
-def test_new_refuses_a_log_without_final_roundtrip_line(tmp_path):
-    ok = _write(tmp_path, "a.txt", fake_log(seed=1))
-    bad = _write(tmp_path, "b.txt", fake_log(seed=2, finished=False))
-    with pytest.raises(record.RecordError, match="b.txt: no final round-trip line"):
-        record.new_record([ok, bad], track="track_10min_16mb", name="X", author="a", github_id="g",
-                          root=tmp_path / "records")
-
-
-def test_new_refuses_logs_with_different_sources(tmp_path):
-    a = _write(tmp_path, "a.txt", fake_log(seed=1))
-    b = _write(tmp_path, "b.txt", fake_log(seed=2, source=FAKE_SOURCE + "# tweak\n"))
-    with pytest.raises(record.RecordError, match="sources differ"):
-        record.new_record([a, b], track="track_10min_16mb", name="X", author="a", github_id="g",
-                          root=tmp_path / "records")
+    cases = [(fake_log(seed=2, finished=False), "b.txt: no final round-trip line"),
+             (fake_log(seed=2, source=FAKE_SOURCE + "# tweak\n"), "sources differ"),
+             (fake_log(seed=2, hparams={"MATRIX_LR": "0.05"}), "configurations differ: MATRIX_LR"),
+             (fake_log(seed=1), "several logs for seed"),
+             (fake_log(seed=2, hparams={"EVAL_ARTIFACT": "models/x.ptz"}), "evaluation-only run")]
+    for text, reason in cases:
+        with pytest.raises(record.RecordError, match=reason):
+            record.new_record([ok, _write(tmp_path, "b.txt", text)], root=tmp_path / "records", **NEW)
 
 
 def test_new_refuses_an_existing_folder_unless_replace(tmp_path):
     a = _write(tmp_path, "a.txt", fake_log(seed=1, val_loss=2.5))
-    kw = dict(track="track_10min_16mb", name="Again", author="a", github_id="g", date="2026-01-02",
-              root=tmp_path / "records")
+    kw = dict(name="Again", author="a", github_id="g", date="2026-01-02", root=tmp_path / "records")
     d = record.new_record([a], **kw)
     with pytest.raises(record.RecordError, match="exists .*--replace"):
         record.new_record([a], **kw)
@@ -162,10 +285,37 @@ def test_new_refuses_an_existing_folder_unless_replace(tmp_path):
     assert sorted(p.name for p in d.parent.iterdir()) == ["2026-01-02_Again"]  # no temp or old folders left
 
 
+def test_eligible_runs_go_to_the_record_track_and_the_rest_never_do(tmp_path):
+    logs = [_write(tmp_path, f"e{s}.txt", eligible_log(s)) for s in (1, 2, 3)]
+    d = record.new_record(logs, root=tmp_path / "records", **NEW)
+    sub = json.loads((d / "submission.json").read_text())
+    assert d.parent.name == "track_10min_16mb" and sub["track"] == "10min_16mb" and "non_record_reason" not in sub
+    assert sub["hardware"] == "8xNVIDIA H100 80GB HBM3" and all(v is True for k, v in sub["compliance"].items()
+                                                                 if k in ("train_under_600s", "eval_under_600s",
+                                                                          "artifact_under_16mb", "hardware_8xh100",
+                                                                          "published_fineweb_sp1024"))
+    assert record.check_record(d) == ([], [])
+    for kw, reason in ((dict(hardware="NVIDIA H100 80GB HBM3 x1"), "not 8xH100"),
+                       (dict(hardware="NVIDIA A100-SXM4-80GB x8"), "not 8xH100"),
+                       (dict(step_ms=31_000.0), "training took up to 620.0 s"),
+                       (dict(eval_ms=601_000.0), "evaluation took up to 601.0 s"),
+                       (dict(val_tokens=40_540_160), "not the published FineWeb sp1024")):
+        logs = [_write(tmp_path, f"n{s}.txt", eligible_log(s, **kw)) for s in (1, 2)]
+        d = record.new_record(logs, root=tmp_path / "records", replace=True, **NEW)
+        sub = json.loads((d / "submission.json").read_text())
+        assert d.parent.name == "track_non_record_16mb" and reason in sub["non_record_reason"], sub["non_record_reason"]
+        with pytest.raises(record.RecordError, match="not eligible for the record track: .*" + reason.split(" up")[0]):
+            record.new_record(logs, root=tmp_path / "other", track="track_10min_16mb", **NEW)
+        # moved by hand into the record track, check refuses it
+        moved = tmp_path / "records" / "track_10min_16mb" / "moved"
+        shutil.rmtree(moved, ignore_errors=True)
+        shutil.copytree(d, moved)
+        assert any("in the record track but not eligible" in p for p in record.check_record(moved)[0])
+
+
 def test_cli_prints_one_error_line_and_exits_1(tmp_path, capsys):
     bad = _write(tmp_path, "b.txt", fake_log(seed=2, finished=False))
-    rc = record.main(["new", "--track", "track_10min_16mb", "--name", "X", "--author", "a", "--github-id", "g",
-                      "--root", str(tmp_path / "r"), str(bad)])
+    rc = record.main(["new", "--name", "X", "--author", "a", "--github-id", "g", "--root", str(tmp_path / "r"), str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("error: ") and "no final round-trip line" in err[0]
 
@@ -184,7 +334,6 @@ def test_welch_test_matches_scipy():
         assert math.isclose(ours["t"], ref.statistic, rel_tol=1e-9)
         assert math.isclose(ours["p_value"], ref.pvalue, rel_tol=1e-9)
         assert math.isclose(ours["df"], ref.df, rel_tol=1e-9)
-    # the other sign of the question: scipy's 'less' on the swapped samples is the same test
     ref2 = stats.ttest_ind([x + 0.005 for x in X], Y, equal_var=False, alternative="less")
     assert math.isclose(record.significance_welch(X, Y)["p_value"], ref2.pvalue, rel_tol=1e-9)
 
@@ -204,9 +353,32 @@ def test_verdicts():
     assert record.significance_vs_number(X, 2.0400)["verdict"] == "worse"
     one = record.significance_vs_number([2.0], 2.1)
     assert one["p_value"] is None and one["verdict"] == "not significant"  # one seed proves nothing
+    flat = record.significance_vs_number([2.0, 2.0], 2.1)  # no spread: no infinite t in the JSON
+    assert flat["t"] is None and flat["p_value"] == 0.0 and json.loads(record.dumps(flat))["verdict"] == "record"
 
 
-@needs_train_gpt
+def test_statistics_refuse_non_finite_inputs(tmp_path, capsys):
+    """#11 item 4: significance against 7.0 on nan losses said `t=inf p=0 verdict: record`."""
+    for call in (lambda: record.significance_vs_number([float("nan"), 2.0], 7.0),
+                 lambda: record.significance_vs_number([2.0, 2.1], float("inf")),
+                 lambda: record.significance_welch([2.0, 2.1], [2.2, float("-inf")]),
+                 lambda: record.significance_vs_number([2.0, 2.1], 7.0, delta=float("nan")),
+                 lambda: record.significance_vs_number([2.0, 2.1], 7.0, alpha=1.5)):
+        with pytest.raises(record.RecordError, match="finite|alpha"):
+            call()
+    with pytest.raises(record.RecordError, match="non-finite"):
+        record.dumps({"x": float("nan")})
+    good = record.new_record([_write(tmp_path, f"s{s}.txt", fake_log(seed=s)) for s in (1, 2)], root=tmp_path / "r", **NEW)
+    assert record.main(["significance", str(good), "--against", "nan"]) == 1
+    assert "must be finite numbers" in capsys.readouterr().err
+    bad = Path(shutil.copytree(good, tmp_path / "bad"))
+    log = bad / "train_seed2.log"
+    log.write_text(log.read_text().replace("val_loss:2.34567891", "val_loss:nan").replace("val_loss:2.3457", "val_loss:nan"))
+    assert record.main(["significance", str(bad), "--against", "7.0"]) == 1
+    err = capsys.readouterr().err
+    assert "not a finite number" in err and err.count("\n") == 1
+
+
 def test_significance_cli_against_number_and_folder(tiny_record, capsys):
     assert record.main(["significance", str(tiny_record), "--against", "9.0", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -218,40 +390,52 @@ def test_significance_cli_against_number_and_folder(tiny_record, capsys):
 
 # ----------------------------------------------------------------------------- check
 
-@needs_train_gpt
 def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
     sub = json.loads((d / "submission.json").read_text())
     sub["val_bpb"] = round(sub["val_bpb"] - 0.01, 8)
     sub["seed_results"]["1"]["val_loss"] = 1.0
+    sub["compliance"]["hardware_8xh100"] = True
+    sub["bytes_code"] = 1000
     del sub["github_id"]
     (d / "submission.json").write_text(json.dumps(sub))
-    problems, _ = record.check_record(d)
-    text = "\n".join(problems)
-    assert "val_bpb" in text and "seed_results[1].val_loss" in text and "lacks 'github_id'" in text
+    text = "\n".join(record.check_record(d)[0])
+    for needle in ("submission.json val_bpb", "seed_results.1.val_loss", "lacks 'github_id'", "compliance.hardware_8xh100",
+                   "bytes_code is 1000"):
+        assert needle in text, needle
     assert record.main(["check", str(d)]) == 1
     assert "problem(s)" in capsys.readouterr().out
+    (d / "submission.json").write_text(json.dumps(sub).replace('"val_bpb": ', '"val_bpb": NaN, "x": ', 1))
+    assert any("not a finite number" in p for p in record.check_record(d)[0])
 
 
-@needs_train_gpt
 def test_check_catches_a_modified_train_gpt(tiny_record, tmp_path):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
-    code = (d / "train_gpt.py").read_text()
-    (d / "train_gpt.py").write_text(code.replace("matrix_lr: float = 0.035", "matrix_lr: float = 0.036"))
-    problems, _ = record.check_record(d)
-    assert any("differs from the source the logs embed" in p for p in problems)
-    (d / "train_gpt.py").write_text(code + "\ndef broken(:\n")
-    problems, _ = record.check_record(d)
-    assert any("does not compile" in p for p in problems)
+    source = record.unwrap((d / "train_gpt.py").read_bytes())
+    (d / "train_gpt.py").write_bytes(record.wrap(source.replace(b"matrix_lr: float = 0.035", b"matrix_lr: float = 0.036")))
+    assert any("differ from the" in p for p in record.check_record(d)[0])
+    (d / "train_gpt.py").write_bytes(source)  # the raw source runs the same code, but its raw bytes are counted
+    problems, warnings = record.check_record(d)
+    assert any("is not a self-extracting script" in w for w in warnings) and any("bytes_code is" in p for p in problems)
+    (d / "train_gpt.py").write_bytes(source + b"\ndef broken(:\n")
+    assert any("does not compile" in p for p in record.check_record(d)[0])
 
 
 def test_check_reports_missing_files_and_over_cap(tmp_path):
     a = _write(tmp_path, "a.txt", fake_log(seed=1))
-    d = record.new_record([a], track="track_10min_16mb", name="Ok", author="a", github_id="g", root=tmp_path / "r")
+    d = record.new_record([a], root=tmp_path / "r", **NEW)
     (d / "README.md").unlink()
-    log = d / "train_seed1.txt"
-    log.write_text(log.read_text().replace("Serialized model int8+zlib: 15000000", "Serialized model int8+zlib: 16000000")
-                   .replace("Total submission size int8+zlib: 15000", "Total submission size int8+zlib: 16000"))
-    problems, _ = record.check_record(d)
-    text = "\n".join(problems)
-    assert "missing README.md" in text and "exceeds the cap" in text and "bytes_total" in text
+    log = d / "train_seed1.log"
+    log.write_text(fake_log(seed=1, bytes_model=16_000_000, cap=17_000_000))
+    text = "\n".join(record.check_record(d)[0])
+    assert "missing README.md" in text and "exceeds the cap of 16000000" in text
+
+
+def test_the_shipped_example_passes_the_static_check():
+    assert EXAMPLE.is_dir(), "the worked example folder is missing"
+    assert record.check_record(EXAMPLE) == ([], [])
+    readme = (EXAMPLE / "README.md").read_text()
+    assert "not a challenge entry" in readme.lower()
+    sub = json.loads((EXAMPLE / "submission.json").read_text())
+    assert sub["track"] == "non_record_16mb" and "example" in sub["name"].lower() and len(sub["seeds"]) >= 2
+    assert sum(p.stat().st_size for p in EXAMPLE.iterdir()) < 600_000

@@ -1,21 +1,28 @@
-"""Turn train_gpt.py logs into a challenge record folder, test significance, and check a folder.
+"""Turn train_gpt.py logs into a challenge submission folder, test significance, and check a folder.
 
-    python tools/record.py new --track track_10min_16mb --name MyIdea --author "A. Person" --github-id ap \\
-        [--blurb TEXT] [--date YYYY-MM-DD] [--replace] [--root records] LOG [LOG ...]
+    python tools/record.py new --name MyIdea --author "A. Person" --github-id ap [--track auto] [--blurb TEXT]
+        [--technique TEXT] [--date YYYY-MM-DD] [--replace] [--root records] [--against X] LOG [LOG ...]
     python tools/record.py significance RECORD_DIR --against NUMBER|OTHER_RECORD_DIR [--delta 0.005] [--alpha 0.01]
-    python tools/record.py check RECORD_DIR
+    python tools/record.py check RECORD_DIR [--run --data DIR [--tokenizer PATH] [--seed S] [--timeout SECONDS]]
+    python tools/record.py wrap SOURCE -o OUT          # just the compressed self-extracting script
 
-`new` writes records/<track>/<date>_<name>/ (README.md, submission.json, train_gpt.py, requirements.txt,
-train_seed<SEED>.txt per log); it refuses, with the reason, when a seed's total size exceeds 16,000,000 bytes,
-a log has no final round-trip line, the logs' sources differ, or the folder exists (without --replace).
-See records/README.md.
+Nothing from a log is ever executed: sources and defaults are read with `ast`, the figures with tools/logparse.py,
+and every log must agree with itself (code + model = total, one final line of each kind, finite numbers, OVER BUDGET
+exactly when over the cap). The record's `train_gpt.py` is a compressed self-extracting script whose payload is,
+byte for byte, the source the logs embed; its bytes are the counted code. `--track auto` (the default) files a run
+that is not eligible for the 10-minute record track (not 8xH100, over 600 s of training or evaluation, not the
+published FineWeb sp1024 validation set) under track_non_record_16mb with the reason. `check --run` executes the
+record's script, and only then: in an empty folder holding the record's files and the data, with the logged
+settings. See records/README.md.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import datetime as _dt
 import json
+import lzma
 import math
 import os
 import re
@@ -23,98 +30,249 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-REPO = _HERE.parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
+import common as C  # noqa: E402
 import logparse  # noqa: E402
-from logparse import SIZE_CAP, LogError, RunLog  # noqa: E402
+from common import GolfError, ToolError, tg  # noqa: E402
+from logparse import LogError, RunLog  # noqa: E402
 
-TRACKS = ("track_10min_16mb", "track_non_record_16mb")
+TRACKS = {"track_10min_16mb": "10min_16mb", "track_non_record_16mb": "non_record_16mb"}  # folder -> "track" field
+RECORD_TRACK, NON_RECORD_TRACK = "track_10min_16mb", "track_non_record_16mb"
 REQUIRED_FILES = ("README.md", "submission.json", "train_gpt.py")
-SUBMISSION_FIELDS = ("author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total",
-                     "bytes_code")
-# hyperparameters that legitimately differ between the seeds of one record
-PER_RUN_KEYS = {"RUN_ID", "SEED", "OUT_DIR", "CHECKPOINT_EVERY", "RESUME"}
-DEFAULT_DELTA = 0.005
-DEFAULT_ALPHA = 0.01
-# import name -> pip name, for requirements.txt
+SUBMISSION_FIELDS = ("author", "github_id", "name", "blurb", "date", "track", "val_loss", "val_bpb", "val_loss_std",
+                     "val_bpb_std", "seeds", "seed_results", "artifact_bytes_mean", "artifact_bytes_max", "bytes_total",
+                     "bytes_code", "hardware", "pytorch_version", "technique_summary", "compliance")
+# settings that may differ between the seeds of one record (names, paths, bookkeeping)
+PER_RUN_KEYS = {"RUN_ID", "SEED", "OUT_DIR", "DATA_PATH", "TOKENIZER_PATH", "CHECKPOINT_EVERY", "CHECKPOINT_KEEP",
+                "RESUME", "REPLACE_RUN"}
+# settings `check --run` does not take from the log: names, paths and files of the original machine (SEED it does)
+NOT_REPLAYED = (PER_RUN_KEYS - {"SEED"}) | {"EVAL_ARTIFACT"}
+RECORD_LIMIT_S = 600.0  # the record track: training and evaluation each within 10 minutes
+RECORD_HARDWARE = ("H100", 8)
+FINEWEB_VAL_TOKENS = 62_021_846  # tokens of the published sp1024 FineWeb validation split
+FINEWEB_TOKENIZER = "fineweb_1024_bpe.model"
+DEFAULT_DELTA, DEFAULT_ALPHA = 0.005, 0.01
+MAX_SOURCE_BYTES = 16_000_000  # a wrapped source inflating past this is refused
 PIP_NAMES = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "flash_attn": "flash-attn",
              "flash_attn_interface": "flash-attn", "cv2": "opencv-python"}
 
 
-class RecordError(Exception):
+class RecordError(ToolError):
     """A refusal or bad input: one line, printed as `error: ...`."""
 
 
-# --------------------------------------------------------------------------- reading logs
-
-def load_logs(paths: list[str | Path]) -> list[RunLog]:
-    runs = []
-    for p in paths:
-        try:
-            runs.append(logparse.parse_log(p))
-        except LogError as e:
-            raise RecordError(str(e)) from None
-    return runs
+def dumps(obj, **kw) -> str:
+    """JSON that never holds NaN or Infinity (json.dumps would write them, and they are not JSON)."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kw)
+    except ValueError:
+        raise RecordError("refusing to write a non-finite number into JSON") from None
 
 
-def find_logs(folder: Path) -> list[Path]:
-    """Log files of a record folder: those submission.json names, else every file that looks like a log."""
-    sub = folder / "submission.json"
-    if sub.is_file():
-        try:
-            d = json.loads(sub.read_text())
-            names = [r.get("log") for r in (d.get("seed_results") or {}).values() if isinstance(r, dict)]
-            if names and all(isinstance(n, str) for n in names):
-                return [folder / n for n in names]
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    skip = {"train_gpt.py", "README.md", "submission.json", "requirements.txt"}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip and logparse.is_log(p))
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a finite number")
 
 
-def validate_runs(runs: list[RunLog]) -> list[str]:
-    """Every reason these logs cannot form a record (empty list = fine)."""
-    problems = []
+def load_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(), parse_constant=_no_constants)
+    except OSError as e:
+        raise RecordError(f"cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except ValueError as e:
+        raise RecordError(f"{path}: {e}") from None
+    if not isinstance(d, dict):
+        raise RecordError(f"{path} is not a JSON object")
+    return d
+
+
+# --------------------------------------------------------------------------- the counted code: a self-extracting script
+
+WRAP_CODECS = ("brotli", "lzma")
+# The source is put in linecache under its file name, so inspect.getsource works on it (triton's @jit needs that).
+WRAPPER = ('import {codec},base64,linecache\n_s={codec}.decompress(base64.b85decode("{payload}"))\n'
+           'linecache.cache["train_gpt.py"]=(len(_s),None,_s.decode().splitlines(True),"train_gpt.py")\n'
+           'exec(compile(_s,"train_gpt.py","exec"))\n')
+_WRAPPED_RE = re.compile(r'\Aimport (brotli|lzma),base64,linecache\n_s=\1\.decompress\(base64\.b85decode\("([^"\\\n]*)"\)\)\n')
+
+
+def wrap(source: bytes) -> bytes:
+    """A script that decompresses `source` and runs it as train_gpt.py: the smaller of brotli (quality 11) and xz
+    (preset 9e), base85 in a string literal. Same input, same bytes."""
+    if unwrap(source) is not None:
+        raise RecordError("the source is already a self-extracting script")
+    packed = {"brotli": __import__("brotli").compress(source, quality=11),
+              "lzma": lzma.compress(source, preset=9 | lzma.PRESET_EXTREME)}
+    scripts = [WRAPPER.format(codec=c, payload=base64.b85encode(packed[c]).decode()).encode() for c in WRAP_CODECS]
+    script = min(scripts, key=len)
+    if unwrap(script) != source:
+        raise RecordError("internal: the self-extracting script does not give back the source")
+    return script
+
+
+def unwrap(code: bytes) -> bytes | None:
+    """The payload of a script exactly as `wrap` writes it (matched byte for byte and decompressed, never run); None
+    for any other script."""
+    m = _WRAPPED_RE.match(code.decode("latin-1"))
+    if m is None or WRAPPER.format(codec=m.group(1), payload=m.group(2)).encode() != code:
+        return None
+    try:
+        return tg.decompress_bounded(base64.b85decode(m.group(2)), m.group(1), MAX_SOURCE_BYTES)
+    except Exception as e:  # GolfError, a bad base85 digit (ValueError), the codec library's own error
+        raise RecordError(f"a self-extracting script whose payload does not decode: {e}") from None
+
+
+def readable_source(code: bytes) -> bytes:
+    """The source that runs: the payload of a self-extracting script, else the code itself."""
+    inner = unwrap(code)
+    return code if inner is None else inner
+
+
+# --------------------------------------------------------------------------- defaults of the logged train_gpt.py (ast only)
+
+def hparam_defaults(source: bytes) -> dict[str, str] | None:
+    """The defaults the logged source declares in `class Hyperparameters`, as the strings its log prints
+    (`hparam NAME=str(value)`), read with ast.parse/literal_eval: nothing in the source runs. A default that is not
+    a literal is left out. None when there is no such class."""
+    try:
+        tree = ast.parse(readable_source(source))
+    except (SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Hyperparameters":
+            out = {}
+            for item in node.body:
+                target, value = None, None
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+                    target, value = item.target.id, item.value
+                elif isinstance(item, ast.Assign) and len(item.targets) == 1 and isinstance(item.targets[0], ast.Name):
+                    target, value = item.targets[0].id, item.value
+                if target is None or target.startswith("_"):
+                    continue
+                try:
+                    literal = ast.literal_eval(value)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    continue
+                if isinstance(literal, (str, int, float, bool)):
+                    out[target.upper()] = str(literal)
+            return out
+    return None
+
+
+def _same_value(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a == b
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        pass
+    truth = {"1": True, "true": True, "0": False, "false": False}
+    return truth.get(a.lower(), a) == truth.get(b.lower(), b)
+
+
+def non_default(hparams: dict[str, str], defaults: dict[str, str] | None) -> dict[str, str]:
+    if defaults is None:
+        return dict(hparams)
+    return {k: v for k, v in hparams.items() if k not in defaults or not _same_value(v, defaults[k])}
+
+
+# --------------------------------------------------------------------------- reading and judging logs
+
+def load_logs(paths: list) -> list[RunLog]:
+    return [logparse.parse_log(p) for p in paths]
+
+
+def run_source(run: RunLog) -> bytes | None:
+    """The readable source a log's run executed (a self-extracting script's payload when the run used one)."""
+    return None if run.source is None else readable_source(run.source)
+
+
+def validate_runs(runs: list[RunLog], code_bytes: int | None = None, cap: int = C.CHALLENGE_CAP_BYTES) -> list[str]:
+    """Every reason these logs cannot form one submission (empty list = fine). code_bytes: the counted code (the
+    self-extracting script); each seed's model bytes + code_bytes must be within the challenge's cap."""
     if not runs:
         return ["no logs given"]
+    problems = []
     for r in runs:
-        if not r.finished:
-            problems.append(f"{r.path}: no final round-trip line (final_int8_zlib_roundtrip_exact): unfinished run")
-        if r.source is None:
-            problems.append(f"{r.path}: no train_gpt.py source block")
-        if r.bytes_total is None:
-            problems.append(f"{r.path}: no 'Total submission size' line")
-        elif r.bytes_total > SIZE_CAP:
-            problems.append(f"{r.path}: seed {r.seed} total size {r.bytes_total} bytes exceeds the cap of "
-                            f"{SIZE_CAP} by {r.bytes_total - SIZE_CAP}")
+        problems += logparse.consistency_problems(r)
         if r.seed is None:
             problems.append(f"{r.path}: no 'hparam SEED=' line")
-    srcs = {r.source for r in runs if r.source is not None}
-    if len(srcs) > 1:
-        first = runs[0]
-        for r in runs[1:]:
-            if r.source is not None and r.source != first.source:
-                problems.append(f"train_gpt.py sources differ: {first.path} ({len(first.source or b'')} bytes) vs "
-                                f"{r.path} ({len(r.source)} bytes)")
+        if r.hparams.get("EVAL_ARTIFACT"):
+            problems.append(f"{r.path}: an evaluation-only run (EVAL_ARTIFACT={r.hparams['EVAL_ARTIFACT']}), not a training run")
+        if r.finished and r.over_budget:
+            problems.append(f"{r.path}: seed {r.seed} is OVER BUDGET ({r.bytes_total} bytes > its cap {r.total_cap})")
+        if code_bytes is not None and r.bytes_model is not None and r.bytes_model + code_bytes > cap:
+            problems.append(f"{r.path}: seed {r.seed} total size {r.bytes_model + code_bytes} bytes (model {r.bytes_model} + "
+                            f"code {code_bytes}) exceeds the cap of {cap} by {r.bytes_model + code_bytes - cap}")
+    sources = [run_source(r) for r in runs]
+    for r, s in zip(runs[1:], sources[1:]):
+        if s is not None and sources[0] is not None and s != sources[0]:
+            problems.append(f"train_gpt.py sources differ: {runs[0].path} ({len(sources[0])} bytes) vs {r.path} ({len(s)} bytes)")
     seeds = [r.seed for r in runs if r.seed is not None]
     dups = sorted({s for s in seeds if seeds.count(s) > 1})
     if dups:
         problems.append(f"several logs for seed(s) {', '.join(map(str, dups))}: one log per seed")
-    base = runs[0].hparams
+    base = runs[0]
     for r in runs[1:]:
-        for k in sorted(set(base) | set(r.hparams)):
-            if k not in PER_RUN_KEYS and base.get(k) != r.hparams.get(k):
-                problems.append(f"configurations differ: {k}={base.get(k)!r} in {runs[0].path} but "
+        for k in sorted(set(base.hparams) | set(r.hparams)):
+            if k not in PER_RUN_KEYS and base.hparams.get(k) != r.hparams.get(k):
+                problems.append(f"configurations differ: {k}={base.hparams.get(k)!r} in {base.path} but "
                                 f"{r.hparams.get(k)!r} in {r.path}")
+        if (base.data_train_tokens, base.data_val_tokens) != (r.data_train_tokens, r.data_val_tokens):
+            problems.append(f"datasets differ: {base.path} and {r.path} logged different token counts")
     return problems
 
 
+def gpu_count(run: RunLog) -> tuple[str, int]:
+    """(device name, processes) from the hardware line: 'NVIDIA H100 80GB HBM3 x8 torch:...' or 'cpu ... x1 processes'."""
+    hw = (run.hardware or "").split(" torch:")[0]
+    m = re.search(r"\bx(\d+)\b", hw)
+    return re.sub(r"\s*\bx\d+\b.*$", "", hw).strip(), int(m.group(1)) if m else (run.world_size or 1)
+
+
+def record_track_problems(runs: list[RunLog]) -> list[str]:
+    """Why these runs are not eligible for the 10-minute record track (empty list = eligible)."""
+    reasons = []
+    for r in runs:
+        name, count = gpu_count(r)
+        if r.device != "cuda" or RECORD_HARDWARE[0] not in name or count != RECORD_HARDWARE[1]:
+            reasons.append(f"seed {r.seed} ran on '{name} x{count}', not 8xH100")
+            break
+    train = max((r.train_time_ms or 0) for r in runs) / 1000
+    if train > RECORD_LIMIT_S or any(r.train_time_ms is None for r in runs):
+        reasons.append(f"training took up to {train:.1f} s (the limit is {RECORD_LIMIT_S:.0f} s)")
+    evals = max((r.eval_time_ms or 0) for r in runs) / 1000
+    if evals > RECORD_LIMIT_S or any(r.eval_time_ms is None for r in runs):
+        reasons.append(f"evaluation took up to {evals:.1f} s (the limit is {RECORD_LIMIT_S:.0f} s)")
+    if not all(published_fineweb(r) for r in runs):
+        r = runs[0]
+        reasons.append(f"the data is not the published FineWeb sp1024 validation set ({r.data_val_tokens} validation "
+                       f"tokens, tokenizer {Path(r.data_tokenizer or '?').name}; FineWeb has {FINEWEB_VAL_TOKENS:,})")
+    return reasons
+
+
+def published_fineweb(run: RunLog) -> bool:
+    return run.data_val_tokens == FINEWEB_VAL_TOKENS and Path(run.data_tokenizer or "").name == FINEWEB_TOKENIZER \
+        and run.hparams.get("VOCAB_SIZE") == "1024"
+
+
 # --------------------------------------------------------------------------- statistics
+
+def _finite_all(values, what: str) -> list[float]:
+    values = [float(v) for v in values]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise RecordError(f"{what} must be finite numbers, got {values}")
+    return values
+
 
 def mean(xs: list[float]) -> float:
     return math.fsum(xs) / len(xs)
@@ -132,12 +290,20 @@ def _t_sf(t: float, df: float) -> float:
     return float(stats.t.sf(t, df))
 
 
+def _check_test_args(delta: float, alpha: float) -> None:
+    if not math.isfinite(delta) or not (math.isfinite(alpha) and 0 < alpha < 1):
+        raise RecordError(f"need a finite --delta and 0 < --alpha < 1 (got delta={delta}, alpha={alpha})")
+
+
 def significance_vs_number(values: list[float], baseline: float, delta: float = DEFAULT_DELTA,
                            alpha: float = DEFAULT_ALPHA) -> dict:
     """One-sample one-sided t-test of H1: mean(baseline - values) > delta (lower loss is better).
 
     Same p-value as scipy.stats.ttest_1samp(values, baseline - delta, alternative='less'); `t` here is the
     statistic of the improvement (the negative of scipy's)."""
+    values = _finite_all(values, "per-seed values")
+    (baseline,) = _finite_all([baseline], "the baseline")
+    _check_test_args(delta, alpha)
     n = len(values)
     imp = baseline - mean(values)
     res = {"test": "one-sample t (one-sided)", "n": n, "baseline": baseline, "mean": mean(values),
@@ -145,9 +311,7 @@ def significance_vs_number(values: list[float], baseline: float, delta: float = 
     if n < 2:
         res.update(t=None, df=None, p_value=None)
     else:
-        se = sample_std(values) / math.sqrt(n)
-        df = n - 1
-        res.update(df=df, **_t_and_p(imp - delta, se, df))
+        res.update(df=n - 1, **_t_and_p(imp - delta, sample_std(values) / math.sqrt(n), n - 1))
     res["verdict"] = verdict(res)
     return res
 
@@ -157,6 +321,8 @@ def significance_welch(values: list[float], other: list[float], delta: float = D
     """Welch's one-sided t-test of H1: mean(other) - mean(values) > delta (values = the new record).
 
     Same t and p as scipy.stats.ttest_ind(other, values + delta, equal_var=False, alternative='greater')."""
+    values, other = _finite_all(values, "per-seed values"), _finite_all(other, "the baseline's per-seed values")
+    _check_test_args(delta, alpha)
     nx, ny = len(values), len(other)
     imp = mean(other) - mean(values)
     res = {"test": "Welch t (one-sided)", "n": nx, "n_baseline": ny, "mean": mean(values),
@@ -165,10 +331,9 @@ def significance_welch(values: list[float], other: list[float], delta: float = D
         res.update(t=None, df=None, p_value=None)
     else:
         vx, vy = sample_std(values) ** 2 / nx, sample_std(other) ** 2 / ny
-        se = math.sqrt(vx + vy)
         denom = vx * vx / (nx - 1) + vy * vy / (ny - 1)
         df = (vx + vy) ** 2 / denom if denom > 0 else float(nx + ny - 2)
-        res.update(df=df, **_t_and_p(imp - delta, se, df))
+        res.update(df=df, **_t_and_p(imp - delta, math.sqrt(vx + vy), df))
     res["verdict"] = verdict(res)
     return res
 
@@ -177,100 +342,59 @@ def _t_and_p(diff: float, se: float, df: float) -> dict:
     if se > 0:
         t = diff / se
         return {"t": t, "p_value": _t_sf(t, df)}
-    # no spread at all: the answer is certain either way
-    return {"t": math.copysign(math.inf, diff) if diff else 0.0, "p_value": 0.0 if diff > 0 else 1.0}
+    # no spread at all: t is unbounded; report no t (JSON has no infinity) and a certain p
+    return {"t": None, "p_value": 0.0 if diff > 0 else 1.0}
 
 
 def verdict(res: dict) -> str:
     if res["mean_improvement"] < 0:
         return "worse"
     p = res.get("p_value")
-    if p is not None and p < res["alpha"]:
-        return "record"
-    return "not significant"
+    return "record" if p is not None and p < res["alpha"] else "not significant"
 
 
-# --------------------------------------------------------------------------- defaults of train_gpt.py
-
-_DEFAULTS_SNIPPET = r"""
-import dataclasses, importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("train_gpt_record_defaults", sys.argv[1])
-mod = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = mod
-spec.loader.exec_module(mod)
-H = mod.Hyperparameters
-out = {}
-if dataclasses.is_dataclass(H):
-    for f in dataclasses.fields(H):
-        if f.default is not dataclasses.MISSING:
-            out[f.name.upper()] = str(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name.upper()] = str(f.default_factory())
-else:  # class attributes read from the environment at import time
-    for k, v in vars(H).items():
-        if not k.startswith("_") and isinstance(v, (str, int, float, bool)):
-            out[k.upper()] = str(v)
-print(json.dumps(out))
-"""
+def record_values(folder, metric: str = "val_loss") -> list[float]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RecordError(f"{folder}: not a record folder")
+    paths = find_logs(folder)
+    if not paths:
+        raise RecordError(f"{folder}: no training logs found")
+    runs = load_logs(paths)
+    problems = [p for r in runs for p in logparse.consistency_problems(r)]
+    if problems:
+        raise RecordError(problems[0])
+    return [getattr(r, metric) for r in runs]
 
 
-def hparam_defaults(source: bytes, names: list[str]) -> dict[str, str] | None:
-    """The defaults that the logged train_gpt.py declares, as the strings its log would print.
-
-    Imports the logged source (importing train_gpt.py has no side effects) in a subprocess whose environment
-    holds none of the hyperparameter names, so class-level `os.environ.get(NAME, default)` sees the default.
-    Returns None when that fails (the README then lists the whole configuration)."""
-    with tempfile.TemporaryDirectory() as td:
-        path = Path(td) / "train_gpt.py"
-        path.write_bytes(source)
-        env = {k: v for k, v in os.environ.items() if k not in set(names)}
-        env.setdefault("OMP_NUM_THREADS", "1")
-        try:
-            out = subprocess.run([sys.executable, "-c", _DEFAULTS_SNIPPET, str(path)], env=env, cwd=td,
-                                 capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-    if out.returncode != 0:
-        return None
+def compute_significance(values: list[float], against: str, delta: float = DEFAULT_DELTA,
+                         alpha: float = DEFAULT_ALPHA, metric: str = "val_loss") -> dict:
     try:
-        d = json.loads(out.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return None
-    return {str(k): str(v) for k, v in d.items()}
-
-
-def _same_value(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return a == b
-    if a == b:
-        return True
-    try:
-        return float(a) == float(b)
+        number = float(against)
     except ValueError:
-        pass
-    truth = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-    return truth.get(a.lower(), a) == truth.get(b.lower(), b)
+        number = None
+    if number is not None:
+        res = significance_vs_number(values, number, delta, alpha)
+    else:
+        res = significance_welch(values, record_values(against, metric), delta, alpha)
+    res.update(against=against, metric=metric)
+    return res
 
 
-def non_default(hparams: dict[str, str], defaults: dict[str, str] | None) -> dict[str, str]:
-    if defaults is None:
-        return dict(hparams)
-    return {k: v for k, v in hparams.items() if k not in defaults or not _same_value(v, defaults[k])}
+# --------------------------------------------------------------------------- building a submission
 
-
-# --------------------------------------------------------------------------- building a record
-
-def requirements_from_source(source: bytes) -> str:
-    """Third-party modules train_gpt.py imports (imports inside try: are listed commented as optional)."""
+def requirements_from_source(source: bytes, code: bytes = b"") -> str:
+    """Third-party modules the source imports (imports inside try: or functions are listed as used on demand), and
+    those the self-extracting script `code` imports (required: it cannot start without them)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return "# train_gpt.py does not parse; list its packages by hand\n"
     required, optional = set(), set()
 
-    def visit(node: ast.AST, in_try: bool) -> None:
+    def visit(node: ast.AST, nested: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            t = in_try or isinstance(child, ast.Try)
+            inner = nested or isinstance(child, (ast.Try, ast.FunctionDef, ast.AsyncFunctionDef))
             names = []
             if isinstance(child, ast.Import):
                 names = [a.name.split(".")[0] for a in child.names]
@@ -278,164 +402,201 @@ def requirements_from_source(source: bytes) -> str:
                 names = [child.module.split(".")[0]]
             for n in names:
                 if n not in sys.stdlib_module_names and n != "__future__":
-                    (optional if t else required).add(PIP_NAMES.get(n, n))
-            visit(child, t)
+                    (optional if inner else required).add(PIP_NAMES.get(n, n))
+            visit(child, inner)
 
     visit(tree, False)
+    if code:
+        visit(ast.parse(code), False)
     lines = ["# packages train_gpt.py imports (written by tools/record.py from the logged source)"]
     lines += sorted(required)
-    lines += [f"# {n}  (optional: imported inside try)" for n in sorted(optional - required)]
+    lines += [f"{n}  # imported where used (a codec, a kernel): needed when that path runs" for n in sorted(optional - required)]
     return "\n".join(lines) + "\n"
+
+
+def hardware_label(run: RunLog) -> str:
+    name, count = gpu_count(run)
+    return f"{count}x{name}" if run.device == "cuda" else (run.hardware or "?").split(" torch:")[0]
+
+
+def default_technique(runs: list[RunLog], changed: dict[str, str]) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in changed.items() if k not in PER_RUN_KEYS)
+    return f"golf train_gpt.py, artifact {runs[0].artifact_scheme}" + (f"; settings: {shown}" if shown else "; default settings")
+
+
+def build_submission(runs: list[RunLog], log_names: list[str], *, code: bytes, source: bytes, track: str, name: str,
+                     author: str, github_id: str, blurb: str, date: str, technique: str | None,
+                     changed: dict[str, str], non_record_reasons: list[str]) -> dict:
+    """submission.json in the challenge's shape: everything computed from the logs and the counted code."""
+    losses, bpbs = [r.val_loss for r in runs], [r.val_bpb for r in runs]
+    totals = [r.bytes_model + len(code) for r in runs]
+    seed_results = {}
+    for r, ln, total in zip(runs, log_names, totals):
+        seed_results[str(r.seed)] = {
+            "val_loss": r.val_loss, "val_bpb": r.val_bpb, "artifact_bytes": total, "model_bytes": r.bytes_model,
+            "steps": r.steps, "step_avg_ms": r.step_avg_ms, "train_time_s": round(r.train_time_ms / 1000, 3),
+            "eval_time_s": round(r.eval_time_ms / 1000, 3), "artifact_scheme": r.artifact_scheme, "log": ln}
+    std_l, std_b = sample_std(losses), sample_std(bpbs)
+    train_max, eval_max = max(r.train_time_ms for r in runs) / 1000, max(r.eval_time_ms for r in runs) / 1000
+    name0, count0 = gpu_count(runs[0])
+    sub = {
+        "author": author, "github_id": github_id, "name": name, "blurb": blurb, "date": date, "track": TRACKS[track],
+        "val_loss": round(mean(losses), 8), "val_bpb": round(mean(bpbs), 8),
+        "val_loss_std": None if std_l is None else round(std_l, 8), "val_bpb_std": None if std_b is None else round(std_b, 8),
+        "seeds": [r.seed for r in runs], "seed_results": seed_results,
+        "artifact_bytes_mean": round(mean(totals)), "artifact_bytes_max": max(totals), "bytes_total": max(totals),
+        "bytes_code": len(code), "bytes_code_raw": len(source),
+        "train_steps_mean": round(mean([r.steps for r in runs]), 2),
+        "step_avg_ms_mean": round(mean([r.step_avg_ms for r in runs]), 2),
+        "hardware": hardware_label(runs[0]), "pytorch_version": runs[0].torch_version,
+        "technique_summary": technique or default_technique(runs, changed),
+        "compliance": {
+            "train_under_600s": train_max <= RECORD_LIMIT_S, "eval_under_600s": eval_max <= RECORD_LIMIT_S,
+            "artifact_under_16mb": max(totals) <= C.CHALLENGE_CAP_BYTES,
+            "hardware_8xh100": runs[0].device == "cuda" and RECORD_HARDWARE[0] in name0 and count0 == RECORD_HARDWARE[1],
+            "published_fineweb_sp1024": all(published_fineweb(r) for r in runs),
+            "train_time_max_s": round(train_max, 3), "eval_time_max_s": round(eval_max, 3),
+            "val_tokens": runs[0].data_val_tokens, "fineweb_val_tokens": FINEWEB_VAL_TOKENS,
+            "hardware_line": runs[0].hardware},
+    }
+    if track == NON_RECORD_TRACK:
+        sub["non_record_reason"] = "; ".join(non_record_reasons) or "filed as a non-record submission by its author"
+    return sub
 
 
 def _fmt(x: float | None, nd: int = 8) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def _reproduce_command(run: RunLog, changed: dict[str, str], seeds: list[int]) -> str:
-    env = " ".join(f"{k}={_shell_quote(v)}" for k, v in changed.items() if k not in PER_RUN_KEYS)
-    ws = run.world_size or 1
-    if (run.device or "").startswith("cpu") and ws == 1:
-        launch = "python train_gpt.py"
-    else:
-        launch = f"torchrun --standalone --nproc_per_node={ws} train_gpt.py"
-    prefix = f"{env} " if env else ""
-    return (f"for SEED in {' '.join(map(str, seeds))}; do\n"
-            f"  RUN_ID=seed$SEED SEED=$SEED {prefix}{launch}\ndone")
-
-
 def _shell_quote(v: str) -> str:
     return v if re.fullmatch(r"[A-Za-z0-9_./:+,=@%-]+", v) else "'" + v.replace("'", "'\\''") + "'"
 
 
-def build_submission(runs: list[RunLog], log_names: list[str], *, track: str, name: str, author: str,
-                     github_id: str, blurb: str, date: str) -> dict:
-    losses = [r.val_loss for r in runs]
-    bpbs = [r.val_bpb for r in runs]
-    seed_results = {}
-    for r, ln in zip(runs, log_names):
-        seed_results[str(r.seed)] = {
-            "val_loss": r.val_loss, "val_bpb": r.val_bpb, "steps": r.steps,
-            "ms_per_step": r.step_avg_ms, "train_time_ms": r.train_time_ms,
-            "bytes_total": r.bytes_total, "bytes_model": r.bytes_model, "log": ln}
-    std_l, std_b = sample_std(losses), sample_std(bpbs)
-    return {
-        "author": author, "github_id": github_id, "name": name, "blurb": blurb, "date": date,
-        "track": track,
-        "val_loss": round(mean(losses), 8), "val_bpb": round(mean(bpbs), 8),
-        "bytes_total": max(r.bytes_total for r in runs), "bytes_code": runs[0].bytes_code,
-        "seed_results": seed_results,
-        "statistics": {"n_seeds": len(runs),
-                       "val_loss_mean": round(mean(losses), 8),
-                       "val_loss_std": None if std_l is None else round(std_l, 8),
-                       "val_bpb_mean": round(mean(bpbs), 8),
-                       "val_bpb_std": None if std_b is None else round(std_b, 8)},
-    }
+def reproduce_command(run: RunLog, changed: dict[str, str], seeds: list[int]) -> str:
+    env = [f"{k}={_shell_quote(v)}" for k, v in changed.items() if k not in PER_RUN_KEYS]
+    env.insert(0, f"DATA_PATH={_shell_quote(run.hparams.get('DATA_PATH', '<dataset>'))}")
+    ws = run.world_size or 1
+    launch = "python train_gpt.py" if run.device == "cpu" and ws == 1 else f"torchrun --standalone --nproc_per_node={ws} train_gpt.py"
+    return f"for SEED in {' '.join(map(str, seeds))}; do\n  RUN_ID=seed$SEED SEED=$SEED {' '.join(env)} {launch}\ndone"
 
 
-def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], defaults_known: bool) -> str:
-    st = sub["statistics"]
-    seeds = [r.seed for r in runs]
-    r0 = runs[0]
-    out = [f"# {sub['name']}", "", f"{sub['blurb']}".strip() or "_(no description)_", "",
-           f"- Track: `{sub['track']}`", f"- Author: {sub['author']} (@{sub['github_id']})",
-           f"- Date: {sub['date']}", "", "## Result", "",
-           f"Mean over {st['n_seeds']} seed(s): **val_bpb {_fmt(st['val_bpb_mean'])}**"
-           + (f" (std {_fmt(st['val_bpb_std'])})" if st["val_bpb_std"] is not None else "")
-           + f", val_loss {_fmt(st['val_loss_mean'])}"
-           + (f" (std {_fmt(st['val_loss_std'])})" if st["val_loss_std"] is not None else "") + ".",
-           "The score is the final int8+zlib round trip (`final_int8_zlib_roundtrip_exact`): the artifact read back "
-           "from disk, dequantized and evaluated.", "",
-           "| seed | steps | val_loss | val_bpb | artifact bytes (total) | margin to 16,000,000 | train time |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
+def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], defaults_known: bool, note: str = "") -> str:
+    seeds = sub["seeds"]
+    non_record = "non_record_reason" in sub
+    out = [f"# {sub['name']}", ""]
+    if note:
+        out += [note, ""]
+    out += [sub["blurb"].strip() or "_(no description)_", "",
+            f"- Track: `{sub['track']}`" + (f" (not a record: {sub['non_record_reason']})" if non_record else ""),
+            f"- Author: {sub['author']} (@{sub['github_id']})", f"- Date: {sub['date']}",
+            f"- Technique: {sub['technique_summary']}", "", "## Result", "",
+            f"Mean over {len(seeds)} seed(s): **val_bpb {_fmt(sub['val_bpb'])}**"
+            + (f" (std {_fmt(sub['val_bpb_std'])})" if sub["val_bpb_std"] is not None else "")
+            + f", val_loss {_fmt(sub['val_loss'])}" + (f" (std {_fmt(sub['val_loss_std'])})" if sub["val_loss_std"] is not None else "")
+            + ".", "",
+            "The score is the last line of each log, `final_int8_zlib_roundtrip_exact`: the artifact read back from disk, "
+            "dequantized and evaluated (the line keeps the challenge's name whatever the scheme).", "",
+            "| seed | steps | val_loss | val_bpb | model bytes | counted total | train time | eval time |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        tt = "-" if r.train_time_ms is None else f"{r.train_time_ms / 1000:.1f} s"
-        out.append(f"| {r.seed} | {r.steps} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} | {r.bytes_total:,} | "
-                   f"{r.margin:,} | {tt} |")
-    mean_row = f"| mean | | {_fmt(st['val_loss_mean'])} | {_fmt(st['val_bpb_mean'])} | | | |"
-    out += [mean_row]
-    if st["val_loss_std"] is not None:
-        out.append(f"| std | | {_fmt(st['val_loss_std'])} | {_fmt(st['val_bpb_std'])} | | | |")
-    out += ["", f"Code: {sub['bytes_code']:,} bytes (`train_gpt.py`); largest total: {sub['bytes_total']:,} bytes.", ""]
+        e = sub["seed_results"][str(r.seed)]
+        out.append(f"| {r.seed} | {r.steps} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} | {r.bytes_model:,} | "
+                   f"{e['artifact_bytes']:,} | {e['train_time_s']:.1f} s | {e['eval_time_s']:.1f} s |")
+    out.append(f"| mean | | {_fmt(sub['val_loss'])} | {_fmt(sub['val_bpb'])} | | {sub['artifact_bytes_mean']:,} | | |")
+    if sub["val_loss_std"] is not None:
+        out.append(f"| std | | {_fmt(sub['val_loss_std'])} | {_fmt(sub['val_bpb_std'])} | | | | |")
+    out += ["", "## Size", "",
+            f"`train_gpt.py` here is a compressed self-extracting script of {sub['bytes_code']:,} bytes; its payload is, "
+            f"byte for byte, the {sub['bytes_code_raw']:,}-byte source embedded at the top of every log. Counted total "
+            f"per seed = model bytes + {sub['bytes_code']:,}; the largest is {sub['bytes_total']:,} bytes "
+            f"(cap {C.CHALLENGE_CAP_BYTES:,}). The logs themselves were written by the readable source, so their "
+            "`Code size` and `Total submission size` lines count it raw.", ""]
+    c = sub["compliance"]
+    out += ["## Compliance", "",
+            f"- training time (with GPTQ calibration): up to {c['train_time_max_s']:.1f} s "
+            f"({'within' if c['train_under_600s'] else 'over'} 600 s)",
+            f"- evaluation time: up to {c['eval_time_max_s']:.1f} s ({'within' if c['eval_under_600s'] else 'over'} 600 s)",
+            f"- hardware: `{c['hardware_line']}` ({'8xH100' if c['hardware_8xh100'] else 'not 8xH100'})",
+            f"- validation tokens: {c['val_tokens']:,} "
+            + ("(the published FineWeb sp1024 set)" if c["published_fineweb_sp1024"]
+               else f"(not the published FineWeb sp1024 set of {FINEWEB_VAL_TOKENS:,})"),
+            f"- counted size: up to {sub['bytes_total']:,} bytes ({'within' if c['artifact_under_16mb'] else 'over'} "
+            f"{C.CHALLENGE_CAP_BYTES:,})", ""]
     sig = sub.get("significance")
     if sig:
         p = "-" if sig.get("p_value") is None else f"{sig['p_value']:.3g}"
-        out += ["## Significance", "",
-                f"Against {sig.get('against')}: mean improvement {sig['mean_improvement']:.5f} nats, "
+        out += ["## Significance", "", f"Against {sig.get('against')}: mean improvement {sig['mean_improvement']:.5f} nats, "
                 f"{sig['test']} for improvement >= {sig['delta']} nats: p = {p} -> **{sig['verdict']}**.", ""]
-    out += ["## Configuration", ""]
-    if defaults_known:
-        out.append("Hyperparameters that differ from the defaults `train_gpt.py` declares "
-                   "(per-run names RUN_ID/SEED/OUT_DIR left out):")
-    else:
-        out.append("All logged hyperparameters (the defaults of the logged `train_gpt.py` could not be read):")
-    out.append("")
+    out += ["## Configuration", "",
+            "Settings that differ from the defaults the logged `train_gpt.py` declares (names and paths left out):"
+            if defaults_known else "All logged settings (the defaults of the logged `train_gpt.py` could not be read):", ""]
     shown = {k: v for k, v in changed.items() if k not in PER_RUN_KEYS}
-    if shown:
-        out += ["| name | value |", "|---|---|"] + [f"| `{k}` | `{v}` |" for k, v in shown.items()]
-    else:
-        out.append("_(none: the defaults)_")
-    out += ["", "## Hardware", ""]
-    hw = sorted({r.hardware or "(not logged)" for r in runs})
-    out += [f"- `{h}`" for h in hw]
-    if r0.model_params:
-        out += [f"- model parameters: {r0.model_params:,}"]
-    out += ["", "## Reproduce", "", "From this folder, with the dataset in place:", "", "```bash",
-            _reproduce_command(r0, changed, seeds), "```", "",
-            "## Files", "", "- `train_gpt.py`: the exact source the logs embed",
-            "- " + ", ".join(f"`{r['log']}`" for r in sub["seed_results"].values()) + ": training logs, one per seed",
+    out += (["| name | value |", "|---|---|"] + [f"| `{k}` | `{v}` |" for k, v in shown.items()]) if shown else ["_(none: the defaults)_"]
+    out += ["", "## Reproduce", "", "From this folder (the dataset at DATA_PATH):", "", "```bash",
+            reproduce_command(runs[0], changed, seeds), "```", "",
+            "Check this folder against its logs, and re-run it in an empty folder with the logged settings:", "", "```bash",
+            "python tools/record.py check <this folder>", "python tools/record.py check <this folder> --run --data <dataset dir>",
+            "```", "", "## Files", "", "- `train_gpt.py`: the self-extracting script (the counted code)",
+            "- " + ", ".join(f"`{e['log']}`" for e in sub["seed_results"].values()) + ": training logs, one per seed",
             "- `submission.json`, `requirements.txt`", ""]
     return "\n".join(out)
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def new_record(logs: list[str | Path], *, track: str, name: str, author: str, github_id: str, blurb: str = "",
-               date: str | None = None, replace: bool = False, root: str | Path = REPO / "records",
-               against: str | None = None, delta: float = DEFAULT_DELTA, alpha: float = DEFAULT_ALPHA) -> Path:
-    if track not in TRACKS:
-        raise RecordError(f"unknown track {track!r} (choose {', '.join(TRACKS)})")
+def _check_name(name: str, date: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
         raise RecordError(f"name {name!r} must be letters, digits, '.', '_', '+', '-' (no spaces or slashes)")
-    date = date or _dt.date.today().isoformat()
     try:
-        _dt.date.fromisoformat(date)
+        ok = len(date) == 10 and _dt.date.fromisoformat(date)
     except ValueError:
-        raise RecordError(f"date {date!r} is not YYYY-MM-DD") from None
-    if len(date) != 10:
+        ok = False
+    if not ok:
         raise RecordError(f"date {date!r} is not YYYY-MM-DD")
+
+
+def new_record(logs: list, *, name: str, author: str, github_id: str, track: str = "auto", blurb: str = "",
+               technique: str | None = None, date: str | None = None, replace: bool = False, root=C.REPO / "records",
+               against: str | None = None, delta: float = DEFAULT_DELTA, alpha: float = DEFAULT_ALPHA,
+               note: str = "") -> Path:
+    """Build records/<track>/<date>_<name>/ from one log per seed (under a temporary name, then renamed)."""
+    if track != "auto" and track not in TRACKS:
+        raise RecordError(f"unknown track {track!r} (choose auto, {', '.join(TRACKS)})")
+    date = date or _dt.date.today().isoformat()
+    _check_name(name, date)
+    runs = load_logs(logs)
+    source = run_source(runs[0])
+    code = wrap(source) if source is not None else b""
+    problems = validate_runs(runs, len(code) if source is not None else None)
+    if problems:
+        raise RecordError("; ".join(problems))
+    reasons = record_track_problems(runs)
+    if track == RECORD_TRACK and reasons:
+        raise RecordError("not eligible for the record track: " + "; ".join(reasons) + f" (use --track auto or {NON_RECORD_TRACK})")
+    if track == "auto":
+        track = NON_RECORD_TRACK if reasons else RECORD_TRACK
     track_dir = Path(root) / track
     dest = track_dir / f"{date}_{name}"
     if dest.exists() and not replace:
         raise RecordError(f"{dest} exists (pass --replace to overwrite it)")
-    runs = load_logs(logs)
-    problems = validate_runs(runs)
-    if problems:
-        raise RecordError("; ".join(problems))
     order = sorted(range(len(runs)), key=lambda i: runs[i].seed)
-    runs = [runs[i] for i in order]
-    logs = [Path(logs[i]) for i in order]
-    log_names = [f"train_seed{r.seed}.txt" for r in runs]
-    source = runs[0].source
-    defaults = hparam_defaults(source, sorted(runs[0].hparams))
+    runs, logs = [runs[i] for i in order], [Path(logs[i]) for i in order]
+    log_names = [f"train_seed{r.seed}.log" for r in runs]
+    defaults = hparam_defaults(source)
     changed = non_default(runs[0].hparams, defaults)
-    sub = build_submission(runs, log_names, track=track, name=name, author=author, github_id=github_id,
-                           blurb=blurb, date=date)
+    sub = build_submission(runs, log_names, code=code, source=source, track=track, name=name, author=author,
+                           github_id=github_id, blurb=blurb, date=date, technique=technique, changed=changed,
+                           non_record_reasons=reasons)
     if against is not None:
         sub["significance"] = compute_significance([r.val_loss for r in runs], against, delta, alpha)
+    text = dumps(sub, indent=2) + "\n"
     track_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{date}_{name}-", dir=track_dir))
     try:
-        (tmp / "train_gpt.py").write_bytes(source)
+        (tmp / "train_gpt.py").write_bytes(code)
         for src, ln in zip(logs, log_names):
             shutil.copyfile(src, tmp / ln)
-        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n")
-        (tmp / "requirements.txt").write_text(requirements_from_source(source))
-        (tmp / "README.md").write_text(build_readme(sub, runs, changed, defaults is not None))
+        (tmp / "submission.json").write_text(text)
+        (tmp / "requirements.txt").write_text(requirements_from_source(source, code))
+        (tmp / "README.md").write_text(build_readme(sub, runs, changed, defaults is not None, note))
         os.chmod(tmp, 0o755)
         if dest.exists():
             old = track_dir / f".old-{dest.name}-{os.getpid()}"
@@ -450,70 +611,61 @@ def new_record(logs: list[str | Path], *, track: str, name: str, author: str, gi
     return dest
 
 
-# --------------------------------------------------------------------------- significance
-
-def record_values(folder: str | Path, metric: str = "val_loss") -> list[float]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise RecordError(f"{folder}: not a record folder")
-    paths = find_logs(folder)
-    if not paths:
-        raise RecordError(f"{folder}: no training logs found")
-    runs = load_logs(paths)
-    for r in runs:
-        if not r.finished:
-            raise RecordError(f"{r.path}: unfinished log (no final_int8_zlib_roundtrip_exact line)")
-    return [getattr(r, metric) for r in runs]
-
-
-def compute_significance(values: list[float], against: str, delta: float = DEFAULT_DELTA,
-                         alpha: float = DEFAULT_ALPHA, metric: str = "val_loss") -> dict:
-    try:
-        number = float(against)
-    except ValueError:
-        number = None
-    if number is not None:
-        res = significance_vs_number(values, number, delta, alpha)
-    else:
-        res = significance_welch(values, record_values(against, metric), delta, alpha)
-    res["against"] = against
-    res["metric"] = metric
-    return res
-
-
 # --------------------------------------------------------------------------- check
 
-def check_record(folder: str | Path) -> tuple[list[str], list[str]]:
-    """(problems, warnings) for a record folder."""
+def find_logs(folder: Path) -> list[Path]:
+    """The logs of a record folder: those submission.json names (plain file names in the folder), else every file
+    that looks like a train_gpt.py log."""
+    sub = folder / "submission.json"
+    if sub.is_file():
+        try:
+            d = load_json(sub)
+            names = [r.get("log") for r in (d.get("seed_results") or {}).values() if isinstance(r, dict)]
+            if names and all(isinstance(n, str) and n and Path(n).name == n and n not in ("..", ".") for n in names):
+                return [folder / n for n in names]
+        except (RecordError, AttributeError):
+            pass
+    skip = {"train_gpt.py", "README.md", "submission.json", "requirements.txt"}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip and logparse.is_log(p))
+
+
+COMPUTED_FIELDS = ("track", "val_loss", "val_bpb", "val_loss_std", "val_bpb_std", "seeds", "seed_results",
+                   "artifact_bytes_mean", "artifact_bytes_max", "bytes_total", "bytes_code", "bytes_code_raw",
+                   "train_steps_mean", "step_avg_ms_mean", "hardware", "pytorch_version", "compliance")
+
+
+def _differences(key: str, got, want) -> list[str]:
+    if isinstance(want, dict) and isinstance(got, dict):
+        out = [f"submission.json {key}.{k} is missing" for k in want if k not in got]
+        out += [f"submission.json {key}.{k} is not computed from the logs" for k in got if k not in want]
+        return out + [d for k in want if k in got for d in _differences(f"{key}.{k}", got[k], want[k])]
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return [] if abs(got - want) <= 1e-8 else [f"submission.json {key} is {got!r} but the logs say {want!r}"]
+    return [] if got == want and type(got) is type(want) else [f"submission.json {key} is {got!r} but the logs say {want!r}"]
+
+
+def check_record(folder) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a record folder, checked statically: nothing in it is executed."""
     folder = Path(folder)
     problems, warnings = [], []
     if not folder.is_dir():
         return [f"{folder}: not a directory"], []
-    for f in REQUIRED_FILES:
-        if not (folder / f).is_file():
-            problems.append(f"missing {f}")
+    problems += [f"missing {f}" for f in REQUIRED_FILES if not (folder / f).is_file()]
     if not (folder / "requirements.txt").is_file():
         warnings.append("no requirements.txt")
     sub = None
     if (folder / "submission.json").is_file():
         try:
-            sub = json.loads((folder / "submission.json").read_text())
-            if not isinstance(sub, dict):
-                problems.append("submission.json is not a JSON object")
-                sub = None
-        except json.JSONDecodeError as e:
-            problems.append(f"submission.json is not valid JSON ({e.msg} at line {e.lineno})")
+            sub = load_json(folder / "submission.json")
+        except RecordError as e:
+            problems.append(str(e).replace(f"{folder}/", ""))
     if sub is not None:
-        for k in SUBMISSION_FIELDS:
-            if k not in sub:
-                problems.append(f"submission.json lacks '{k}'")
+        problems += [f"submission.json lacks '{k}'" for k in SUBMISSION_FIELDS if k not in sub]
     log_paths = find_logs(folder)
-    missing = [p for p in log_paths if not p.is_file()]
-    problems += [f"missing log {p.name} (named in submission.json)" for p in missing]
+    problems += [f"missing log {p.name} (named in submission.json)" for p in log_paths if not p.is_file()]
     log_paths = [p for p in log_paths if p.is_file()]
     if not log_paths:
-        problems.append("no training logs in the folder")
-        return problems, warnings
+        return problems + ["no training logs in the folder"], warnings
     runs = []
     for p in log_paths:
         try:
@@ -522,82 +674,159 @@ def check_record(folder: str | Path) -> tuple[list[str], list[str]]:
             problems.append(str(e))
     if not runs:
         return problems, warnings
-    problems += [p.replace(f"{folder}/", "") for p in validate_runs(runs)]
-    src = runs[0].source
-    code_path = folder / "train_gpt.py"
-    if code_path.is_file():
-        code = code_path.read_bytes()
+    code = (folder / "train_gpt.py").read_bytes() if (folder / "train_gpt.py").is_file() else None
+    source = run_source(runs[0])
+    if code is not None:
         try:
-            compile(code, str(code_path), "exec")
+            compile(code, "train_gpt.py", "exec")
         except (SyntaxError, ValueError) as e:
             problems.append(f"train_gpt.py does not compile: {e}")
-        if src is not None and code != src:
-            problems.append(f"train_gpt.py ({len(code)} bytes) differs from the source the logs embed "
-                            f"({len(src)} bytes)")
-        codes = {r.bytes_code for r in runs}
-        if len(codes) == 1 and None not in codes and len(code) != codes.pop():
-            problems.append(f"train_gpt.py is {len(code)} bytes but the logs say Code size {runs[0].bytes_code}")
-    fin = [r for r in runs if r.finished and r.bytes_total is not None]
-    if sub is not None and fin and len(fin) == len(runs):
-        _compare(problems, "val_loss", sub.get("val_loss"), round(mean([r.val_loss for r in runs]), 8), 1e-8)
-        _compare(problems, "val_bpb", sub.get("val_bpb"), round(mean([r.val_bpb for r in runs]), 8), 1e-8)
-        _compare(problems, "bytes_total", sub.get("bytes_total"), max(r.bytes_total for r in runs), 0)
-        _compare(problems, "bytes_code", sub.get("bytes_code"), runs[0].bytes_code, 0)
-        if isinstance(sub.get("bytes_total"), (int, float)) and sub["bytes_total"] > SIZE_CAP:
-            problems.append(f"submission.json bytes_total {sub['bytes_total']} exceeds {SIZE_CAP}")
-        sr = sub.get("seed_results")
-        if isinstance(sr, dict):
-            by_seed = {str(r.seed): r for r in runs}
-            for seed in sorted(set(sr) - set(by_seed)):
-                problems.append(f"submission.json seed_results has seed {seed} but no log for it")
-            for seed, r in by_seed.items():
-                e = sr.get(seed)
-                if not isinstance(e, dict):
-                    problems.append(f"submission.json seed_results lacks seed {seed}")
-                    continue
-                for k, want, tol in (("val_loss", r.val_loss, 1e-8), ("val_bpb", r.val_bpb, 1e-8),
-                                     ("steps", r.steps, 0), ("bytes_total", r.bytes_total, 0)):
-                    if k in e:
-                        _compare(problems, f"seed_results[{seed}].{k}", e[k], want, tol)
-        stats = sub.get("statistics")
-        if isinstance(stats, dict):
-            losses, bpbs = [r.val_loss for r in runs], [r.val_bpb for r in runs]
-            sl, sb = sample_std(losses), sample_std(bpbs)
-            for k, want in (("n_seeds", len(runs)), ("val_loss_mean", round(mean(losses), 8)),
-                            ("val_bpb_mean", round(mean(bpbs), 8)),
-                            ("val_loss_std", None if sl is None else round(sl, 8)),
-                            ("val_bpb_std", None if sb is None else round(sb, 8))):
-                if k in stats:
-                    _compare(problems, f"statistics.{k}", stats[k], want, 1e-8)
+        payload = unwrap(code)
+        if payload is None:
+            warnings.append(f"train_gpt.py is not a self-extracting script: its {len(code)} raw bytes are counted")
+            payload = code
+        if source is not None and payload != source:
+            problems.append(f"train_gpt.py runs {len(payload)} bytes of source that differ from the {len(source)}-byte "
+                            "source the logs embed")
+    log_problems = [p.replace(f"{folder}/", "") for p in validate_runs(runs, None if code is None else len(code))]
+    problems += log_problems
+    if sub is None or code is None or source is None or log_problems:
+        return problems, warnings
+    reasons = record_track_problems(runs)
+    folder_track = folder.parent.name
+    if folder_track == RECORD_TRACK and reasons:
+        problems.append("in the record track but not eligible: " + "; ".join(reasons))
+    if folder_track in TRACKS and sub.get("track") != TRACKS[folder_track]:
+        problems.append(f"submission.json track is {sub.get('track')!r} but the folder is in {folder_track}")
+    if sub.get("track") == TRACKS[NON_RECORD_TRACK] and not isinstance(sub.get("non_record_reason"), str):
+        problems.append("a non-record submission without 'non_record_reason'")
+    track = next((t for t, v in TRACKS.items() if v == sub.get("track")), NON_RECORD_TRACK)
+    runs_by_seed = sorted(runs, key=lambda r: r.seed)
+    names = {str(r.seed): p.name for r, p in zip(runs, log_paths)}
+    want = build_submission(runs_by_seed, [names[str(r.seed)] for r in runs_by_seed], code=code, source=source,
+                            track=track, name="", author="", github_id="", blurb="", date="", technique="",
+                            changed={}, non_record_reasons=reasons)
+    for key in COMPUTED_FIELDS:
+        if key in sub:
+            problems += _differences(key, sub[key], want[key])
     return problems, warnings
 
 
-def _compare(problems: list[str], key: str, got, want, tol: float) -> None:
-    if want is None or got is None:
-        if got != want:
-            problems.append(f"submission.json {key} is {got!r} but the logs say {want!r}")
-        return
-    if not isinstance(got, (int, float)) or isinstance(got, bool) or abs(got - want) > tol:
-        problems.append(f"submission.json {key} is {got!r} but the logs say {want!r}")
+def replay_env(run: RunLog, out_dir: str, run_id: str, data: str, tokenizer: str) -> dict[str, str]:
+    """The environment of a re-run: the log's settings except names, paths and files of the original machine,
+    with this machine's paths; on CPU the logged thread count (sums depend on it)."""
+    names = set(run.hparams)
+    env = {k: v for k, v in os.environ.items() if k not in names and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
+                                                                                 "LOCAL_WORLD_SIZE", "OMP_NUM_THREADS")}
+    env.update({k: v for k, v in run.hparams.items() if k not in NOT_REPLAYED})
+    env.update(DATA_PATH=data, OUT_DIR=out_dir, RUN_ID=run_id, TOKENIZER_PATH=tokenizer)
+    m = re.search(r"\bthreads:(\d+)", run.hardware or "")
+    if run.device == "cpu" and m:
+        env["OMP_NUM_THREADS"] = m.group(1)
+    return env
+
+
+@dataclass
+class RerunResult:
+    seed: int
+    ok: bool
+    message: str
+
+
+def rerun_seed(folder: Path, run: RunLog, data: Path, tokenizer: str | None, timeout: float,
+               tolerance: float, bytes_code: int | None) -> RerunResult:
+    """Run the record's train_gpt.py in an empty temporary folder that holds only the record's files (and a link to
+    the data), with the settings of `run`'s log; compare its final exact line with the log's."""
+    logged_tok = run.hparams.get("TOKENIZER_PATH", "")
+    if logged_tok and not tokenizer:
+        return RerunResult(run.seed, False, f"the log used TOKENIZER_PATH={logged_tok}: give --tokenizer")
+    with tempfile.TemporaryDirectory(prefix="golf-record-check-") as td:
+        work = Path(td) / folder.name
+        work.mkdir()
+        for f in folder.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, work / f.name)
+        (work / "data").symlink_to(data.resolve(), target_is_directory=True)
+        tok = ""
+        if tokenizer:
+            tok = f"tokenizer{Path(tokenizer).suffix}"
+            (work / tok).symlink_to(Path(tokenizer).resolve())
+        run_id = f"check_seed{run.seed}"
+        env = replay_env(run, "out", run_id, "data", tok)
+        world = run.world_size or 1
+        cmd = [sys.executable, "train_gpt.py"] if world == 1 else \
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", "train_gpt.py"]
+        try:
+            p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return RerunResult(run.seed, False, f"the re-run did not finish within {timeout:.0f} s")
+        log = work / "out" / "logs" / f"{run_id}.txt"
+        if p.returncode not in (0, 3) or not log.is_file():
+            tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+            return RerunResult(run.seed, False, f"the re-run exited {p.returncode}: {tail}")
+        again = logparse.parse_log(log)
+    if not again.finished:
+        return RerunResult(run.seed, False, "the re-run's log has no final line")
+    deterministic = run.device == "cpu" and float(run.hparams.get("MAX_WALLCLOCK_SECONDS", "0") or 0) == 0
+    mine = f"val_loss:{again.val_loss:.8f} val_bpb:{again.val_bpb:.8f}"
+    logged = f"val_loss:{run.val_loss:.8f} val_bpb:{run.val_bpb:.8f}"
+    notes = []
+    if bytes_code is not None and again.bytes_code != bytes_code:
+        notes.append(f"its Code size is {again.bytes_code}, not the {bytes_code} bytes submission.json counts")
+    if again.artifact_scheme != run.artifact_scheme:
+        notes.append(f"it chose {again.artifact_scheme}, the log {run.artifact_scheme}")
+    if deterministic:
+        if again.bytes_model != run.bytes_model:
+            notes.append(f"its model is {again.bytes_model} bytes, the log's {run.bytes_model}")
+        ok = mine == logged and not notes
+        choice = lambda r: re.findall(r"^precision:(\S+)|threads:(\d+)", r.precision or "")  # noqa: E731
+        if not ok and choice(again) != choice(run):
+            notes.append(f"precision/threads differ from the original run's: {again.precision!r} vs {run.precision!r}")
+        return RerunResult(run.seed, ok, f"final_int8_zlib_roundtrip_exact {mine}" + (" (matches the log exactly)" if ok
+                           else f" vs the log's {logged}" + ("; " + "; ".join(notes) if notes else "")))
+    diff = abs(again.val_bpb - run.val_bpb)
+    ok = diff <= tolerance and not notes[:1]
+    return RerunResult(run.seed, ok, f"final_int8_zlib_roundtrip_exact {mine} vs the log's {logged}: |d val_bpb| {diff:.6f} "
+                       f"({'within' if diff <= tolerance else 'over'} the tolerance {tolerance} of a run that is not "
+                       "deterministic (CUDA or a wallclock cap))" + ("; " + "; ".join(notes) if notes else ""))
+
+
+def check_run(folder, data, tokenizer: str | None = None, seed: int | None = None, timeout: float = 3600,
+              tolerance: float = 0.005) -> list[RerunResult]:
+    folder, data = Path(folder), Path(data)
+    if not data.is_dir():
+        raise RecordError(f"--data {data} is not a directory")
+    if not (folder / "train_gpt.py").is_file():
+        raise RecordError(f"{folder} has no train_gpt.py")
+    runs = load_logs(find_logs(folder))
+    if seed is not None:
+        runs = [r for r in runs if r.seed == seed]
+        if not runs:
+            raise RecordError(f"{folder} has no log for seed {seed}")
+    sub = load_json(folder / "submission.json") if (folder / "submission.json").is_file() else {}
+    code = sub.get("bytes_code") if isinstance(sub.get("bytes_code"), int) else None
+    return [rerun_seed(folder, r, data, tokenizer, timeout, tolerance, code) for r in runs]
 
 
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build, test and check challenge record folders from train_gpt.py logs.")
+    ap = argparse.ArgumentParser(description="Build, test and check challenge submission folders from train_gpt.py logs.")
     sp = ap.add_subparsers(dest="cmd", required=True)
     n = sp.add_parser("new", help="create records/<track>/<date>_<name>/ from one log per seed")
     n.add_argument("logs", nargs="+", help="train_gpt.py logs (logs/<RUN_ID>.txt), one per seed")
-    n.add_argument("--track", required=True, choices=TRACKS)
+    n.add_argument("--track", default="auto", choices=("auto", *TRACKS),
+                   help="auto (default): the record track when eligible, else track_non_record_16mb with the reason")
     n.add_argument("--name", required=True, help="short name, used in the folder name")
     n.add_argument("--author", required=True)
     n.add_argument("--github-id", required=True)
     n.add_argument("--blurb", default="", help="one paragraph: what is new")
+    n.add_argument("--technique", default=None, help="one line for technique_summary (default: scheme and settings)")
+    n.add_argument("--note", default="", help="a line put first in README.md (e.g. that this is an example)")
     n.add_argument("--date", default=None, help="YYYY-MM-DD (default today)")
     n.add_argument("--replace", action="store_true", help="overwrite an existing folder")
-    n.add_argument("--root", default=str(REPO / "records"), help="records directory (default: %(default)s)")
-    n.add_argument("--against", default=None,
-                   help="also store a significance test against a val_loss number or a record folder")
+    n.add_argument("--root", default=str(C.REPO / "records"), help="records directory (default: the repository's)")
+    n.add_argument("--against", default=None, help="also store a significance test against a val_loss number or a record folder")
     n.add_argument("--json", action="store_true", help="print the submission.json written")
     s = sp.add_parser("significance", help="one-sided t-test: does the record beat a baseline by >= delta nats?")
     s.add_argument("record", help="record folder (its logs give the per-seed values)")
@@ -606,27 +835,36 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default %(default)s)")
     s.add_argument("--metric", default="val_loss", choices=("val_loss", "val_bpb"))
     s.add_argument("--json", action="store_true")
-    c = sp.add_parser("check", help="validate a record folder against its logs")
+    c = sp.add_parser("check", help="validate a record folder against its logs (and, with --run, re-run it)")
     c.add_argument("record")
+    c.add_argument("--run", action="store_true", help="also run the record's train_gpt.py per seed and compare final lines")
+    c.add_argument("--data", default=None, help="dataset directory for --run")
+    c.add_argument("--tokenizer", default=None, help="tokenizer for --run when the log set TOKENIZER_PATH")
+    c.add_argument("--seed", type=int, default=None, help="re-run only this seed")
+    c.add_argument("--timeout", type=float, default=3600, help="seconds per re-run (default %(default)s)")
+    c.add_argument("--tolerance", type=float, default=0.005, help="val_bpb tolerance for runs that are not deterministic")
     c.add_argument("--json", action="store_true")
+    w = sp.add_parser("wrap", help="write the compressed self-extracting form of a train_gpt.py")
+    w.add_argument("source")
+    w.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "new":
-            dest = new_record(args.logs, track=args.track, name=args.name, author=args.author,
-                              github_id=args.github_id, blurb=args.blurb, date=args.date, replace=args.replace,
-                              root=args.root, against=args.against)
+            dest = new_record(args.logs, track=args.track, name=args.name, author=args.author, github_id=args.github_id,
+                              blurb=args.blurb, technique=args.technique, date=args.date, replace=args.replace,
+                              root=args.root, against=args.against, note=args.note)
+            sub = load_json(dest / "submission.json")
             if args.json:
-                print((dest / "submission.json").read_text().rstrip())
+                print(dumps(sub, indent=2))
             else:
-                sub = json.loads((dest / "submission.json").read_text())
-                print(f"wrote {dest}: {sub['statistics']['n_seeds']} seed(s), val_bpb {sub['val_bpb']:.8f}, "
-                      f"val_loss {sub['val_loss']:.8f}, bytes_total {sub['bytes_total']}")
+                print(f"wrote {dest}: {len(sub['seeds'])} seed(s), val_bpb {sub['val_bpb']:.8f}, val_loss {sub['val_loss']:.8f}, "
+                      f"bytes_total {sub['bytes_total']} (code {sub['bytes_code']} bytes self-extracting, "
+                      f"{sub['bytes_code_raw']} raw)" + (f"; non-record: {sub['non_record_reason']}" if "non_record_reason" in sub else ""))
             return 0
         if args.cmd == "significance":
-            vals = record_values(args.record, args.metric)
-            res = compute_significance(vals, args.against, args.delta, args.alpha, args.metric)
+            res = compute_significance(record_values(args.record, args.metric), args.against, args.delta, args.alpha, args.metric)
             if args.json:
-                print(json.dumps(res))
+                print(dumps(res))
             else:
                 p = "n/a (needs >= 2 seeds on each side)" if res["p_value"] is None else f"{res['p_value']:.4g}"
                 t = "n/a" if res["t"] is None else f"{res['t']:.4f}"
@@ -636,21 +874,39 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"H1: improvement >= {res['delta']}  t={t} df={df} p={p}  alpha={res['alpha']}")
                 print(f"verdict: {res['verdict']}")
             return 0
-        if args.cmd == "check":
-            problems, warnings = check_record(args.record)
-            if args.json:
-                print(json.dumps({"ok": not problems, "problems": problems, "warnings": warnings}))
-            else:
-                for w in warnings:
-                    print(f"warning: {w}")
-                for p in problems:
-                    print(f"problem: {p}")
-                print(f"{args.record}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
-            return 1 if problems else 0
-    except (RecordError, LogError) as e:
+        if args.cmd == "wrap":
+            src = Path(args.source).read_bytes()
+            code = wrap(src)
+            tg.atomic_write(args.out, code)
+            print(f"wrote {args.out}: {len(code)} bytes, self-extracting {len(src)} bytes of source")
+            return 0
+        problems, warnings = check_record(args.record)
+        reruns = []
+        if args.run:
+            if not args.data:
+                raise RecordError("check --run needs --data DIR")
+            if problems:
+                raise RecordError(f"{args.record} fails the static check ({problems[0]}); not running it")
+            reruns = check_run(args.record, args.data, args.tokenizer, args.seed, args.timeout, args.tolerance)
+            problems += [f"seed {r.seed} re-run: {r.message}" for r in reruns if not r.ok]
+        if args.json:
+            print(dumps({"ok": not problems, "problems": problems, "warnings": warnings,
+                         "reruns": [r.__dict__ for r in reruns]}))
+        else:
+            for w_ in warnings:
+                print(f"warning: {w_}")
+            for r in reruns:
+                print(f"seed {r.seed} re-run: {r.message}")
+            for p_ in problems:
+                print(f"problem: {p_}")
+            print(f"{args.record}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+        return 1 if problems else 0
+    except (GolfError, LogError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
+    except OSError as e:
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
