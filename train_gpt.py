@@ -109,6 +109,19 @@ class Hyperparameters:
     eval_seq_len: int = 2048
     eval_stride: int = 512
     eval_batch_seqs: int = 32  # windows per forward pass, per process
+    doc_eval: bool = False  # evaluate with attention (and smear) kept within documents: each scored from its own start
+    eval_time_cap_seconds: float = 0.0  # TTT stops adapting (scoring goes on) once the final evaluation takes this long
+    ttt: str = "0"  # score-first test-time training: 0 | sgd | lora (see evaluate_ttt)
+    ttt_chunk_tokens: int = 32768  # sgd: validation-stream chunk; lora: chunk within a document (at most EVAL_SEQ_LEN)
+    ttt_steps: int = 1  # sgd: epochs over each chunk; lora: Adam steps per chunk (0 = score only)
+    ttt_lr: float = 0.005  # sgd learning rate (cosine to 0 over the chunks)
+    ttt_momentum: float = 0.9
+    ttt_params: str = "all"  # sgd: all | matrices
+    ttt_batch_seqs: int = 32  # sgd: sequences per step, over all processes
+    ttt_lora_rank: int = 8
+    ttt_lora_targets: str = "q,v"  # comma list of q, k, v, o, fc, down
+    ttt_lora_lr: float = 0.001
+    ttt_reset: bool = True  # lora: fresh adapters for every document
     # artifact
     size_cap_bytes: int = 16_000_000  # the challenge's cap on code + compressed model
     artifact: str = "auto"  # auto: the best-scoring scheme that fits SIZE_CAP_BYTES; or a scheme, e.g. int6-gptq+brotli
@@ -206,6 +219,16 @@ class Hyperparameters:
         for name in ("loop_at", "min_lr", "wd_taper_start", "swa_below"):
             need(0 <= getattr(self, name) <= 1, f"{name.upper()}={getattr(self, name)} must be in [0, 1]")
         need(self.ema_decay < 1, f"EMA_DECAY={self.ema_decay} must be below 1")
+        need(self.ttt in ("0", "sgd", "lora"), f"TTT={self.ttt!r} must be 0, sgd or lora")
+        need(self.ttt_params in ("all", "matrices"), f"TTT_PARAMS={self.ttt_params!r} must be all or matrices")
+        targets = self.ttt_lora_targets.split(",")
+        need(set(targets) <= {"q", "k", "v", "o", "fc", "down"} and len(set(targets)) == len(targets),
+             f"TTT_LORA_TARGETS={self.ttt_lora_targets!r} must be a comma list of q, k, v, o, fc, down")
+        for name in ("ttt_chunk_tokens", "ttt_batch_seqs", "ttt_lora_rank"):
+            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
+        for name in ("ttt_steps", "ttt_lr", "ttt_lora_lr", "eval_time_cap_seconds"):
+            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
+        need(0 <= self.ttt_momentum < 1, f"TTT_MOMENTUM={self.ttt_momentum} must be in [0, 1)")
         need(not (self.ema_decay and self.swa_every), "EMA_DECAY and SWA_EVERY are alternatives: set one of them")
 
 
@@ -605,8 +628,10 @@ def varlen_attention(q, k, v, ids: torch.Tensor, bos_id: int) -> torch.Tensor:
 
 class Linear(nn.Linear):
     """nn.Linear whose weight can be fake-quantized (late QAT): rounded per row to qat_bits in the forward pass,
-    with the gradient passed straight through to the float weight."""
+    with the gradient passed straight through to the float weight; and that can carry a low-rank adapter (A, B)
+    for test-time training: y = W x + B A x."""
     qat_bits = 0
+    lora = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
@@ -614,7 +639,8 @@ class Linear(nn.Linear):
             qmax = 2 ** (self.qat_bits - 1) - 1
             scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / qmax
             w = w + (torch.clamp(torch.round(w / scale), -qmax, qmax) * scale - w).detach()
-        return F.linear(x, w)
+        y = F.linear(x, w)
+        return y if self.lora is None else y + F.linear(F.linear(x, self.lora[0]), self.lora[1])
 
 
 GATE_INPUTS = 12  # attention and smear gates read the first 12 channels of their input
@@ -864,6 +890,7 @@ class GPT(nn.Module):
         self.smear = SmearGate(cfg) if cfg.smear_gate else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.looping = False  # depth recurrence: the trainer turns it on at LOOP_AT of training
+        self.eval_doc_mask = False  # DOC_EVAL: keep attention within documents even if training did not
         most = len(self.layer_order(looping=True))  # U-Net skips pair virtual layers: enough weights for the longest order
         self.skip_weights = nn.Parameter(torch.ones(min(most // 2, most - most // 2), cfg.model_dim))
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
@@ -902,8 +929,9 @@ class GPT(nn.Module):
         if self.smear is not None:
             x = self.smear(x, ids)
         x = x0 = rms_norm(x)
-        varlen = ids if self.cfg.doc_mask and ids.is_cuda and flash_attn_varlen_func is not None else None
-        mask = document_mask(ids, self.cfg.bos_id) if self.cfg.doc_mask and varlen is None else None
+        doc_mask = self.cfg.doc_mask or self.eval_doc_mask
+        varlen = ids if doc_mask and ids.is_cuda and flash_attn_varlen_func is not None else None
+        mask = document_mask(ids, self.cfg.bos_id) if doc_mask and varlen is None else None
         order = self.layer_order()
         num_encoder, skips = len(order) // 2, []
         for i, layer in enumerate(order):
@@ -1081,34 +1109,204 @@ def window_starts(num_targets: int, seq_len: int, stride: int) -> tuple[np.ndarr
     return starts, first_scored
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
-             device: torch.device, autocast, rank: int = 0, world_size: int = 1) -> tuple[float, float]:
-    """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
-    base_bytes, has_space, is_boundary = (torch.as_tensor(t, device=device) for t in luts)
-    starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
-    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
-    batch_seqs = max(1, min(batch_seqs, hi - lo))  # never pad past the windows there are
-    length = min(seq_len, len(val_tokens) - 1)
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, target count, byte count
+def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, length: int, batch_seqs: int,
+                  device, autocast, out: list, per_target: dict | None = None) -> None:
+    """Score windows tokens[s : s+length+1] (targets from offset `first` on) in batches; append each window's (loss
+    sum, targets, bytes) to `out`, and with per_target, each scored target's loss by its index."""
+    base_bytes, has_space, is_boundary = luts
     positions = torch.arange(length, device=device)
-    model.eval()
-    for b in range(lo, hi, batch_seqs):
+    batch_seqs = max(1, min(batch_seqs, len(starts)))  # never pad past the windows there are
+    for b in range(0, len(starts), batch_seqs):
         # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
-        rows = np.minimum(np.arange(b, b + batch_seqs), hi - 1)
-        first = np.where(np.arange(b, b + batch_seqs) < hi, first_scored[rows], length)
-        window = torch.from_numpy(val_tokens[starts[rows, None] + np.arange(length + 1)].astype(np.int64)).to(device)
+        real = np.arange(b, b + batch_seqs) < len(starts)
+        rows = np.minimum(np.arange(b, b + batch_seqs), len(starts) - 1)
+        window = torch.from_numpy(tokens[starts[rows, None] + np.arange(length + 1)].astype(np.int64)).to(device)
         x, y = window[:, :-1], window[:, 1:]
         with autocast:
             losses = model(x, y, reduction="none").float()
-        scored = positions[None, :] >= torch.from_numpy(first).to(device)[:, None]
+        scored = positions[None, :] >= torch.from_numpy(np.where(real, first[rows], length)).to(device)[:, None]
         nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
-        totals += torch.stack([(losses.double() * scored).sum(), scored.sum().double(), (nbytes * scored).sum().double()])
-    model.train()
+        sums = torch.stack([(losses.double() * scored).sum(1), scored.sum(1).double(), (nbytes * scored).sum(1).double()], 1)
+        out.extend(sums[: int(real.sum())].tolist())
+        if per_target is not None:
+            for r in range(int(real.sum())):
+                for j in range(int(first[rows[r]]), length):
+                    per_target[int(starts[rows[r]]) + j] = losses[r, j].item()
+
+
+def totals_of(window_sums: list, world_size: int, device) -> tuple[float, float]:
+    """(val_loss, val_bpb) from per-window sums: summed exactly (math.fsum), so the batching cannot change a digit."""
+    totals = torch.tensor([math.fsum(w[i] for w in window_sums) for i in range(3)], dtype=torch.float64, device=device)
     if world_size > 1:
         dist.all_reduce(totals)
     loss_sum, count, nbytes = totals.tolist()
     return loss_sum / count, loss_sum / math.log(2) / nbytes
+
+
+def device_luts(luts, device) -> tuple:
+    return tuple(torch.as_tensor(t, device=device) for t in luts)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
+             device: torch.device, autocast, rank: int = 0, world_size: int = 1, per_target: dict | None = None) -> tuple[float, float]:
+    """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
+    starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
+    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
+    sums, was_training = [], model.training
+    model.eval()
+    score_windows(model, val_tokens, device_luts(luts, device), starts[lo:hi], first_scored[lo:hi], min(seq_len, len(val_tokens) - 1),
+                  batch_seqs, device, autocast, sums, per_target)
+    model.train(was_training)
+    return totals_of(sums, world_size, device)
+
+
+# Score-first test-time training (TTT): the model adapts on validation text only after that text has been scored.
+#   sgd:  the validation stream in chunks of TTT_CHUNK_TOKENS; each chunk's sliding windows are scored, then the
+#         chunk trains the weights (TTT_PARAMS) for TTT_STEPS epochs of SGD with momentum, the learning rate falling
+#         along a cosine over the chunks. Under torchrun every process scores its share of each chunk's windows
+#         and trains on its share of the chunk's sequences; gradients are averaged, so all processes adapt alike.
+#   lora: each document alone, from its own start, in chunks of TTT_CHUNK_TOKENS; each chunk is scored, then
+#         TTT_STEPS Adam steps train rank-TTT_LORA_RANK adapters on TTT_LORA_TARGETS; with TTT_RESET=1 the adapters
+#         restart at every document. Under torchrun each process takes a share of the documents.
+# Both start from the model they are given: in the run, the artifact as read back from disk.
+def ttt_lr_at(chunk: int, chunks: int, lr: float) -> float:
+    return lr * 0.5 * (1 + math.cos(math.pi * chunk / max(chunks - 1, 1)))
+
+
+def attach_lora(model: "GPT", targets: str, rank: int) -> list[nn.Parameter]:
+    """Low-rank adapters (A random, B zero: no change until trained) on the named block matrices of every block."""
+    names = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.proj", "fc": "mlp.fc", "down": "mlp.proj"}
+    params = []
+    for block in model.blocks:
+        for key in targets.split(","):
+            linear = block.get_submodule(names[key])
+            a = nn.Parameter(torch.randn(rank, linear.in_features, device=linear.weight.device) / math.sqrt(linear.in_features))
+            b = nn.Parameter(torch.zeros(linear.out_features, rank, device=linear.weight.device))
+            linear.lora = (a, b)
+            params += [a, b]
+    return params
+
+
+def detach_lora(model: "GPT") -> None:
+    for m in model.modules():
+        if isinstance(m, Linear):
+            m.lora = None
+
+
+def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: "Hyperparameters", device, autocast, rank: int = 0,
+                 world_size: int = 1, log=print, per_target: dict | None = None) -> tuple[float, float, dict]:
+    """(val_loss, val_bpb, facts) of score-first TTT; facts: chunks, chunks adapted, whether the time cap cut it short."""
+    t0, luts, facts = time.perf_counter(), device_luts(luts, device), {"cut_short": False, "adapted": 0}
+    sums, L = [], min(h.eval_seq_len, len(tokens) - 1)
+    over_time = lambda: h.eval_time_cap_seconds > 0 and time.perf_counter() - t0 > h.eval_time_cap_seconds
+    if h.ttt == "sgd":
+        params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
+        opt = torch.optim.SGD(params, lr=h.ttt_lr, momentum=h.ttt_momentum)
+        starts, first = window_starts(len(tokens) - 1, L, h.eval_stride)
+        chunk_of = (starts + first) // h.ttt_chunk_tokens
+        chunks = int(chunk_of[-1]) + 1
+        for c in range(chunks):
+            mine = np.nonzero(chunk_of == c)[0]
+            mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
+            model.eval()
+            with torch.no_grad():
+                score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
+            if c == chunks - 1 or not h.ttt_steps or facts["cut_short"]:
+                continue
+            if over_time():
+                facts["cut_short"] = True
+                log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {c} of {chunks - 1} chunks")
+                continue
+            # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
+            c0, c1 = c * h.ttt_chunk_tokens, min((c + 1) * h.ttt_chunk_tokens, len(tokens) - 1)
+            rows = np.arange(c0, c1 - L + 1, L)
+            for group in opt.param_groups:
+                group["lr"] = ttt_lr_at(c, chunks, h.ttt_lr)
+            model.train()
+            steps = math.ceil(len(rows) / (h.ttt_batch_seqs * world_size))
+            for _ in range(h.ttt_steps):
+                for s in range(steps):
+                    global_batch = rows[s * h.ttt_batch_seqs * world_size:(s + 1) * h.ttt_batch_seqs * world_size]
+                    batch = global_batch[rank::world_size]
+                    if len(batch):  # this process's share of the step's rows; the gradient sum is the batch mean's
+                        window = torch.from_numpy(tokens[batch[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
+                        with autocast:
+                            loss = model(window[:, :-1], window[:, 1:])
+                        (loss * len(batch) / len(global_batch)).backward()
+                    for p in params:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                        if world_size > 1:
+                            dist.all_reduce(p.grad)
+                    nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+            facts["adapted"] += 1
+        facts["chunks"] = chunks
+    else:  # lora, one document at a time
+        bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
+        edges = np.unique(np.concatenate([[0], bos, [len(tokens) - 1]]))
+        docs = list(zip(edges[:-1], edges[1:]))[rank::world_size]
+        params = attach_lora(model, h.ttt_lora_targets, h.ttt_lora_rank)
+        opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
+        chunks = 0
+        for d, (s, e) in enumerate(docs):  # targets s..e-1 (the last predicts the next document's BOS)
+            if h.ttt_reset and d:
+                with torch.no_grad():
+                    for b in params[1::2]:
+                        b.zero_()
+                opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
+            for c0 in range(s, e, min(h.ttt_chunk_tokens, L)):  # a chunk is scored in one window of up to L tokens
+                c1 = min(c0 + min(h.ttt_chunk_tokens, L), e)
+                w0 = max(s, c1 - L)
+                x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
+                y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
+                adapt = h.ttt_steps and c1 < e and not facts["cut_short"]
+                model.train(bool(adapt))
+                with torch.set_grad_enabled(bool(adapt)), autocast:
+                    losses = model(x, y, reduction="none").float()
+                scored = losses[0, c0 - w0:]
+                nbytes = luts[0][y[0, c0 - w0:]].int() + (luts[1][y[0, c0 - w0:]] & ~luts[2][x[0, c0 - w0:]]).int()
+                sums.append([scored.double().sum().item(), float(scored.numel()), nbytes.double().sum().item()])
+                if per_target is not None:
+                    per_target.update({c0 + j: v for j, v in enumerate(scored.tolist())})
+                chunks += 1
+                if not adapt:
+                    continue
+                if over_time():
+                    facts["cut_short"] = True
+                    log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {chunks} chunks")
+                    continue
+                for step in range(h.ttt_steps):
+                    if step:
+                        with autocast:
+                            losses = model(x, y, reduction="none").float()
+                        scored = losses[0, c0 - w0:]
+                    scored.mean().backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                facts["adapted"] += 1
+        detach_lora(model)
+        facts["chunks"] = chunks
+    model.eval()
+    facts["seconds"] = time.perf_counter() - t0
+    return (*totals_of(sums, world_size, device), facts)
+
+
+def eval_flops(model: "GPT", h: "Hyperparameters", val_targets: int, facts: dict | None) -> float:
+    """Matmul FLOPs of the final evaluation: 2 per weight per token forward over every window (sliding windows see
+    each token about EVAL_SEQ_LEN/EVAL_STRIDE times), plus attention; TTT adds 4 per weight per trained token."""
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and n != "tok_emb.weight")
+    weights = weights * len(model.layer_order()) / max(len(model.blocks), 1) + model.cfg.vocab_size * model.cfg.model_dim
+    per_token = 2 * weights + 2 * len(model.layer_order()) * h.eval_seq_len * model.cfg.model_dim
+    forward_tokens = val_targets * max(h.eval_seq_len / h.eval_stride, 1) if h.ttt != "lora" else \
+        val_targets * max(h.eval_seq_len / h.ttt_chunk_tokens, 1)
+    trained = val_targets * h.ttt_steps if h.ttt != "0" and facts else 0
+    return per_token * forward_tokens + 2 * per_token * trained
+
+
+H100_BF16_DENSE_FLOPS = 989e12  # per GPU, the SXM card's dense bf16 figure; estimates assume 40% of it
 
 
 # ----------------------------------------------------------------------------- tensor files, quantization, artifact
@@ -2244,14 +2442,28 @@ class Trainer:
         self.log(f"Serialized model {spec}: {artifact_bytes} bytes")
         self.log(f"Total submission size {spec}: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
         roundtrip_state, _ = read_artifact(artifact)
-        self.model.load_state_dict(roundtrip_state)
-        self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} on the round-trip model")
+        self.model.load_state_dict(roundtrip_state)  # what is scored (and what TTT starts from) is the artifact
+        self.model.eval_doc_mask = h.doc_eval
+        ttt = f" ttt:{h.ttt} chunk:{h.ttt_chunk_tokens} steps:{h.ttt_steps}" if h.ttt != "0" else ""
+        self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} doc_eval:{int(h.doc_eval)}"
+                 f"{ttt} on the round-trip model")
         self.sync()
         t0 = time.perf_counter()
-        val_loss, val_bpb = evaluate(self.compiled, self.val_tokens, self.luts, h.eval_seq_len, h.eval_stride, h.eval_batch_seqs,
-                                     rt.device, rt.autocast, rt.rank, rt.world_size)
+        facts = None
+        if h.ttt != "0":
+            val_loss, val_bpb, facts = evaluate_ttt(self.model, self.val_tokens, self.luts, h, rt.device, rt.autocast, rt.rank,
+                                                    rt.world_size, self.log)
+        else:
+            val_loss, val_bpb = evaluate(self.compiled, self.val_tokens, self.luts, h.eval_seq_len, h.eval_stride,
+                                         h.eval_batch_seqs, rt.device, rt.autocast, rt.rank, rt.world_size)
         self.sync()
         eval_ms = 1000 * (time.perf_counter() - t0)
+        flops = eval_flops(self.model, h, len(self.val_tokens) - 1, facts) / rt.world_size
+        h100_s = flops * rt.world_size / (8 * 0.4 * H100_BF16_DENSE_FLOPS)
+        self.log(f"eval budget: {eval_ms / 1000:.1f}s on this machine; estimated {h100_s:.1f}s on 8xH100 "
+                 f"({flops * rt.world_size:.3g} FLOPs at 40% of the H100's dense bf16 peak); limit 600s"
+                 + (f"; ttt adapted {facts['adapted']} of {facts['chunks']} chunks"
+                    + (" (CUT SHORT by EVAL_TIME_CAP_SECONDS)" if facts["cut_short"] else "") if facts else ""))
         self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
         self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
         if not math.isfinite(val_loss):
@@ -2259,7 +2471,8 @@ class Trainer:
         over_budget = total > h.size_cap_bytes
         summary.update({
             "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,
-            "eval_stride": h.eval_stride, "artifact": os.path.relpath(artifact, self.out), "artifact_scheme": spec,
+            "eval_stride": h.eval_stride, "eval_estimate_8xh100_s": round(h100_s, 1), "ttt": facts,
+            "artifact": os.path.relpath(artifact, self.out), "artifact_scheme": spec,
             "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total, "size_cap_bytes": h.size_cap_bytes,
             "over_budget": over_budget, "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)},
             "hardware": hardware_line(rt), "model_params": sum(p.numel() for p in self.model.parameters())})

@@ -1,0 +1,114 @@
+"""Evaluation the records use (issue 14): score-first test-time training is legal (a token's score never depends on
+later tokens), TTT with zero steps is the plain sliding evaluation, doc-aware evaluation counts the same bytes,
+and the evaluation budget is reported and enforced."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from train_support import final_exact, make_byte_dataset, run_train, tiny_env  # noqa: I001 (puts the repository on sys.path)
+import train_gpt as tg
+
+LUTS = tg.build_byte_luts(tg.ByteTokenizer({}))
+
+
+def tiny_model() -> tg.GPT:
+    torch.manual_seed(0)
+    m = tg.GPT(tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=64, bigram_dim=8))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+def val_tokens(seed: int = 0, n: int = 700) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(4, 260, n).astype(np.uint16)
+    tokens[[0, 90, 300, 310, 520]] = 1  # documents of several lengths, one shorter than a chunk
+    return tokens
+
+
+def settings(**kw) -> tg.Hyperparameters:
+    base = dict(EVAL_SEQ_LEN="64", EVAL_STRIDE="16", EVAL_BATCH_SEQS="4", TTT_CHUNK_TOKENS="128", TTT_BATCH_SEQS="2",
+                TTT_LR="0.05", TTT_LORA_LR="0.01", TTT_LORA_TARGETS="q,v,fc")
+    return tg.Hyperparameters.from_env({**base, **{k: str(v) for k, v in kw.items()}})
+
+
+def run_ttt(tokens, **kw):
+    per_target = {}
+    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), tokens, LUTS, settings(**kw), torch.device("cpu"), torch.autocast("cpu", enabled=False),
+                                       per_target=per_target, log=lambda m: None)
+    return loss, bpb, facts, per_target
+
+
+@pytest.mark.parametrize("variant", [dict(TTT="sgd", TTT_STEPS=2), dict(TTT="sgd", TTT_PARAMS="matrices"),
+                                     dict(TTT="lora", TTT_STEPS=2, TTT_CHUNK_TOKENS=40), dict(TTT="lora", TTT_RESET=0)])
+def test_a_tokens_score_never_depends_on_later_tokens(variant):
+    tokens = val_tokens()
+    p = 333
+    changed = tokens.copy()
+    changed[p + 1:] = val_tokens(seed=1)[p + 1:]  # every token after position p (target index p predicts token p+1)
+    _, _, facts, before = run_ttt(tokens, **variant)
+    _, _, _, after = run_ttt(changed, **variant)
+    assert facts["adapted"] > 0 and sorted(before) == list(range(len(tokens) - 1))  # every target scored once
+    assert [before[j] for j in range(p)] == [after[j] for j in range(p)]  # bit-identical
+    assert any(before[j] != after[j] for j in range(p + 1, len(tokens) - 1))
+
+
+def test_adaptation_changes_the_scores():
+    tokens = val_tokens()
+    _, _, _, frozen = run_ttt(tokens, TTT="sgd", TTT_STEPS=0)
+    _, _, _, adapted = run_ttt(tokens, TTT="sgd", TTT_STEPS=2)
+    assert frozen[5] == adapted[5] and frozen[600] != adapted[600]  # the first chunk is scored before any update
+
+
+def test_ttt_with_zero_steps_is_the_plain_sliding_evaluation_exactly():
+    tokens = val_tokens()
+    loss, bpb, facts, _ = run_ttt(tokens, TTT="sgd", TTT_STEPS=0)
+    plain = tg.evaluate(tiny_model(), tokens, LUTS, 64, 16, 4, torch.device("cpu"), torch.autocast("cpu", enabled=False))
+    assert (loss, bpb) == plain and facts["adapted"] == 0
+
+
+def test_doc_aware_evaluation_counts_the_same_bytes_and_scores_each_document_from_its_start():
+    tokens = val_tokens()
+    model = tiny_model()
+    plain, doc = {}, {}
+    sums_plain, sums_doc = [], []
+    starts, first = tg.window_starts(len(tokens) - 1, 64, 16)
+    luts = tg.device_luts(LUTS, "cpu")
+    off = torch.autocast("cpu", enabled=False)
+    with torch.no_grad():
+        tg.score_windows(model, tokens, luts, starts, first, 64, 4, "cpu", off, sums_plain, plain)
+        model.eval_doc_mask = True
+        tg.score_windows(model, tokens, luts, starts, first, 64, 4, "cpu", off, sums_doc, doc)
+        assert [s[1:] for s in sums_plain] == [s[1:] for s in sums_doc]  # same targets, same bytes, window by window
+        # the document starting at 310 (ten tokens after the previous BOS), scored on its own from its start
+        alone = model(torch.from_numpy(tokens[310:374].astype(np.int64))[None], torch.from_numpy(tokens[311:375].astype(np.int64))[None],
+                      reduction="none")[0]
+    assert plain[320] != doc[320]  # plain windows let it see the previous document
+    assert doc[320] == pytest.approx(alone[10].item(), abs=1e-5)
+
+
+def test_time_cap_stops_adaptation_and_says_so():
+    messages = []
+    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), val_tokens(), LUTS, settings(TTT="sgd", EVAL_TIME_CAP_SECONDS=1e-9),
+                                       torch.device("cpu"), torch.autocast("cpu", enabled=False), log=messages.append)
+    assert facts["cut_short"] and facts["adapted"] == 0 and np.isfinite(loss)
+    assert messages and messages[0].startswith("ttt: EVAL_TIME_CAP_SECONDS=1e-09 reached: adaptation stopped after 0 of")
+
+
+def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tmp_path):
+    data = make_byte_dataset(tmp_path / "data")
+    run = run_train(tiny_env(data, tmp_path, RUN_ID="ttt", ITERATIONS=4, VAL_LOSS_EVERY=0))
+    assert run.returncode == 0, run.stderr
+    artifact = tmp_path / "models" / "ttt.ptz"
+    zero = run_train(tiny_env(data, tmp_path, RUN_ID="zero", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_STEPS=0))
+    assert final_exact(zero.stdout) == final_exact(run.stdout)  # TTT with no steps: the run's own score
+    adapted = run_train(tiny_env(data, tmp_path, RUN_ID="sgd", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_CHUNK_TOKENS=512))
+    assert adapted.returncode == 0, adapted.stderr
+    assert final_exact(adapted.stdout) != final_exact(run.stdout)
+    budget = [l for l in adapted.stdout.splitlines() if l.startswith("eval budget: ")]
+    assert len(budget) == 1 and "estimated" in budget[0] and "on 8xH100" in budget[0] and "ttt adapted" in budget[0]
