@@ -143,6 +143,10 @@ with open(os.path.join(out, "logs", rid + ".txt"), "w") as f:
         f.flush()
         if line.startswith("step:") and "train_loss" in line and sleep:
             time.sleep(sleep)
+hold = os.environ.get("FAKE_HOLD")  # a path: finish only once it exists (a test holds the run open meanwhile)
+deadline = time.time() + 120
+while hold and not os.path.exists(hold) and time.time() < deadline:
+    time.sleep(0.02)
 info["end"] = time.time()
 with open(os.path.join(out, "env.json"), "w") as f:
     json.dump(info, f)
@@ -150,6 +154,7 @@ with open(os.path.join(out, "env.json"), "w") as f:
 
 
 def write_fake_trainer(path: Path) -> Path:
-    """A stand-in for train_gpt.py that writes a fake log line by line (FAKE_STEP_SLEEP seconds per step)."""
+    """A stand-in for train_gpt.py that writes a fake log line by line (FAKE_STEP_SLEEP seconds per step; with
+    FAKE_HOLD=PATH it then waits until PATH exists)."""
     path.write_text(FAKE_TRAINER % str(Path(__file__).resolve().parent))
     return path

@@ -88,6 +88,11 @@ def test_log_uniform_samples_spread_over_decades():
     ("[random]\ncount = 2\n[random.params]\nA = { gauss = [0, 1] }\n", "exactly one of"),
     ("bogus = 1\n", "unknown key"),
     ("[grid]\nA = []\n", "non-empty list"),
+    ("grid = [1, 2]\n", "'grid' must be a table"),
+    ("base = 3\n", "'base' must be a table"),
+    ("configs = 5\n", "'configs' must be a list"),
+    ("random = [1]\n", "'random' must be a table"),
+    ("seeds = 7\n", "'seeds' must be a list"),
 ])
 def test_bad_specs_are_refused_with_the_reason(tmp_path, text, msg):
     p = _spec(tmp_path, text)
@@ -283,8 +288,123 @@ def test_early_stop_with_the_real_predictor_when_present(tmp_path):
 def test_spec_settings_are_checked_like_train_gpt_checks_them():
     with pytest.raises(sweep.SweepError, match=r"MATRX_LR is not a setting of train_gpt.py \(did you mean MATRIX_LR\?\)"):
         sweep.expand_spec({"name": "s", "base": {"ITERATIONS": 10}, "grid": {"MATRX_LR": [0.01, 0.02]}})
-    with pytest.raises(sweep.SweepError, match="EMA_DECAY is a setting of the challenge's record scripts"):
-        sweep.expand_spec({"name": "s", "base": {"EMA_DECAY": 0.99}})
+    import train_gpt
+    settings = {f.name.upper() for f in __import__("dataclasses").fields(train_gpt.Hyperparameters)}
+    only = next(n for n in sorted(train_gpt.RECORD_ONLY_SETTINGS) if train_gpt.setting_name_problem(n, settings)
+                and "record scripts" in train_gpt.setting_name_problem(n, settings))
+    with pytest.raises(sweep.SweepError, match=f"{only} is a setting of the challenge's record scripts"):
+        sweep.expand_spec({"name": "s", "base": {only: 0.99}})
     # another script has its own settings: the train_gpt.py rule does not apply
     assert len(sweep.expand_spec({"name": "s", "script": "other.py", "grid": {"MATRX_LR": [0.01, 0.02]}}).runs) == 2
     assert len(sweep.expand_spec({"name": "s", "base": {"OMP_NUM_THREADS": 1}, "grid": {"MATRIX_LR": [0.01, 0.02]}}).runs) == 2
+
+
+@pytest.mark.parametrize("text", ['name = "b"\ngrid = [1, 2]\n', 'name = "b"\nbase = 3\n'])
+def test_a_list_for_grid_or_a_number_for_base_is_one_error_line_for_every_command(tmp_path, text):
+    """#11 item 7: these specs gave a traceback."""
+    p = _spec(tmp_path, text)
+    for cmd in (["run", str(p), "--dry-run"], ["table", str(p)], ["slurm", str(p)], ["run-one", str(p), "--run", "x"]):
+        r = subprocess.run([sys.executable, SWEEP, *cmd, "--runs-dir", str(tmp_path / "runs")], capture_output=True,
+                           text=True, env=subprocess_env({}), timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "must be a" in lines[0], r.stderr
+
+
+def _wait_running(tmp_path, sweep_name, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = [s for s in _states(tmp_path, sweep_name).values() if s["status"] == "running"]
+        if running:
+            return running[0]
+        time.sleep(0.05)
+    raise AssertionError("no run started")
+
+
+def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path):
+    """#11 item 9: `run-one` took only its own lock, so it ran a run that `sweep.py run` was running."""
+    text = 'name = "race"\n[grid]\nMATRIX_LR = [0.01, 0.02]\n'
+    hold = tmp_path / "release"
+    proc, p = _drive(tmp_path, text, fake_env={"FAKE_HOLD": str(hold)}, wait=False)
+    try:
+        running = _wait_running(tmp_path, "race")
+        fake = tmp_path / "fake_train.py"
+        one = [sys.executable, SWEEP, "run-one", str(p), "--run", running["name"], "--runs-dir", str(tmp_path / "runs"),
+               "--launcher", "python", "--script", str(fake)]
+        r = subprocess.run(one, capture_output=True, text=True, env=subprocess_env({}), timeout=60)
+        assert r.returncode == 1 and "another driver ('sweep.py run') is running sweep race" in r.stderr, r.stderr
+        assert _states(tmp_path, "race")[running["name"]]["attempts"] == 1
+    finally:
+        hold.touch()
+        proc.wait(timeout=120)
+    assert proc.returncode == 0, proc.stderr.read()
+    # the other way round: while a run-one runs, the whole-sweep driver is refused; another run's run-one is not
+    text2 = 'name = "race2"\n[grid]\nMATRIX_LR = [0.01, 0.02]\n'
+    p2 = _spec(tmp_path, text2, "race2.toml")
+    spec = sweep.load_spec(p2)
+    hold2 = tmp_path / "release2"
+    env = subprocess_env({"FAKE_HOLD": str(hold2)})
+    base = [sys.executable, SWEEP, "run-one", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
+            "--script", str(tmp_path / "fake_train.py")]
+    first = subprocess.Popen(base + ["--run", spec.runs[0].name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_running(tmp_path, "race2")
+        whole = subprocess.Popen([sys.executable, SWEEP, "run", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher",
+                                  "python", "--script", str(tmp_path / "fake_train.py"), "--quiet"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        same = subprocess.Popen(base + ["--run", spec.runs[0].name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        assert whole.wait(timeout=60) == 1 and "another driver is running sweep race2 or one of its runs" in whole.stderr.read()
+        assert same.wait(timeout=60) == 1 and f"another driver is running run {spec.runs[0].name}" in same.stderr.read()
+        assert first.poll() is None  # both were refused while the first run-one was still running
+        other = subprocess.Popen(base + ["--run", spec.runs[1].name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env)
+        deadline = time.time() + 60  # a run-one of another run goes on beside it (a Slurm array)
+        while time.time() < deadline and sum(s["status"] == "running" for s in _states(tmp_path, "race2").values()) < 2:
+            time.sleep(0.05)
+        assert sum(s["status"] == "running" for s in _states(tmp_path, "race2").values()) == 2
+    finally:
+        hold2.touch()
+        first.wait(timeout=120)
+    assert other.wait(timeout=120) == 0, other.stderr.read()
+    assert first.returncode == 0, first.stderr.read()
+    st = _states(tmp_path, "race2")
+    assert sorted(s["status"] for s in st.values()) == ["done", "done"] and all(s["attempts"] == 1 for s in st.values())
+
+
+OVER_TRAINER = """
+import os, sys
+sys.path.insert(0, %r)
+from records_sweep_support import fake_log
+out, rid = os.environ["OUT_DIR"], os.environ["RUN_ID"]
+os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+open(os.path.join(out, "logs", rid + ".txt"), "w").write(fake_log(bytes_model=16_500_000))
+sys.exit(3)
+"""
+
+
+def test_an_over_budget_run_is_finished_and_its_row_says_so(tmp_path):
+    trainer = tmp_path / "over.py"
+    trainer.write_text(OVER_TRAINER % str(Path(__file__).resolve().parent))
+    p = _spec(tmp_path, 'name = "ob"\n[grid]\nMATRIX_LR = [0.01]\n')
+    r = subprocess.run([sys.executable, SWEEP, "run", str(p), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
+                        "--script", str(trainer), "--quiet", "--poll-seconds", "0.05"], capture_output=True, text=True,
+                       env=subprocess_env({}), timeout=60)
+    assert r.returncode == 0, r.stderr
+    (st,) = _states(tmp_path, "ob").values()
+    assert st["status"] == "done" and st["returncode"] == 3 and st["result"]["over_budget"] is True
+    assert st["result"]["margin"] == 16_000_000 - st["result"]["bytes_total"] < 0
+    (row,) = sweep.collect(sweep.load_spec(p), tmp_path / "runs")
+    assert row["note"].startswith("OVER BUDGET")
+
+
+def test_results_come_from_the_runs_own_summary_and_artifact(tmp_path):
+    run_dir = tmp_path / "r1"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "logs" / "r1.txt").write_text(__import__("records_sweep_support").fake_log(val_bpb=1.5))
+    summary = {"run_id": "r1", "val_loss": 2.34567891, "val_bpb": 1.49999, "bytes_code": 69, "bytes_model": 10, "bytes_total": 79,
+               "hparams": {}, "hardware": "cpu", "artifact": "models/r1.ptz", "artifact_scheme": "int6+brotli",
+               "size_cap_bytes": 100, "eval_time_ms": 5, "over_budget": False}
+    (run_dir / "logs" / "r1.json").write_text(json.dumps(summary))
+    res = sweep.result_from_log(run_dir, "r1")
+    assert res["val_bpb"] == 1.49999 and res["margin"] == 21 and res["artifact"] == str(run_dir / "models" / "r1.ptz")
+    assert res["eval_time_ms"] == 5 and res["artifact_scheme"] == "int6+brotli"

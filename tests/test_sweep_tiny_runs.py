@@ -39,12 +39,14 @@ def _states(sdir: Path) -> dict[str, dict]:
 def killed_and_resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep_tiny")
     data = make_tiny_dataset(root / "data")
+    script = root / "train_gpt.py"  # one copy for every run: the repository's file may change meanwhile
+    script.write_bytes(TRAIN_GPT.read_bytes())
     spec_path = root / "tiny.toml"
     spec_path.write_text(_spec_text(data))
     spec = sweep.load_spec(spec_path)
     sdir = root / "runs" / "tiny"
     args = [sys.executable, SWEEP, "run", str(spec_path), "--runs-dir", str(root / "runs"), "--launcher", "python",
-            "--poll-seconds", "0.1", "--quiet"]
+            "--script", str(script), "--poll-seconds", "0.1", "--quiet"]
     env = subprocess_env({})
     # first driver: SIGKILL its whole process group once run 1 is done and run 2 has logged training steps
     proc = subprocess.Popen(args, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -67,7 +69,7 @@ def killed_and_resumed(tmp_path_factory):
     # second driver: resumes and finishes
     r = subprocess.run(args, env=env, cwd=root, capture_output=True, text=True, timeout=300)
     return {"root": root, "spec": spec, "spec_path": spec_path, "sdir": sdir, "after_kill": after_kill,
-            "first_mtime": first_mtime, "first_log": first_log, "resume": r, "args": args, "env": env}
+            "first_mtime": first_mtime, "first_log": first_log, "resume": r, "args": args, "env": env, "script": script}
 
 
 def test_killed_sweep_resumes_and_records_every_run_exactly_once(killed_and_resumed):
@@ -88,9 +90,12 @@ def test_killed_sweep_resumes_and_records_every_run_exactly_once(killed_and_resu
         assert log.finished and log.run_id == name and log.hparams["OUT_DIR"] == str(sdir / name)
         raw = (sdir / name / "logs" / f"{name}.txt").read_bytes()
         src, _, rest = logparse.split_source(raw)
-        assert src == TRAIN_GPT.read_bytes() and logparse.SOURCE_BEGIN_RE.search(rest) is None  # one attempt
+        assert src == k["script"].read_bytes() and logparse.SOURCE_BEGIN_RE.search(rest) is None  # one attempt
         assert rest.count(b"\nfinal_int8_zlib_roundtrip_exact ") == 1
-        assert st[name]["result"]["val_bpb"] == log.val_bpb and st[name]["result"]["steps"] == 12
+        assert st[name]["result"]["val_bpb"] == pytest.approx(log.val_bpb, abs=5e-9) and st[name]["result"]["steps"] == 12
+        summary = json.loads((sdir / name / "logs" / f"{name}.json").read_text())
+        assert st[name]["result"]["artifact"] == str(sdir / name / "models" / f"{name}.ptz") == \
+            str(sdir / name / summary["artifact"]) and (sdir / name / "models" / f"{name}.ptz").is_file()
     # a third start has nothing to do and changes nothing
     r = subprocess.run(k["args"], env=k["env"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and _states(sdir) == st

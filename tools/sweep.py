@@ -43,9 +43,10 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 import logparse  # noqa: E402
-from logparse import SIZE_CAP, LogError  # noqa: E402
+from logparse import LogError  # noqa: E402
 
 FINAL_STATES = ("done", "failed", "stopped_early")
+OVER_BUDGET_EXIT = 3  # train_gpt.py's exit status for a finished run whose submission is over its cap
 SPEC_KEYS = {"name", "script", "seeds", "base", "grid", "configs", "random", "launcher", "nproc_per_node"}
 DISTS = ("uniform", "log_uniform", "int_uniform", "choice")
 STDERR_TAIL = 3000
@@ -182,6 +183,12 @@ def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
     name = d.get("name") or path.stem
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise SweepError(f"{path}: name {name!r} must be letters, digits, '.', '_', '-'")
+    for key, kind, example in (("base", dict, "[base] with NAME = value lines"), ("grid", dict, "[grid] with NAME = [v1, v2]"),
+                               ("random", dict, "[random] with count, seed and [random.params]"),
+                               ("configs", list, "[[configs]] tables"), ("seeds", list, "seeds = [1, 2, 3]")):
+        if key in d and not isinstance(d[key], kind):
+            raise SweepError(f"{path}: '{key}' must be a {'table' if kind is dict else 'list'} ({example}), "
+                             f"not {type(d[key]).__name__} {d[key]!r:.60}")
     base = {_env_name(k, "[base]"): env_value(v, k) for k, v in (d.get("base") or {}).items()}
     for k in ("OUT_DIR", "RUN_ID"):
         if k in base:
@@ -286,7 +293,8 @@ def log_path(run_dir: Path, name: str) -> Path:
 
 
 def result_from_log(run_dir: Path, name: str) -> dict | None:
-    """Figures of a finished run (None when its log is missing or unfinished)."""
+    """Figures of a finished run from its own files: logs/<RUN_ID>.json (the run's summary) and logs/<RUN_ID>.txt
+    (None when the log is missing or unfinished). An over-budget run (exit status 3) is finished; its result says so."""
     try:
         r = logparse.parse_log(log_path(run_dir, name))
     except LogError:
@@ -294,17 +302,22 @@ def result_from_log(run_dir: Path, name: str) -> dict | None:
     if not r.finished:
         return None
     res = {"val_bpb": r.val_bpb, "val_loss": r.val_loss, "bytes_total": r.bytes_total, "margin": r.margin,
-           "bytes_code": r.bytes_code, "bytes_model": r.bytes_model, "steps": r.steps,
-           "iterations": r.iterations, "step_avg_ms": r.step_avg_ms, "train_time_ms": r.train_time_ms,
-           "last_val_bpb": r.val[-1].val_bpb if r.val else None}
+           "bytes_code": r.bytes_code, "bytes_model": r.bytes_model, "steps": r.steps, "iterations": r.iterations,
+           "step_avg_ms": r.step_avg_ms, "train_time_ms": r.train_time_ms, "over_budget": r.over_budget,
+           "artifact_scheme": r.artifact_scheme, "last_val_bpb": r.val[-1].val_bpb if r.val else None}
     summ = log_path(run_dir, name).with_suffix(".json")
     if summ.is_file():
         try:
             s = logparse.load_summary(summ)
-            res["pre_quant_val_bpb"] = s.get("pre_quant_val_bpb")
-            res["pre_quant_val_loss"] = s.get("pre_quant_val_loss")
         except LogError:
-            pass
+            return res
+        res.update({k: s.get(k) for k in ("val_bpb", "val_loss", "bytes_total", "bytes_code", "bytes_model",
+                                           "train_time_ms", "eval_time_ms", "over_budget", "artifact_scheme",
+                                           "pre_quant_val_bpb", "pre_quant_val_loss")})
+        if isinstance(s.get("size_cap_bytes"), int) and isinstance(s.get("bytes_total"), int):
+            res["margin"] = s["size_cap_bytes"] - s["bytes_total"]
+        if isinstance(s.get("artifact"), str):  # relative to the run's OUT_DIR: models/<RUN_ID>.ptz
+            res["artifact"] = str(run_dir / s["artifact"])
     return res
 
 
@@ -497,26 +510,33 @@ class Driver:
     def _on_signal(self, signum, _frame):
         self._stop_signal = signum
 
-    def run(self, lock_name: str = ".lock") -> dict:
+    def run(self, only: str | None = None) -> dict:
+        """Drive the runs, holding the sweep's locks: `sweep.py run` takes the sweep lock exclusively; `run-one` (only
+        = a run name) takes it shared, plus that run's own lock exclusively. So a run-one never races a whole-sweep
+        driver, two drivers never race, and run-ones of different runs (a Slurm array) go in parallel."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        lock = open(self.sdir / lock_name, "w")
+        held = []
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            what = f"run {lock_name[6:]}" if lock_name != ".lock" else f"sweep {self.spec.name}"
-            raise SweepError(f"another driver is running {what} ({self.sdir})") from None
-        manifest = {"name": self.spec.name, "spec": str(self.spec.path), "axes": self.spec.axes,
-                    "base": self.spec.base, "runs": [r.name for r in self.spec.runs]}
-        if lock_name == ".lock":
-            _atomic_text(self.sdir / "sweep.json", json.dumps(manifest, indent=1))
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        try:
-            return self._loop()
+            held.append(_lock(self.sdir / ".lock", shared=only is not None,
+                              busy=f"another driver ('sweep.py run') is running sweep {self.spec.name} ({self.sdir})"
+                              if only is not None else f"another driver is running sweep {self.spec.name} or one of its "
+                              f"runs ({self.sdir})"))
+            if only is not None:
+                held.append(_lock(self.sdir / f".lock-{only}", shared=False,
+                                  busy=f"another driver is running run {only} ({self.sdir})"))
+            manifest = {"name": self.spec.name, "spec": str(self.spec.path), "axes": self.spec.axes,
+                        "base": self.spec.base, "runs": [r.name for r in self.spec.runs]}
+            if only is None:
+                _atomic_text(self.sdir / "sweep.json", json.dumps(manifest, indent=1))
+            old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+            try:
+                return self._loop()
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            lock.close()
+            for f in held:
+                f.close()
 
     def _loop(self) -> dict:
         todo, done = self.classify()
@@ -586,7 +606,7 @@ class Driver:
             if partial:
                 st["result"] = {"steps": partial["last_step"], "iterations": partial["total_steps"],
                                 "last_val_bpb": partial["values"][-1] if partial["values"] else None}
-        elif rc == 0 and res is not None:
+        elif rc in (0, OVER_BUDGET_EXIT) and res is not None:
             st.update(status="done", result=res)
         else:
             tail = _tail(a.run_dir / "stderr.txt") or getattr(a.proc, "message", "")
@@ -632,7 +652,7 @@ class Driver:
             res = result_from_log(a.run_dir, a.run.name)
             st = a.state
             st.update(returncode=rc, ended=now(), wall_seconds=round(time.monotonic() - a.started, 2))
-            if rc == 0 and res is not None:
+            if rc in (0, OVER_BUDGET_EXIT) and res is not None:
                 st.update(status="done", result=res)
                 counts["done"] += 1
             else:
@@ -640,6 +660,17 @@ class Driver:
                 counts["interrupted"] += 1
             write_state(self.sdir, a.run.name, st)
         active.clear()
+
+
+def _lock(path: Path, shared: bool, busy: str):
+    """An open file holding a non-blocking flock on `path` (closing it releases the lock); SweepError(busy) if taken."""
+    f = open(path, "a")
+    try:
+        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise SweepError(busy) from None
+    return f
 
 
 class _FailedProc:
@@ -716,6 +747,8 @@ def collect(spec: Spec, runs_dir: str | Path) -> list[dict]:
             row[k] = res.get(k) if st.get("status") == "done" else None
         row["note"] = (st.get("reason") or st.get("error") or "").strip().splitlines()[-1][:200] \
             if st.get("status") in ("failed", "stopped_early", "interrupted") and (st.get("reason") or st.get("error")) else ""
+        if st.get("status") == "done" and res.get("over_budget"):
+            row["note"] = "OVER BUDGET: the run's code + artifact exceed its SIZE_CAP_BYTES"
         rows.append(row)
     rows.sort(key=lambda r: (r["val_bpb"] is None, r["val_bpb"] if r["val_bpb"] is not None else 0, r["run"]))
     return rows
@@ -753,7 +786,8 @@ def write_tables(spec: Spec, runs_dir: str | Path) -> tuple[Path, Path, list[dic
     csv_p, md_p = sdir / "results.csv", sdir / "results.md"
     _atomic_text(csv_p, table_csv(rows, cols))
     header = (f"# Sweep {spec.name}\n\n{sum(r['status'] == 'done' for r in rows)}/{len(rows)} runs done; sorted by "
-              f"val_bpb (final int8+zlib round trip); margin = {SIZE_CAP:,} - artifact bytes.\n\n")
+              f"val_bpb (the final round trip of each run's artifact); margin = the run's SIZE_CAP_BYTES - "
+              f"(code + artifact bytes).\n\n")
     _atomic_text(md_p, header + table_markdown(rows, cols))
     return csv_p, md_p, rows
 
@@ -832,7 +866,7 @@ def run_one(spec: Spec, runs_dir: Path, name: str, **kw) -> str:
         raise SweepError(f"no run named {name} in sweep {spec.name} (was the spec edited?)")
     sub = Spec(spec.name, spec.path, spec.base, spec.axes, match, spec.script, spec.launcher, spec.nproc_per_node)
     d = Driver(sub, runs_dir, slots=[{"label": "slurm", "env": {}}], **kw)
-    d.run(lock_name=f".lock-{name}")
+    d.run(only=name)
     return (read_state(d.sdir, name) or {}).get("status", "pending")
 
 
