@@ -1320,7 +1320,7 @@ MAX_INFLATED_BYTES = 1 << 30  # an artifact that inflates past 1 GiB is refused 
 
 
 def tensors_to_bytes(tensors: dict, metadata: dict) -> bytes:
-    header, blobs, offset = {"__metadata__": {"golf": json.dumps(metadata, sort_keys=True)}}, [], 0
+    header, blobs, offset = {"__metadata__": {"golf": json.dumps(metadata, sort_keys=True, allow_nan=False)}}, [], 0
     for name, t in tensors.items():
         t = t.detach().cpu().contiguous()
         blob = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
@@ -1561,13 +1561,20 @@ def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.T
     columns not yet rounded, through the inverse of the inputs' second moment H = E[x x^T], so that the layer's
     output on such inputs moves as little as possible. Returns the integer codes."""
     qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
-    W, H, s = w.float().clone(), hessian.float().clone(), scale.float()[:, None]
+    W, H, s = w.float().clone(), hessian.double().clone(), scale.float()[:, None]
     dead = H.diagonal() == 0
     H[dead, dead], W[:, dead] = 1.0, 0.0
-    H.diagonal().add_(0.01 * H.diagonal().mean())  # damping
     order = torch.argsort(H.diagonal(), descending=True)
     W, H = W[:, order], H[order][:, order]
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    for damping in (0.01, 0.1, 1.0):  # more damping where a few batches leave H nearly singular
+        try:
+            damped = H + damping * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
+            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
+            break
+        except torch.linalg.LinAlgError:
+            Hinv = None
+    if Hinv is None:  # no usable statistics: round to nearest
+        return torch.clamp(torch.round(w.float() / s), -qmax, qmax).to(torch.int8)
     Q = torch.zeros_like(W)
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
@@ -1675,15 +1682,19 @@ def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
 def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
     if scheme.sd < 0:
         raise GolfError(f"artifact scheme {scheme.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
-    tensors, info = quantize_state_dict(state, scheme, hessians)
+    return encode_artifact(*quantize_state_dict(state, scheme, hessians), config, scheme)
+
+
+def encode_artifact(tensors: dict, info: dict, config: dict, scheme: Scheme) -> bytes:
+    """The container around quantize_state_dict's output (one quantization can then be tried with several codecs)."""
     payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
     payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
     head = ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, CODEC_IDS[scheme.codec], int(scheme.shuffle)])
     return head + hashlib.sha256(payload).digest() + payload
 
 
-def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
-    """(float state dict, metadata) of an artifact, whatever its scheme and codec; GolfError on anything wrong."""
+def inflate_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict, str]:
+    """(stored tensors, metadata, codec) of an artifact, checked and decompressed but not dequantized."""
     if len(blob) < ARTIFACT_HEAD or blob[:4] != ARTIFACT_MAGIC:
         raise GolfError(f"{what}: not a golf artifact (bad magic or truncated header)")
     if blob[4] != ARTIFACT_VERSION:
@@ -1700,6 +1711,12 @@ def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLAT
     except Exception as e:  # a codec library's own error on a corrupt stream
         raise GolfError(f"{what}: corrupt {codec} stream ({e})") from None
     tensors, metadata = tensors_from_bytes(byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
+    return tensors, metadata, codec
+
+
+def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
+    """(float state dict, metadata) of an artifact, whatever its scheme and codec; GolfError on anything wrong."""
+    tensors, metadata, _ = inflate_artifact(blob, what, limit)
     infos = metadata.get("tensors")
     if not isinstance(infos, dict) or not infos:
         raise GolfError(f"{what}: the metadata lists no tensors")
@@ -2477,7 +2494,7 @@ class Trainer:
             "over_budget": over_budget, "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)},
             "hardware": hardware_line(rt), "model_params": sum(p.numel() for p in self.model.parameters())})
         if rt.is_main:
-            atomic_write(self.summary_path, json.dumps(summary, indent=1).encode())
+            atomic_write(self.summary_path, json.dumps(summary, indent=1, allow_nan=False).encode())
         if over_budget:  # last, after everything is written: the run's figures are kept, but it is not a submission
             self.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
         return summary
