@@ -475,6 +475,9 @@ def _shell_quote(v: str) -> str:
 def reproduce_command(run: RunLog, changed: dict[str, str], seeds: list[int]) -> str:
     env = [f"{k}={_shell_quote(v)}" for k, v in changed.items() if k not in PER_RUN_KEYS]
     env.insert(0, f"DATA_PATH={_shell_quote(run.hparams.get('DATA_PATH', '<dataset>'))}")
+    threads = re.search(r"\bthreads:(\d+)", run.hardware or "")
+    if run.device == "cpu" and threads:  # CPU sums depend on the thread count: the same count gives the same digits
+        env.insert(1, f"OMP_NUM_THREADS={threads.group(1)}")
     ws = run.world_size or 1
     launch = "python train_gpt.py" if run.device == "cpu" and ws == 1 else f"torchrun --standalone --nproc_per_node={ws} train_gpt.py"
     return f"for SEED in {' '.join(map(str, seeds))}; do\n  RUN_ID=seed$SEED SEED=$SEED {' '.join(env)} {launch}\ndone"
