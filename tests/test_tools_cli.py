@@ -195,3 +195,20 @@ def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
     assert rep["world_size"] == 2 and rep["val_bpb"] == pytest.approx(logged, abs=1e-6)
+
+
+def test_bench_pack_reports_penalties_layouts_and_the_end_to_end_time(tiny_trained, tmp_path, capsys):
+    import bench_pack
+    data, run, _ = tiny_trained
+    md = tmp_path / "bench.md"
+    code, out, err = cli(bench_pack.main, [str(run / "models" / "tiny.safetensors"), "--data", str(data), "--schemes",
+                                           "int8,int6,int6-packed,int4-emb6-gptq", "--codecs", "zlib", "--max-tokens", "1000",
+                                           "--seq-len", "64", "--calib-seq-len", "64", "--batch-tokens", "512",
+                                           "--gptq-batches", "2", "--markdown", str(md), "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["rows"]) == 4 and report["base"]["targets"] == 1000
+    assert report["layout"] == [{"scheme": "int6-emb8-bigram6+zlib", "variant": "packed",
+                                 "plain": next(r["artifact_bytes"] for r in report["rows"] if r["scheme"] == "int6-emb8-bigram6+zlib"),
+                                 "bytes": next(r["artifact_bytes"] for r in report["rows"] if r["scheme"] == "int6-emb8-bigram6-packed+zlib")}]
+    assert report["end_to_end"]["targets"] == 1000 and md.read_text().startswith("checkpoint: ")

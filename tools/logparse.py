@@ -1,7 +1,7 @@
 """Parse train_gpt.py logs (logs/<RUN_ID>.txt) and json summaries (logs/<RUN_ID>.json).
 
 One parser for every record and sweep tool, with no torch import and nothing executed. The log's shapes are the
-challenge's (see /DESIGN.md "Formats"): the script's source between two marker lines, `hparam NAME=VALUE` lines, a
+challenge's (the design notes' "Formats"): the script's source between two marker lines, `hparam NAME=VALUE` lines, a
 hardware line, `step:S/N ...` lines, `artifact scheme:`, the size lines and the final round-trip lines, and an
 `OVER BUDGET` line last when the run is over its cap. A log without the final `final_int8_zlib_roundtrip_exact` line is
 *unfinished*: `RunLog.finished` is False and `require_finished` raises. `consistency_problems(run)` lists every way a
