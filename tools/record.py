@@ -206,6 +206,9 @@ def validate_runs(runs: list[RunLog], code_bytes: int | None = None, cap: int = 
         problems += logparse.consistency_problems(r)
         if r.seed is None:
             problems.append(f"{r.path}: no 'hparam SEED=' line")
+        missing = [k for k in ("steps", "step_avg_ms", "train_time_ms", "eval_time_ms") if r.finished and getattr(r, k) is None]
+        if missing:
+            problems.append(f"{r.path}: no {', '.join(missing)} in the log (no step lines or no eval_time)")
         if r.hparams.get("EVAL_ARTIFACT"):
             problems.append(f"{r.path}: an evaluation-only run (EVAL_ARTIFACT={r.hparams['EVAL_ARTIFACT']}), not a training run")
         if r.finished and r.over_budget:
@@ -693,7 +696,7 @@ def check_record(folder) -> tuple[list[str], list[str]]:
                             "source the logs embed")
     log_problems = [p.replace(f"{folder}/", "") for p in validate_runs(runs, None if code is None else len(code))]
     problems += log_problems
-    if sub is None or code is None or source is None or log_problems:
+    if sub is None or code is None or source is None or log_problems or len(runs) != len(log_paths):
         return problems, warnings
     reasons = record_track_problems(runs)
     folder_track = folder.parent.name
