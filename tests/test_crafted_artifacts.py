@@ -34,6 +34,10 @@ STATE = trained_like_state(CONFIG, 7)
 CODECS = list(tg.CODEC_IDS)
 
 
+def z(data: bytes) -> bytes:
+    return zlib.compress(data, 1)
+
+
 def container(payload: bytes, codec: str, flags: int = 0, version: int = tg.ARTIFACT_VERSION) -> bytes:
     """An artifact around an already-compressed payload, with a correct hash (so only the inside lies)."""
     return b"GOLF" + bytes([version, tg.CODEC_IDS[codec], flags]) + hashlib.sha256(payload).digest() + payload
@@ -66,9 +70,10 @@ def swap_metadata(edit) -> bytes:
     return inner(None, buf[8 + n:], json.dumps(header).encode())
 
 
-def with_config(**changes) -> bytes:
-    cfg = dict(asdict(CONFIG), **changes)
-    return tg.pack_artifact(STATE, {k: v for k, v in cfg.items() if v is not ...}, tg.Scheme.parse("int8+zlib"))
+def with_config(config=None, **changes) -> bytes:
+    """A valid artifact whose stored config is replaced (JSON as Python writes it, NaN included: a crafted file can)."""
+    cfg = config if config is not None else {k: v for k, v in dict(asdict(CONFIG), **changes).items() if v is not ...}
+    return container(z(swap_metadata(lambda m: m.update(config=cfg))), "zlib")
 
 
 def nan_state() -> dict:
@@ -79,7 +84,6 @@ def nan_state() -> dict:
 
 # Artifacts refused by train_gpt.read_artifact itself (and so by every tool): (case, bytes, message fragment).
 GOOD = tg.pack_artifact(STATE, asdict(CONFIG), tg.Scheme.parse("int6+zlib"))
-z = lambda b: zlib.compress(b, 1)  # noqa: E731
 REFUSED = [
     ("bad magic", b"NOPE" + GOOD[4:], "not a golf artifact"),
     ("truncated header", GOOD[:20], "not a golf artifact"),
@@ -142,7 +146,7 @@ BAD_CONFIGS = [
     ("extra field", with_config(evil=1), "exactly the fields"),
     ("heads do not divide the width", with_config(num_heads=5), "inconsistent|do not match"),
     ("shapes do not match", with_config(model_dim=32, num_heads=2, num_kv_heads=1), "do not match the model config"),
-    ("config is a list", tg.pack_artifact(STATE, [1, 2], tg.Scheme.parse("int8+zlib")), "exactly the fields"),
+    ("config is a list", with_config([1, 2]), "exactly the fields"),
 ]
 
 

@@ -4,7 +4,8 @@
                         [--level zstd=19 ...] [--data DIR [--max-tokens N] [--seq-len N] [--stride N] [--batch-seqs N]
                         [--gptq-batches N] [--calib-seq-len N] [--batch-tokens N]] [--bf16 auto|0|1] [--code PATH] [--json]
 
-Every artifact is made by train_gpt.pack_artifact and read back by train_gpt.unpack_artifact. A --schemes item is
+Every artifact is made as train_gpt.pack_artifact makes it (train_gpt.quantize_state_dict once per quantization, then
+train_gpt.encode_artifact per codec) and read back by train_gpt.unpack_artifact. A --schemes item is
 the quantization part of a scheme (int6-emb8-gptq), crossed with every --codecs entry, or a whole scheme (int6+zstd-19),
 used as is. Columns: artifact bytes, code bytes (train_gpt.py, or --code), total, margin = 16,000,000 - total, bytes per
 parameter, relative reconstruction error ||W - deq(W)|| / ||W|| over all float tensors and, with --data, the
@@ -107,13 +108,18 @@ def run_fit(state: dict, config: dict, schemes: list, code: int, data: dict | No
         base["val_loss"], base["val_bpb"] = evaluator(state)
         base["eval_seconds"] = round(time.perf_counter() - t0, 3)
         base["targets"] = len(tokens) - 1
-    rows, scored, errors = [], {}, {}
+    rows, scored, errors, quantized = [], {}, {}, {}
     bar = tqdm(total=len(schemes), desc="fit", disable=not progress, file=sys.stderr)
     for scheme in schemes:
         bar.set_postfix_str(scheme.spec)
         t0 = time.perf_counter()
-        blob = tg.pack_artifact(state, config, scheme, hessians)
-        seconds = time.perf_counter() - t0
+        qkey = replace(scheme, shuffle=False, codec="zlib", level=tg.CODEC_LEVELS["zlib"][0])  # what quantization reads
+        if qkey not in quantized:  # one (GPTQ) quantization, then each codec: exactly what pack_artifact would write
+            quantized[qkey] = (tg.quantize_state_dict(state, scheme, hessians), time.perf_counter() - t0)
+        (tensors, info), quant_s = quantized[qkey]
+        t1 = time.perf_counter()
+        blob = tg.encode_artifact(tensors, info, config, scheme)
+        seconds = quant_s + time.perf_counter() - t1
         roundtrip, _ = tg.unpack_artifact(blob, scheme.spec)
         key = weights_key(scheme)
         if key not in errors:

@@ -28,13 +28,11 @@ def tensor_bytes(t) -> bytes:
 
 
 def stored_tensors(blob: bytes, what: str) -> tuple[dict, dict, str]:
-    """(stored tensors, metadata, codec) of an artifact that train_gpt.unpack_artifact has accepted."""
-    state, metadata = tg.unpack_artifact(blob, what)  # every check train_gpt makes, first
+    """(stored tensors, metadata, codec) of an artifact that train_gpt accepts in full (every tensor decoded, the
+    config matching them)."""
+    state, metadata = tg.unpack_artifact(blob, what)
     tg.model_from_state(state, metadata.get("config"), what)
-    codec = {v: k for k, v in tg.CODEC_IDS.items()}[blob[5]]
-    inner = tg.decompress_bounded(blob[tg.ARTIFACT_HEAD:], codec, tg.MAX_INFLATED_BYTES)
-    tensors, metadata = tg.tensors_from_bytes(tg.byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
-    return tensors, metadata, codec
+    return tg.inflate_artifact(blob, what)
 
 
 def inspect(path, progress: bool = True) -> dict:
