@@ -16,13 +16,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import io
 import json
 import multiprocessing
 import os
 import random
-import shutil
+import re
 import sys
 import tempfile
 import time
@@ -42,8 +43,15 @@ from golfdata import (  # noqa: E402
     DIR_MODE,
     DataError,
     atomic_write_json,
+    check_golf_manifest,
+    check_pure_byte_spec,
+    clean_stale_temporaries,
+    read_json_file,
+    remove_quietly,
     run_cli,
     shard_bytes,
+    stale_temporaries,
+    temp_prefix,
 )
 
 try:
@@ -70,6 +78,8 @@ PUBLISHED_SP_SETTINGS = dict(
 )
 SP_MAX_SENTENCE_CHARS = 4000  # training sentences are cut below SentencePiece's 4192-byte limit
 CHUNK_CHARS = 1 << 20  # about 1 MB of text per work unit sent to a tokenizer process
+MAX_SEED = 2**32 - 1  # SentencePiece's random generator takes an unsigned 32-bit seed
+MAX_PREFIX_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -131,30 +141,46 @@ def read_text_file(path: Path, unit: str = "file") -> Iterator[Doc]:
             yield Doc(part.strip("\n"))
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of an invalid UTF-8 byte
+
+
 def read_jsonl_file(path: Path, field: str = "text") -> Iterator[Doc]:
     """Documents of a JSONL file: the `field` of every line's object (blank lines are skipped)."""
-    try:
-        f = open(path, "r", encoding="utf-8")
+    try:  # invalid bytes are escaped and reported per line (a strict decoder fails a whole chunk ahead)
+        f = open(path, "r", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     with f:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict) or field not in obj:
-                    raise DataError(f"{path}:{lineno}: no {field!r} field")
-                value = obj[field]
-                if not isinstance(value, str):
-                    raise DataError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
-                yield Doc(value)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{lineno + 1}: not valid UTF-8 (byte {exc.start})") from None
+        for lineno, line in enumerate(f, start=1):
+            bad = _ESCAPED_BYTE.search(line)
+            if bad:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at "
+                                f"character {bad.start() + 1} of the line)")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
+            if not isinstance(obj, dict) or field not in obj:
+                raise DataError(f"{path}:{lineno}: no {field!r} field")
+            value = obj[field]
+            if not isinstance(value, str):
+                raise DataError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
+            if "\\u" in line:  # only a \uXXXX escape can smuggle in a lone surrogate
+                _check_encodable(value, f"{path}:{lineno}: field {field!r}")
+            yield Doc(value)
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse text that has no UTF-8 form (a lone surrogate such as a JSON "\\ud800" escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{what} holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not "
+                        f"valid Unicode text") from None
 
 
 def expand_inputs(paths: Iterable[str]) -> list[Path]:
@@ -230,7 +256,11 @@ def dedupe_and_split(docs: Iterable[Doc], seed: int, val_docs: int | None, val_f
         if not doc.text.strip():
             empty += 1
             continue
-        key = hashlib.sha256(doc.text.encode("utf-8")).digest()
+        try:
+            key = hashlib.sha256(doc.text.encode("utf-8")).digest()
+        except UnicodeEncodeError:
+            _check_encodable(doc.text, f"document {read}")
+            raise
         if key in seen:
             dups += 1
             continue
@@ -309,15 +339,10 @@ def load_tokenizer_file(path: str) -> TokenizerInfo:
     if p.suffix == ".json":
         try:
             spec = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise DataError(f"{p}: not valid JSON") from None
-        if not isinstance(spec, dict) or spec.get("tokenizer_type") != "pure_byte":
-            raise DataError(f"{p}: only the pure_byte JSON tokenizer spec is supported")
-        cfg = spec.get("config", {})
-        if cfg.get("byte_offset", 4) != PURE_BYTE_SPEC["config"]["byte_offset"] or cfg.get("byte_count", 256) != 256:
-            raise DataError(f"{p}: only the standard byte260 layout (byte_offset 4, 256 bytes) is supported")
-        return TokenizerInfo("pure_byte", p.name, data, int(spec.get("vocab_size", 260)),
-                             int(cfg.get("bos_id", 1)), False, details)
+        cfg = check_pure_byte_spec(spec, str(p))
+        return TokenizerInfo("pure_byte", p.name, data, cfg["vocab_size"], cfg["bos_id"], False, details)
     return _sp_info(data, p.name, details)
 
 
@@ -391,8 +416,24 @@ def _make_encoder(kind: str, data: bytes) -> Callable[[list[str]], list[list[int
     return lambda texts: sp.encode(texts, num_threads=1)
 
 
-def _init_worker(kind: str, data: bytes) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """In a pool worker: get SIGKILL when the parent dies (Linux), so a `kill -9` of the build leaves no
+    orphaned tokenizer processes behind."""
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown is all there is
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(kind: str, data: bytes, parent_pid: int | None = None) -> None:
     global _ENCODER
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _ENCODER = _make_encoder(kind, data)
 
 
@@ -464,14 +505,16 @@ def tokenize_split(docs: list[Doc], tok: TokenizerInfo, sink: ShardSink, workers
     bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not progress or tqdm is None,
                file=sys.stderr) if tqdm else None
     t0 = time.perf_counter()
+    chunks = list(_chunks(texts, tok.bos_id))
+    workers = min(workers, len(chunks))  # never more processes than work units
     if workers <= 1:
         _init_worker(tok.kind, tok.data)
-        results: Iterable[tuple[np.ndarray, int]] = map(_encode_chunk, _chunks(texts, tok.bos_id))
+        results: Iterable[tuple[np.ndarray, int]] = map(_encode_chunk, chunks)
         pool = None
     else:
         pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
-                                                        initargs=(tok.kind, tok.data))
-        results = pool.imap(_encode_chunk, _chunks(texts, tok.bos_id))
+                                                        initargs=(tok.kind, tok.data, os.getpid()))
+        results = pool.imap(_encode_chunk, chunks)
     try:
         before = sink.tokens + sink.buffered
         for arr, n_docs in results:
@@ -508,11 +551,61 @@ def fingerprint(split: Split, settings: BuildSettings, tok_desc: str) -> str:
     return h.hexdigest()
 
 
-def _existing_manifest(out: Path) -> dict | None:
+def _existing_manifest(out: Path) -> tuple[dict | None, str | None]:
+    """(the manifest of the dataset at out, None), or (None, why it is not a usable manifest)."""
+    path = out / "manifest.json"
+    if not path.is_file():
+        return None, None
     try:
-        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        return check_golf_manifest(read_json_file(path, "manifest"), str(path)), None
+    except DataError as exc:
+        return None, str(exc)
+
+
+def check_settings(s: BuildSettings) -> None:
+    """Refuse settings that cannot work, before any input is read or anything is written."""
+    if s.byte and s.tokenizer:
+        raise DataError("choose one of --byte and --tokenizer")
+    if s.vocab_size is not None and not 1 <= s.vocab_size <= MAX_VOCAB:
+        raise DataError(f"vocab size {s.vocab_size} does not fit uint16 shards (1..{MAX_VOCAB})")
+    if s.shard_tokens < 1 or s.shard_tokens >= 2**31:
+        raise DataError(f"--shard-tokens must be in [1, 2^31), got {s.shard_tokens}")
+    if not 0 <= s.seed <= MAX_SEED:
+        raise DataError(f"--seed must be in [0, 2^32) (the tokenizer trainer's seed is unsigned 32-bit), got {s.seed}")
+    max_workers = 4 * default_workers()
+    if not 0 <= s.workers <= max_workers:
+        raise DataError(f"--workers must be in [0, {max_workers}] (0 = all {default_workers()} cores; at most "
+                        f"4 per core), got {s.workers}")
+    if not s.byte and not s.tokenizer:
+        if not 0.98 <= s.character_coverage <= 1.0:  # SentencePiece's own bounds
+            raise DataError(f"--character-coverage must be in [0.98, 1.0], got {s.character_coverage}")
+        if s.tokenizer_train_docs < 1 or s.tokenizer_train_chars < 1:
+            raise DataError(f"--tokenizer-train-docs and --tokenizer-train-chars must be at least 1, got "
+                            f"{s.tokenizer_train_docs} and {s.tokenizer_train_chars}")
+    check_prefix(s.prefix)
+
+
+def check_prefix(prefix: str) -> None:
+    """A shard prefix that makes plain file names which train_gpt.py's split globs tell apart."""
+    if len(prefix) > MAX_PREFIX_CHARS or any(c in prefix for c in "/\\\0") or prefix in (".", ".."):
+        raise DataError(f"--prefix {prefix[:40]!r}: must be a plain file name part of at most "
+                        f"{MAX_PREFIX_CHARS} characters (no '/')")
+    train, val = f"{prefix}_train_000000.bin", f"{prefix}_val_000000.bin"
+    if fnmatch.fnmatchcase(train, "*val_*.bin") or fnmatch.fnmatchcase(val, "*train_*.bin"):
+        raise DataError(f"--prefix {prefix!r}: its shard names would match the other split's pattern "
+                        f"({train} matches *val_*.bin or {val} matches *train_*.bin), so train_gpt.py would "
+                        f"read training shards as validation; choose a prefix without 'train'/'val' before '_'")
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a directory or a new path whose existing parents are directories."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{out}: {parent} is not a directory")
+            break
 
 
 def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
@@ -520,18 +613,19 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
     """Build a dataset directory at `out` (atomically) and return its manifest plus build stats."""
     out = Path(out)
     s = settings
-    if s.byte and s.tokenizer:
-        raise DataError("choose one of --byte and --tokenizer")
-    if s.vocab_size is not None and not 1 <= s.vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab size {s.vocab_size} does not fit uint16 shards (1..{MAX_VOCAB})")
-    if s.shard_tokens < 1 or s.shard_tokens >= 2**31:
-        raise DataError(f"--shard-tokens must be in [1, 2^31), got {s.shard_tokens}")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
+    check_settings(s)
+    _check_out(out)
+    if out.parent.is_dir():  # first thing: what an earlier, killed build left next to --out
+        _recover_interrupted_replacement(out)
+        clean_stale_temporaries(out.parent, log=_log)
     workers = s.workers or default_workers()
 
     if s.tokenizer:
         tok_given: TokenizerInfo | None = load_tokenizer_file(s.tokenizer)
+        name = tok_given.filename
+        if name == "manifest.json" or any(fnmatch.fnmatchcase(name, f"*{x}_*.bin") for x in ("train", "val")):
+            raise DataError(f"--tokenizer {s.tokenizer}: its file name would clash with the dataset's manifest "
+                            f"or shards in --out; copy it under another name")
         if s.vocab_size is not None and s.vocab_size != tok_given.vocab_size:
             raise DataError(f"--vocab-size {s.vocab_size} but {s.tokenizer} has {tok_given.vocab_size} tokens")
         tok_desc = "file:" + tok_given.details["sha256"]
@@ -549,17 +643,23 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
          f"{split.duplicates_removed} exact duplicates dropped; {len(split.train)} train / {len(split.val)} val")
     fp = fingerprint(split, s, tok_desc)
 
-    if out.is_dir() and any(out.iterdir()):
-        old = _existing_manifest(out)
-        if old and old.get("fingerprint") == fp and not s.force:
+    if out.is_dir() and any(out.iterdir()) and not s.force:
+        old, problem = _existing_manifest(out)
+        if problem:
+            raise DataError(f"{out} holds a manifest.json that is not a valid dataset manifest ({problem}); "
+                            f"pass --force to replace the directory or choose another --out")
+        if old and old.get("fingerprint") == fp:
             _log(f"{out} already holds this dataset (same inputs and settings): nothing to do")
             return dict(old, up_to_date=True)
-        if not s.force:
-            what = "a different dataset" if old else "other files"
-            raise DataError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
+        what = "a different dataset" if old else "other files"
+        raise DataError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out.name, "building")))
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the build directory in {out.parent} "
+                        f"({exc.strerror or exc}); the dataset is built next to --out, then renamed") from None
     try:
         os.chmod(tmp, DIR_MODE)
         if tok_given is None:
@@ -612,7 +712,7 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
         atomic_write_json(tmp / "manifest.json", manifest)
         _install(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_quietly(tmp)
         raise
     for name in ("train", "val"):
         sp = manifest["splits"][name]
@@ -623,15 +723,33 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
     return dict(manifest, throughput=throughput, up_to_date=False)
 
 
+def _recover_interrupted_replacement(out: Path) -> None:
+    """A build killed between the two renames of _install (or whose rollback failed) leaves no `out` and
+    the previous dataset under `.OUT.old-...`: put it back rather than let the stale-temporary cleaner
+    delete it."""
+    if out.exists() or out.is_symlink():
+        return
+    prefix = f".{out.name}.old-"
+    olds = sorted((p for p in stale_temporaries(out.parent) if p.name.startswith(prefix) and p.is_dir()),
+                  key=lambda p: p.stat().st_mtime)
+    if olds:
+        os.rename(olds[-1], out)
+        _log(f"note: restored {out} from {olds[-1].name}, left by a replacement that was interrupted")
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished build into place: out is absent, empty, or (with --force) replaced."""
     if out.is_dir():
         if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out.name, "old")))
             os.rmdir(old)
             os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)  # put the previous dataset back (if this fails too, the next start
+                raise                # does it: see _recover_interrupted_replacement); the caller removes tmp
+            remove_quietly(old)  # what cannot be removed now is a stale temporary for the next start
             return
         os.rmdir(out)
     os.rename(tmp, out)
@@ -696,6 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.inputs) == bool(args.hf_dataset):
         raise DataError("give input files/directories or --hf-dataset (one of them)")
+    if args.max_docs is not None and args.max_docs < 0:
+        raise DataError(f"--max-docs must be >= 0, got {args.max_docs}")
     if args.hf_dataset:
         docs: Iterable[Doc] = read_hf_dataset(args.hf_dataset, args.hf_config, args.hf_split,
                                               args.text_field, args.max_docs)

@@ -18,7 +18,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golfdata import DataError, add_repo_root_to_path, run_cli  # noqa: E402
+from golfdata import (  # noqa: E402
+    DataError,
+    add_repo_root_to_path,
+    check_pure_byte_spec,
+    read_golf_manifest,
+    read_json_file,
+    run_cli,
+)
 
 
 def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, full: bool = False) -> dict:
@@ -29,28 +36,27 @@ def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, fu
         raise DataError(f"cannot import train_gpt.py from the repository root: {exc}") from None
     if not Path(data_path).is_dir():
         raise DataError(f"{data_path}: not a directory")
-    tok_path = train_gpt.resolve_tokenizer_path(data_path, tokenizer or "")
     manifest: dict = {}
     mpath = Path(data_path) / "manifest.json"
-    if mpath.is_file():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except ValueError:
-            raise DataError(f"{mpath}: not valid JSON") from None
+    if mpath.is_file():  # checked first: train_gpt reads its tokenizer_path
+        manifest = read_golf_manifest(mpath)
+    tok_path = train_gpt.resolve_tokenizer_path(data_path, tokenizer or "")
+    if Path(tok_path).suffix == ".json" and Path(tok_path).is_file():
+        check_pure_byte_spec(read_json_file(tok_path, "tokenizer"), str(tok_path))
     if vocab_size is None:
-        vocab_size = manifest.get("vocab_size") if isinstance(manifest, dict) else None
+        vocab_size = manifest.get("vocab_size")
     if vocab_size is None:
         vocab_size = train_gpt.load_tokenizer(tok_path).vocab_size
     summary = train_gpt.validate_dataset(data_path, tok_path, int(vocab_size), full=full)
     summary["data_path"] = str(data_path)
-    if isinstance(manifest, dict) and "splits" in manifest:
-        for split in ("train", "val"):
-            want = (manifest["splits"].get(split) or {}).get("tokens")
-            have = summary[split]["tokens"]
-            if want is not None and manifest.get("created_by") == "data/build_dataset.py" and want != have:
-                raise DataError(f"{data_path}: manifest says {want} {split} tokens, shards hold {have}")
-            if "docs" in (manifest["splits"].get(split) or {}):
-                summary[split]["docs"] = manifest["splits"][split]["docs"]
+    for split, facts in (manifest.get("splits") or {}).items():
+        if split not in ("train", "val"):
+            continue
+        want, have = facts.get("tokens"), summary[split]["tokens"]
+        if want is not None and manifest.get("created_by") == "data/build_dataset.py" and want != have:
+            raise DataError(f"{data_path}: manifest says {want} {split} tokens, shards hold {have}")
+        if "docs" in facts:
+            summary[split]["docs"] = facts["docs"]
     return summary
 
 

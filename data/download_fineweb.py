@@ -40,9 +40,20 @@ from golfdata import (  # noqa: E402
     HEADER_BYTES,
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
+    MAX_VOCAB,
     DataError,
     atomic_write_json,
+    check_golf_manifest,
+    clean_stale_temporaries,
+    directory_lock,
+    expect_bool,
+    expect_int,
+    expect_list,
+    expect_object,
+    expect_str,
+    read_json_file,
     run_cli,
+    safe_relative_path,
     shard_token_count,
 )
 
@@ -191,37 +202,84 @@ def dataset_name_for(variant: str) -> str:
     raise DataError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB>, e.g. sp1024")
 
 
-def plan_files(manifest: dict, variant: str, train_shards: int) -> tuple[dict, dict, list[tuple[str, str]]]:
-    """(dataset entry, tokenizer entry, [(path relative to the root, role)]) for a variant."""
+def check_manifest(manifest, where: str) -> dict:
+    """The published manifest's top level: an object whose `datasets` and `tokenizers` are lists of objects
+    (the entry of the chosen variant is checked in detail by plan_files)."""
+    m = expect_object(manifest, f"{where}: the manifest")
+    for key in ("datasets", "tokenizers"):
+        for i, item in enumerate(expect_list(m.get(key) or [], f"{where}: `{key}`")):
+            expect_object(item, f"{where}: `{key}[{i}]`")
+    if "append_eos" in m:
+        expect_bool(m["append_eos"], f"{where}: `append_eos`")
+    if "shuffle_seed" in m:
+        expect_int(m["shuffle_seed"], f"{where}: `shuffle_seed`", nullable=True)
+    if m.get("files") is not None:
+        for rel, meta in expect_object(m["files"], f"{where}: `files`").items():
+            meta = expect_object(meta, f"{where}: `files[{rel!r}]`")
+            if meta.get("size") is not None:
+                expect_int(meta["size"], f"{where}: `files[{rel!r}].size`", lo=0)
+            if meta.get("sha256") is not None:
+                sha = expect_str(meta["sha256"], f"{where}: `files[{rel!r}].sha256`")
+                if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
+                    raise DataError(f"{where}: `files[{rel!r}].sha256` is not a 64-digit hex SHA-256")
+    return m
+
+
+def plan_files(manifest: dict, variant: str, train_shards: int,
+               source: str = "manifest.json") -> tuple[dict, dict, list[tuple[str, str]]]:
+    """(dataset entry, tokenizer entry, [(path relative to the root, role)]) for a variant.
+    Every value used is type-checked first (DataError naming `source` and the key)."""
     name = dataset_name_for(variant)
+    manifest = check_manifest(manifest, source)
     datasets = manifest.get("datasets") or []
     entry = next((d for d in datasets if d.get("name") == name), None)
     if entry is None:
         have = ", ".join(sorted(str(d.get("name", "?")).replace("fineweb10B_", "") for d in datasets)) or "none"
         raise DataError(f"variant {variant} ({name}) is not in the manifest; it lists: {have}")
-    stats = entry.get("stats") or {}
-    try:
-        n_train, n_val = int(stats["files_train"]), int(stats["files_val"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"manifest entry {name} lacks stats.files_train / stats.files_val") from None
+    where = f"{source}: dataset {name}"
+    stats = entry.get("stats")
+    if not isinstance(stats, dict) or "files_train" not in stats or "files_val" not in stats:
+        raise DataError(f"{where}: lacks stats.files_train / stats.files_val")
+    n_train = expect_int(stats["files_train"], f"{where}: `stats.files_train`", lo=0)
+    n_val = expect_int(stats["files_val"], f"{where}: `stats.files_val`", lo=1)
     if train_shards < 0:
         raise DataError(f"--train-shards must be >= 0, got {train_shards}")
     if train_shards > n_train:
         raise DataError(f"{variant} has {n_train} training shards, {train_shards} requested")
-    tok = next((t for t in manifest.get("tokenizers") or [] if t.get("name") == entry.get("tokenizer_name")), None)
+    for key in ("bos_id", "eos_id"):
+        if entry.get(key) is not None:
+            expect_int(entry[key], f"{where}: `{key}`", lo=0, hi=MAX_VOCAB - 1)
+    if entry.get("vocab_size") is not None:
+        expect_int(entry["vocab_size"], f"{where}: `vocab_size`", lo=1, hi=MAX_VOCAB)
+    tok_name = expect_str(entry.get("tokenizer_name"), f"{where}: `tokenizer_name`")
+    tok = next((t for t in manifest.get("tokenizers") or [] if t.get("name") == tok_name), None)
     if tok is None:
-        raise DataError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} is not in the manifest")
+        raise DataError(f"tokenizer {tok_name!r} of {name} is not in the manifest")
+    twhere = f"{source}: tokenizer {tok_name}"
+    for key in ("bos_id", "eos_id"):
+        if tok.get(key) is not None:
+            expect_int(tok[key], f"{twhere}: `{key}`", lo=0, hi=MAX_VOCAB - 1)
+    if tok.get("vocab_size") is not None:
+        expect_int(tok["vocab_size"], f"{twhere}: `vocab_size`", lo=1, hi=MAX_VOCAB)
+    if entry.get("vocab_size") is None and tok.get("vocab_size") is None:
+        raise DataError(f"{where}: no `vocab_size` (neither the dataset nor its tokenizer gives one)")
     files: list[tuple[str, str]] = []
     for key in ("model_path", "vocab_path", "path"):
         if tok.get(key):
-            files.append((str(tok[key]), "tokenizer"))
+            files.append((safe_relative_path(tok[key], f"{twhere}: `{key}`"), "tokenizer"))
     if not any(role == "tokenizer" for _, role in files):
         raise DataError(f"tokenizer {tok.get('name')!r} names no file (model_path/vocab_path/path)")
-    base = entry.get("path") or f"datasets/{name}"
-    val_glob = entry.get("val_glob") or f"{base}/fineweb_val_*.bin"
-    train_glob = entry.get("train_glob") or f"{base}/fineweb_train_*.bin"
-    files += [(val_glob.replace("*", f"{i:06d}"), "val") for i in range(n_val)]
-    files += [(train_glob.replace("*", f"{i:06d}"), "train") for i in range(train_shards)]
+    if not tok.get("model_path") and not tok.get("path"):
+        raise DataError(f"{twhere}: names no tokenizer file (model_path or path)")
+    base = safe_relative_path(entry.get("path") or f"datasets/{name}", f"{where}: `path`")
+    globs = {}
+    for split in ("val", "train"):
+        key = f"{split}_glob"
+        globs[split] = safe_relative_path(entry.get(key) or f"{base}/fineweb_{split}_*.bin", f"{where}: `{key}`")
+        if globs[split].count("*") != 1:
+            raise DataError(f"{where}: `{key}` {globs[split]!r} must hold exactly one '*' (the shard number)")
+    files += [(globs["val"].replace("*", f"{i:06d}"), "val") for i in range(n_val)]
+    files += [(globs["train"].replace("*", f"{i:06d}"), "train") for i in range(train_shards)]
     return entry, tok, files
 
 
@@ -297,7 +355,19 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
              mirror: Path | None = None, repo_id: str = DEFAULT_REPO_ID, remote_root: str = DEFAULT_REMOTE_ROOT,
              revision: str | None = None, verify_existing: bool = False, progress: bool = True) -> dict:
     output_root = Path(output_root)
+    for parent in (output_root, *output_root.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"--output-root {output_root}: {parent} is not a directory")
+            break
     source = MirrorSource(mirror) if mirror else HubSource(repo_id, revision)
+    output_root.mkdir(parents=True, exist_ok=True)
+    with directory_lock(output_root, "download_fineweb.py"):  # one writer per output root: partials are shared
+        return _download(source, variant, train_shards, output_root, remote_root, verify_existing, progress)
+
+
+def _download(source, variant: str, train_shards: int, output_root: Path, remote_root: str,
+              verify_existing: bool, progress: bool) -> dict:
     prefix = remote_root.strip("/")
     remote = (lambda rel: f"{prefix}/{rel}" if prefix else rel)
 
@@ -305,19 +375,18 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
     man = Planned(remote("manifest.json"), output_root / "manifest.json", "manifest")
     man.expected = source.info([man.remote])[man.remote]
     report: dict = {"source": source.description, "variant": variant, "output_root": str(output_root), "files": []}
+    man.local.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(man.local.parent, log=_log)
     facts = fetch_one(source, man, None, None)
     report["files"].append({"path": str(man.local), "role": "manifest", **facts})
-    try:
-        manifest = json.loads(man.local.read_text(encoding="utf-8"))
-    except ValueError:
-        raise DataError(f"{man.local}: the downloaded manifest is not valid JSON") from None
+    manifest = read_json_file(man.local, "the downloaded manifest")
 
-    entry, tok_entry, files = plan_files(manifest, variant, train_shards)
+    entry, tok_entry, files = plan_files(manifest, variant, train_shards, str(man.local))
     bos_id = entry.get("bos_id", tok_entry.get("bos_id"))
-    bos_id = int(bos_id) if bos_id is not None else None
     plan = [Planned(remote(rel), local_path_for(rel, output_root), role) for rel, role in files]
+    clean_stale_temporaries(*{p.local.parent for p in plan}, log=_log)
     infos = source.info([p.remote for p in plan])
-    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    listed = manifest.get("files") or {}
     for p, (rel, _) in zip(plan, files):
         p.expected = infos[p.remote]
         meta = listed.get(rel) or {}
@@ -333,6 +402,7 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
         if not p.local.exists():
             todo.append(p)
             continue
+        stale_part = p.local.with_name(p.local.name + ".partial")
         try:
             known = previous.get(p.local.name)
             reuse_docs = known is not None and known.get("bytes") == p.local.stat().st_size and "docs" in known
@@ -341,6 +411,8 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
             if reuse_docs:
                 facts["docs"] = known["docs"]
             report["files"].append({"path": str(p.local), "role": p.role, "status": "present", **facts})
+            if stale_part.exists():  # the file is complete: an old partial of it is no longer resume state
+                stale_part.unlink()
         except DataError as exc:
             _log(f"note: {p.local} is incomplete or corrupt ({exc}); downloading it again")
             p.local.unlink()
@@ -373,11 +445,17 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
 
 
 def _previous_file_facts(dataset_dir: Path) -> dict[str, dict]:
-    try:
-        old = json.loads((dataset_dir / "manifest.json").read_text(encoding="utf-8"))
-        return {f["name"]: f for f in old.get("files", []) if isinstance(f, dict) and "name" in f}
-    except (OSError, ValueError, TypeError, AttributeError):
+    """Per-file facts (bytes, docs) of the golf manifest a previous run wrote: a cache, so documents need
+    not be counted again. A missing or invalid one is ignored (with a note) and rewritten at the end."""
+    path = dataset_dir / "manifest.json"
+    if not path.is_file():
         return {}
+    try:
+        old = check_golf_manifest(read_json_file(path, "manifest"), str(path))
+    except DataError as exc:
+        _log(f"note: ignoring the previous {path} ({exc}); it will be rewritten")
+        return {}
+    return {f["name"]: f for f in old.get("files", []) if "name" in f}
 
 
 def _golf_manifest(manifest: dict, entry: dict, tok_entry: dict, report: dict, source, dataset_dir: Path,
@@ -407,9 +485,9 @@ def _golf_manifest(manifest: dict, entry: dict, tok_entry: dict, report: dict, s
         "tokenizer_path": os.path.relpath(tok_path, dataset_dir),
         "tokenizer_kind": kind,
         "byte_fallback": byte_fallback,
-        "vocab_size": int(entry.get("vocab_size") or tok_entry.get("vocab_size")),
+        "vocab_size": entry.get("vocab_size") or tok_entry.get("vocab_size"),
         "bos_id": bos_id,
-        "append_eos": bool(manifest.get("append_eos", False)),
+        "append_eos": manifest.get("append_eos", False),
         "splits": splits,
         "published_stats": entry.get("stats"),
         "files": [{"name": Path(f["path"]).name, "split": f["role"], "bytes": f["bytes"], "tokens": f["tokens"],

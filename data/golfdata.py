@@ -6,13 +6,17 @@ validation); the format constants below follow the contract in notes/CONTRACT.md
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -49,13 +53,134 @@ class DataError(Exception):
     """A one-line, user-facing problem with the input or the output of a data tool."""
 
 
+# ----------------------------------------------------------------------------- temporary files
+#
+# Every temporary file or directory the data tools create is named
+#     .<final name>.<kind>-<host>-<pid>-<random>
+# next to where the finished thing will be renamed to (kind: tmp, building, old, download).
+# A process killed with SIGKILL cannot remove its temporaries, so each command, when it starts,
+# removes the ones in the directories it writes to whose owner is gone: same host, and the pid is not
+# running (or is running but started after the temporary was last modified, i.e. the pid was reused).
+# Temporaries of live processes, of other hosts (shared filesystems) and anything not matching the
+# pattern are left alone. Download `.partial` files are not temporaries: they are resume state.
+
+TEMP_KINDS = ("tmp", "building", "old", "download")
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname() or "host")
+_TEMP_RE = re.compile(r"^\.(?P<final>.+)\.(?P<kind>" + "|".join(TEMP_KINDS) +
+                      r")-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
+
+
+def temp_prefix(final_name: str, kind: str) -> str:
+    """The name prefix of a temporary for `final_name` (tempfile adds the random part)."""
+    assert kind in TEMP_KINDS, kind
+    return f".{final_name}.{kind}-{_HOST}-{os.getpid()}-"
+
+
+def _process_start_time(pid: int) -> float | None:
+    """Wall-clock start time of a running process (Linux /proc), or None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime), counted from field 3 (state)
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_is_gone(pid: int, modified: float) -> bool:
+    """Whether process `pid` (of this host) can no longer be the one writing a temporary last modified then."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False  # alive under another user (or not a valid pid: leave it alone)
+    started = _process_start_time(pid)
+    return started is not None and started > modified + 2.0  # pid reused since the temporary was written
+
+
+def stale_temporaries(directory: Path) -> list[Path]:
+    """Our temporaries in `directory` whose owning process is gone (see the comment above)."""
+    found: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return found
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if not m or m.group("host") != _HOST:
+            continue
+        try:
+            modified = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if owner_is_gone(int(m.group("pid")), modified):
+            found.append(Path(entry.path))
+    return found
+
+
+def clean_stale_temporaries(*directories: Path, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove stale temporaries (see stale_temporaries) from each directory; return what was removed."""
+    removed: list[Path] = []
+    for directory in dict.fromkeys(Path(d) for d in directories):
+        for path in stale_temporaries(directory):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError as exc:
+                if log:
+                    log(f"note: cannot remove leftover temporary {path} ({exc.strerror or exc})")
+                continue
+            removed.append(path)
+            if log:
+                log(f"note: removed {path}, left behind by an interrupted run")
+    return removed
+
+
+def remove_quietly(path: Path) -> None:
+    """Best-effort removal of a temporary file or directory on a failure path."""
+    try:
+        if Path(path).is_dir() and not Path(path).is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on a directory while a command writes into it. The kernel
+    drops it when the process dies (even by SIGKILL), so there is no lock file to go stale."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX: no lock)
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"{directory}: another {what} is writing into it; wait for it to finish "
+                            f"(or use another folder)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 # ----------------------------------------------------------------------------- atomic files
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to path through a temporary file in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name, "tmp"))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -79,6 +204,170 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- manifests (JSON types)
+
+def json_kind(value) -> str:
+    """How a JSON value's type reads in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def expect_object(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{what} is {json_kind(value)}, expected an object")
+    return value
+
+
+def expect_list(value, what: str) -> list:
+    if not isinstance(value, list):
+        raise DataError(f"{what} is {json_kind(value)}, expected a list")
+    return value
+
+
+def expect_str(value, what: str, *, nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{what} is {json_kind(value)}, expected a string")
+    return value
+
+
+def expect_bool(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise DataError(f"{what} is {json_kind(value)}, expected true or false")
+    return value
+
+
+def expect_int(value, what: str, *, lo: int | None = None, hi: int | None = None,
+               nullable: bool = False) -> int | None:
+    """An integer (not a boolean, not a float) within [lo, hi]."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{what} is {json_kind(value)}"
+                        f"{' ' + json.dumps(value) if isinstance(value, (int, float, str)) and len(str(value)) < 40 else ''}"
+                        f", expected an integer")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = (f"in [{lo}, {hi}]" if lo is not None and hi is not None else
+                  f">= {lo}" if lo is not None else f"<= {hi}")
+        raise DataError(f"{what} is {value}, expected an integer {bounds}")
+    return value
+
+
+def safe_relative_path(value, what: str) -> str:
+    """A '/'-separated path that stays inside the folder it is relative to (no '..', not absolute)."""
+    text = expect_str(value, what)
+    parts = PurePosixPath(text).parts
+    if not text or text.startswith("/") or "\\" in text or "\0" in text or ".." in parts:
+        raise DataError(f"{what} {text!r} is not a relative path inside the repository")
+    return text
+
+
+_COUNT_KEYS = ("docs", "tokens", "shards", "utf8_bytes", "bytes")
+
+
+def read_json_file(path: Path, what: str = "") -> object:
+    """A JSON file's value; DataError (one line) if it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {what or 'file'} is not valid UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what or 'file'} ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: {what or 'file'} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: {what or 'file'} is not valid JSON ({exc})") from None
+
+
+def check_golf_manifest(manifest, where: str) -> dict:
+    """Check the JSON types (and ranges) of the keys the data tools and train_gpt.py read from a dataset
+    directory's manifest.json; return it. Keys that are absent are not required; unknown keys are kept.
+    `where` names the file in the messages (one line each, DataError)."""
+    m = expect_object(manifest, f"{where}: the manifest")
+    key = lambda k: f"{where}: `{k}`"  # noqa: E731
+    if "tokenizer_path" in m:
+        expect_str(m["tokenizer_path"], key("tokenizer_path"), nullable=True)
+    for k in ("format", "tokenizer_kind", "source", "prefix", "fingerprint", "created_by"):
+        if k in m:
+            expect_str(m[k], key(k), nullable=k == "source")
+    if "vocab_size" in m:
+        expect_int(m["vocab_size"], key("vocab_size"), lo=1, hi=MAX_VOCAB)
+    if "bos_id" in m:
+        expect_int(m["bos_id"], key("bos_id"), lo=0, hi=MAX_VOCAB - 1, nullable=True)
+    if "seed" in m:
+        expect_int(m["seed"], key("seed"), nullable=True)
+    if "shard_tokens" in m:
+        expect_int(m["shard_tokens"], key("shard_tokens"), lo=1)
+    for k in ("append_eos", "byte_fallback"):
+        if k in m:
+            expect_bool(m[k], key(k))
+    if "splits" in m:
+        for split, facts in expect_object(m["splits"], key("splits")).items():
+            expect_object(facts, key(f"splits.{split}"))
+            for c in _COUNT_KEYS:
+                if c in facts:
+                    expect_int(facts[c], key(f"splits.{split}.{c}"), lo=0)
+    if "files" in m:
+        for i, f in enumerate(expect_list(m["files"], key("files"))):
+            expect_object(f, key(f"files[{i}]"))
+            for k in ("name", "split", "sha256"):
+                if k in f:
+                    expect_str(f[k], key(f"files[{i}].{k}"))
+            for c in _COUNT_KEYS:
+                if c in f:
+                    expect_int(f[c], key(f"files[{i}].{c}"), lo=0)
+    if "input" in m:
+        inp = expect_object(m["input"], key("input"))
+        if "val_groups" in inp:
+            for i, g in enumerate(expect_list(inp["val_groups"], key("input.val_groups"))):
+                expect_str(g, key(f"input.val_groups[{i}]"))
+    if "tokenizer" in m:
+        expect_object(m["tokenizer"], key("tokenizer"))
+    return m
+
+
+def read_golf_manifest(path: Path) -> dict:
+    """Read and type-check a dataset directory's manifest.json (DataError, one line, if it is not valid)."""
+    return check_golf_manifest(read_json_file(path, "manifest"), str(path))
+
+
+def check_pure_byte_spec(spec, where: str) -> dict:
+    """Check a pure-byte tokenizer JSON (the byte260 layout); return its config with integer ids."""
+    spec = expect_object(spec, f"{where}: the tokenizer spec")
+    if spec.get("tokenizer_type") != "pure_byte":
+        raise DataError(f"{where}: only the pure_byte JSON tokenizer spec is supported")
+    cfg = expect_object(spec.get("config", {}), f"{where}: `config`")
+    out = {}
+    for k, default in PURE_BYTE_SPEC["config"].items():
+        out[k] = expect_int(cfg.get(k, default), f"{where}: `config.{k}`", lo=0, hi=MAX_VOCAB - 1)
+    if out["byte_offset"] != PURE_BYTE_SPEC["config"]["byte_offset"] or out["byte_count"] != 256:
+        raise DataError(f"{where}: only the standard byte260 layout (byte_offset 4, 256 bytes) is supported")
+    vocab = expect_int(spec.get("vocab_size", 260), f"{where}: `vocab_size`", lo=1, hi=MAX_VOCAB)
+    if vocab != out["byte_offset"] + out["byte_count"]:
+        raise DataError(f"{where}: `vocab_size` is {vocab}, but byte_offset 4 + 256 bytes make 260")
+    for k in ("pad_id", "bos_id", "eos_id", "unk_id"):
+        if out[k] >= out["byte_offset"]:
+            raise DataError(f"{where}: `config.{k}` is {out[k]}, expected a special id below byte_offset 4")
+    return dict(out, vocab_size=vocab)
 
 
 # ----------------------------------------------------------------------------- shards

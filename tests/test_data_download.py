@@ -1,15 +1,12 @@
 """data/download_fineweb.py against a local mirror laid out like the Hugging Face repository."""
 from __future__ import annotations
 
-import copy
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from data_test_support import SHARED, train_gpt
+from data_test_support import SHARED, make_mirror, train_gpt
 
 import download_fineweb as dl
 import golfdata
@@ -17,62 +14,12 @@ import golfdata
 SP_MODEL = SHARED / "fineweb_1024_bpe.model"
 
 
-def fake_shard(rng, docs: int, vocab: int = 1024) -> np.ndarray:
-    parts = []
-    for _ in range(docs):
-        parts.append([1] + rng.integers(4, vocab, size=int(rng.integers(5, 40))).tolist())
-    return np.array([t for p in parts for t in p], dtype=np.uint16)
-
-
-def manifest_like_published(variant_docs: dict[str, tuple[list[int], list[int]]]) -> dict:
-    """A manifest shaped like shared/data/fineweb_sp1024/manifest.json, for tiny fake shards."""
-    entries, toks = [], []
-    for variant, (train_tokens, val_tokens) in variant_docs.items():
-        name = f"fineweb10B_{variant}"
-        tok_name = "pure_byte_260" if variant == "byte260" else f"sp_bpe_{variant[2:]}"
-        vocab = 260 if variant == "byte260" else int(variant[2:])
-        toks.append({"name": tok_name, "kind": "byte" if variant == "byte260" else "sentencepiece_bpe",
-                     "vocab_size": vocab, "bos_id": 1, "eos_id": 2,
-                     **({"path": "tokenizers/fineweb_pure_byte_260.json"} if variant == "byte260" else
-                        {"model_path": f"tokenizers/fineweb_{vocab}_bpe.model",
-                         "vocab_path": f"tokenizers/fineweb_{vocab}_bpe.vocab"})})
-        entries.append({"name": name, "tokenizer_name": tok_name, "tokenizer_kind": toks[-1]["kind"],
-                        "path": f"datasets/{name}", "train_glob": f"datasets/{name}/fineweb_train_*.bin",
-                        "val_glob": f"datasets/{name}/fineweb_val_*.bin", "vocab_size": vocab, "bos_id": 1, "eos_id": 2,
-                        "stats": {"files_train": len(train_tokens), "files_val": len(val_tokens),
-                                  "tokens_train": sum(train_tokens), "tokens_val": sum(val_tokens)}})
-    return {"version": "10B", "num_val_docs": 5, "shuffle_seed": 1337, "shard_size": 100000000,
-            "append_eos": False, "tokenizers": toks, "datasets": entries}
-
-
 @pytest.fixture()
 def mirror(tmp_path):
     """tmp/mirror/datasets/{manifest.json, tokenizers/, datasets/fineweb10B_{sp1024,byte260}/} with tiny shards."""
     if not SP_MODEL.is_file():
         pytest.skip("needs ../shared/data/fineweb_sp1024 (the published tokenizer)")
-    rng = np.random.default_rng(0)
-    root = tmp_path / "mirror" / "datasets"
-    (root / "tokenizers").mkdir(parents=True)
-    shutil.copy(SP_MODEL, root / "tokenizers" / "fineweb_1024_bpe.model")
-    shutil.copy(SHARED / "fineweb_1024_bpe.vocab", root / "tokenizers" / "fineweb_1024_bpe.vocab")
-    (root / "tokenizers" / "fineweb_pure_byte_260.json").write_text(json.dumps(golfdata.PURE_BYTE_SPEC))
-    counts = {}
-    docs = {}
-    for variant, vocab in (("sp1024", 1024), ("byte260", 260)):
-        d = root / "datasets" / f"fineweb10B_{variant}"
-        d.mkdir(parents=True)
-        train, val = [], []
-        for i in range(3):
-            t = fake_shard(rng, 20 + i, vocab)
-            golfdata.write_shard(d / f"fineweb_train_{i:06d}.bin", t)
-            train.append(t.size)
-        v = fake_shard(rng, 5, vocab)
-        golfdata.write_shard(d / "fineweb_val_000000.bin", v)
-        val.append(v.size)
-        counts[variant] = (train, val)
-        docs[variant] = [20, 21, 22]
-    (root / "manifest.json").write_text(json.dumps(manifest_like_published(counts), indent=2))
-    return tmp_path / "mirror"
+    return make_mirror(tmp_path)
 
 
 def run(mirror, out, **kw):
