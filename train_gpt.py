@@ -387,9 +387,12 @@ class ByteTokenizer:
     kind = "pure_byte"
 
     def __init__(self, config: dict):
-        self.pad_id, self.bos_id = int(config.get("pad_id", 0)), int(config.get("bos_id", 1))
-        self.eos_id, self.unk_id = int(config.get("eos_id", 2)), int(config.get("unk_id", 3))
-        self.byte_offset, self.byte_count = int(config.get("byte_offset", 4)), int(config.get("byte_count", 256))
+        defaults = {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "byte_offset": 4, "byte_count": 256}
+        values = {k: config.get(k, v) if isinstance(config, dict) else None for k, v in defaults.items()}
+        if not all(type(v) is int and 0 <= v <= 65536 for v in values.values()):
+            raise GolfError(f"pure-byte tokenizer config {config!r}: ids must be integers in 0..65536")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (values[k] for k in ("pad_id", "bos_id", "eos_id", "unk_id"))
+        self.byte_offset, self.byte_count = values["byte_offset"], values["byte_count"]
         self.vocab_size = self.byte_offset + self.byte_count
 
     def encode(self, text: str) -> list[int]:
@@ -443,6 +446,8 @@ def resolve_tokenizer_path(data_path, tokenizer_path: str = "", vocab_size: int 
             rel = json.loads(manifest.read_text(encoding="utf-8")).get("tokenizer_path")
         except (OSError, ValueError, AttributeError) as e:
             raise GolfError(f"{manifest} is not a readable JSON object: {e}") from None
+        if rel and not isinstance(rel, str):
+            raise GolfError(f"{manifest}: tokenizer_path {rel!r} is not a path")
         if rel:
             return Path(data_path) / rel
     return Path(PUBLISHED_TOKENIZER.format(vocab=vocab_size))
