@@ -28,7 +28,7 @@ CODECS = list(tg.CODEC_IDS)
 
 def every_tool_scheme() -> list[str]:
     """Specs covering every width (matrices 2..8; embeddings and the bigram table 2..8 and 16), bit-packed and
-    byte-shuffled payloads, GPTQ, every codec and a non-default level of each."""
+    byte-shuffled payloads, GPTQ, fixed steps (sd<K>), every codec and a non-default level of each."""
     specs = []
     for i, bits in enumerate(range(2, 9)):
         for j, (packed, shuffle) in enumerate([(False, False), (True, False), (False, True), (True, True)]):
@@ -39,6 +39,7 @@ def every_tool_scheme() -> list[str]:
     for codec in CODECS:
         specs.append(f"int5-emb6-gptq-packed-shuffle+{codec}")
         specs.append(f"int4+{codec}-{tg.CODEC_LEVELS[codec][1]}")
+    specs += ["int5-sd12-gptq+brotli", "int3-sd4.5-packed+zstd", "int8-emb16-sd256-shuffle+lzma"]
     return specs
 
 
@@ -161,7 +162,7 @@ def test_every_artifact_a_tool_writes_is_exactly_pack_artifacts_output(tmp_path,
     rows, _ = fit.run_fit(state, config, schemes, 1000, progress=False)
     assert sorted(r["artifact_bytes"] for r in rows) == sorted(len(real(state, config, s)) for s in schemes)
     capsys.readouterr()
-    for bad in ("int9+zlib", "int6-fast+brotli", "int6+gzip", "fp8+zlib", "int6+zstd-23"):
+    for bad in ("int9+zlib", "int6-fast+brotli", "int6+gzip", "fp8+zlib", "int6+zstd-23", "int6-sd+brotli", "int6-sd0.1+zlib"):
         assert C.run_cli(lambda: pack.main([str(src), "-o", str(tmp_path / "x.ptz"), "--scheme", bad])) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: artifact scheme") and err.count("\n") == 1, err

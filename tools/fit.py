@@ -75,7 +75,11 @@ def parse_matrix(schemes_arg: str, codecs_arg: str, levels: dict | None = None) 
         for codec in ([None] if "+" in item else codecs):
             level = (levels or {}).get(codec)
             specs.append(item if codec is None else f"{item}+{codec}" + (f"-{level}" if level is not None else ""))
-    return list(dict.fromkeys(tg.Scheme.parse(s) for s in specs))
+    schemes = list(dict.fromkeys(tg.Scheme.parse(s) for s in specs))
+    for s in schemes:
+        if s.sd < 0:  # train_gpt.pack_artifact refuses it too; here the two halves are called separately
+            raise ToolError(f"artifact scheme {s.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
+    return schemes
 
 
 def weights_key(scheme) -> "tg.Scheme":

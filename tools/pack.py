@@ -4,8 +4,8 @@
                          [--seq-len 2048] [--batch-tokens 16384]] [--bf16 auto|0|1] [--code PATH] [--json]
 
 MODEL is a training .ckpt, a raw-weights .safetensors (models/<RUN_ID>.safetensors) or an artifact (re-packed from
-its dequantized weights). Scheme grammar (train_gpt.Scheme): int<B>[-emb<B>][-bigram<B>][-gptq][-packed][-shuffle]
-+<codec>[-<level>], codecs zlib, zstd, lzma, brotli. A -gptq scheme needs --data: its rounding uses the input
+its dequantized weights). Scheme grammar (train_gpt.Scheme): int<B>[-emb<B>][-bigram<B>][-sd<K>][-gptq][-packed]
+[-shuffle]+<codec>[-<level>], codecs zlib, zstd, lzma, brotli. A -gptq scheme needs --data: its rounding uses the input
 statistics of the model on --gptq-batches batches from the start of the dataset's training shards
 (train_gpt.input_moments). The artifact is read back by train_gpt.unpack_artifact before it is written (atomically).
 """
