@@ -1940,6 +1940,24 @@ def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
     return sums, tokens
 
 
+def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int) -> tuple[Scheme, bytes]:
+    """The finest step (fewest standard deviations, sd) whose artifact fits the budget: bisection on the entropy
+    forecast, then packing for real and widening the step by the bits still over, until it fits (at most 6 tries)."""
+    lo, hi = 2.0, 256.0
+    for _ in range(14):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if forecast_bytes(state, replace(scheme, sd=mid)) <= budget else (mid, hi)
+    quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
+    sd = hi
+    for _ in range(6):
+        scheme = replace(scheme, sd=round(sd, 3))
+        blob = pack_artifact(state, config, scheme, hessians)
+        if len(blob) <= budget or sd >= 256:
+            break
+        sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
+    return scheme, blob
+
+
 # ARTIFACT=auto tries these in order and ships the best-scoring one that fits (see docs/artifact.md): int8, int7,
 # then a step fitted to the cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit.
 AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
@@ -2387,7 +2405,7 @@ class Trainer:
         for spec in specs:
             scheme, t0 = Scheme.parse(spec), time.perf_counter()
             if scheme.sd < 0:
-                scheme, blob = self.fit_step(state, scheme, h.size_cap_bytes - code)
+                scheme, blob = fit_step(state, config, scheme, self.hessians, h.size_cap_bytes - code)
             else:
                 blob = pack_artifact(state, config, scheme, self.hessians)
             fits = len(blob) + code <= h.size_cap_bytes
@@ -2407,23 +2425,6 @@ class Trainer:
             raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {tried[-1][0]}, "
                             f"is {tried[-1][1]} bytes + {code} bytes of code (train a smaller model, or set ARTIFACT)")
         return best[0], best[1]
-
-    def fit_step(self, state: dict, scheme: Scheme, budget: int) -> tuple[Scheme, bytes]:
-        """The finest step (fewest standard deviations, sd) whose artifact fits the budget: bisection on the entropy
-        forecast, then packing for real and widening the step by the bits still over, until it fits (at most 6 tries)."""
-        lo, hi = 2.0, 256.0
-        for _ in range(14):
-            mid = (lo * hi) ** 0.5
-            lo, hi = (lo, mid) if forecast_bytes(state, replace(scheme, sd=mid)) <= budget else (mid, hi)
-        quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
-        sd = hi
-        for _ in range(6):
-            scheme = replace(scheme, sd=round(sd, 3))
-            blob = pack_artifact(state, asdict(self.config), scheme, self.hessians)
-            if len(blob) <= budget or sd >= 256:
-                break
-            sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
-        return scheme, blob
 
     def finish(self) -> dict:
         """Save the raw weights, choose and write the artifact, read it back from disk and score the round trip."""

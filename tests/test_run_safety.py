@@ -178,3 +178,18 @@ def test_non_finite_weights_in_an_artifact_are_refused():
     blob = tg.pack_artifact(state, asdict(cfg), tg.Scheme.parse("int8+zlib"))
     with pytest.raises(tg.GolfError, match="holds non-finite weights"):
         tg.unpack_artifact(blob)
+
+
+def test_a_step_fitted_to_the_cap_fits_and_is_the_finest_that_does():
+    torch.manual_seed(0)
+    cfg = tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=128, bigram_dim=16)
+    state = {k: (v + 0.02 * torch.randn_like(v)).float() for k, v in tg.GPT(cfg).state_dict().items()}
+    from dataclasses import asdict, replace
+    scheme = tg.Scheme.parse("int8-emb8-sd-gptq+brotli")
+    int8 = len(tg.pack_artifact(state, asdict(cfg), tg.Scheme.parse("int8-emb8+brotli")))
+    budget = int(int8 * 0.8)
+    fitted, blob = tg.fit_step(state, asdict(cfg), scheme, None, budget)
+    assert len(blob) <= budget and fitted.sd > 0 and fitted.spec.startswith("int8-emb8-bigram8-sd")
+    finer = tg.pack_artifact(state, asdict(cfg), replace(fitted, sd=fitted.sd * 0.9))
+    assert len(finer) > budget * 0.97  # a 10% finer step would (nearly) not fit: the budget is used
+    assert tg.unpack_artifact(blob)[1]["scheme"] == fitted.spec
