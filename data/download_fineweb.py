@@ -63,6 +63,13 @@ except ImportError:  # pragma: no cover
     tqdm = None
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
+# The larger vocabularies the records moved to (SP4096, then SP8192) were published in another repository.
+VARIANT_REPO_IDS = {"sp4096": "kevclark/parameter-golf", "sp8192": "kevclark/parameter-golf"}
+
+
+def repo_for(variant: str) -> str:
+    """The repository a variant is published in, unless FINEWEB_REPO_ID (or MATCHED_FINEWEB_REPO_ID) says otherwise."""
+    return _env("FINEWEB_REPO_ID", "MATCHED_FINEWEB_REPO_ID", default=VARIANT_REPO_IDS.get(variant, DEFAULT_REPO_ID))
 DEFAULT_REMOTE_ROOT = "datasets"
 DATA_DIR = Path(__file__).resolve().parent
 CHUNK = 1 << 22
@@ -352,7 +359,7 @@ def fetch_one(source, planned: Planned, bar, bos_id: int | None) -> dict:
 
 
 def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Path = DATA_DIR,
-             mirror: Path | None = None, repo_id: str = DEFAULT_REPO_ID, remote_root: str = DEFAULT_REMOTE_ROOT,
+             mirror: Path | None = None, repo_id: str | None = None, remote_root: str = DEFAULT_REMOTE_ROOT,
              revision: str | None = None, verify_existing: bool = False, progress: bool = True) -> dict:
     output_root = Path(output_root)
     for parent in (output_root, *output_root.parents):
@@ -360,7 +367,7 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
             if not parent.is_dir():
                 raise DataError(f"--output-root {output_root}: {parent} is not a directory")
             break
-    source = MirrorSource(mirror) if mirror else HubSource(repo_id, revision)
+    source = MirrorSource(mirror) if mirror else HubSource(repo_id or repo_for(variant), revision)
     output_root.mkdir(parents=True, exist_ok=True)
     with directory_lock(output_root, "download_fineweb.py"):  # one writer per output root: partials are shared
         return _download(source, variant, train_shards, output_root, remote_root, verify_existing, progress)
@@ -502,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sp1024 (default), another spN the manifest lists, or byte260 [env FINEWEB_VARIANT]")
     p.add_argument("--train-shards", type=int, default=80,
                    help="how many training shards (a prefix, 100M tokens each) to fetch (default 80)")
-    p.add_argument("--repo-id", default=_env("FINEWEB_REPO_ID", "MATCHED_FINEWEB_REPO_ID", default=DEFAULT_REPO_ID),
-                   help=f"Hugging Face dataset repository (default {DEFAULT_REPO_ID}) [env FINEWEB_REPO_ID]")
+    p.add_argument("--repo-id", default=None,
+                   help=f"Hugging Face dataset repository (default {DEFAULT_REPO_ID}; {VARIANT_REPO_IDS['sp8192']} for "
+                        f"sp4096 and sp8192) [env FINEWEB_REPO_ID]")
     p.add_argument("--remote-root", default=_env("FINEWEB_REMOTE_ROOT", "MATCHED_FINEWEB_REMOTE_ROOT_PREFIX",
                                                  default=DEFAULT_REMOTE_ROOT),
                    help=f"folder of the export inside the repository (default {DEFAULT_REMOTE_ROOT}) [env FINEWEB_REMOTE_ROOT]")

@@ -184,3 +184,12 @@ def test_default_path_uses_the_hub_client(mirror, tmp_path, monkeypatch):
         (mirror / "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin").read_bytes()
     # the mirror's own files were hard-linked or copied, never moved
     assert (mirror / "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin").is_file()
+
+
+def test_larger_vocabularies_come_from_the_repository_that_published_them(monkeypatch):
+    monkeypatch.delenv("FINEWEB_REPO_ID", raising=False)
+    monkeypatch.delenv("MATCHED_FINEWEB_REPO_ID", raising=False)
+    assert dl.repo_for("sp1024") == "willdepueoai/parameter-golf" and dl.repo_for("byte260") == "willdepueoai/parameter-golf"
+    assert dl.repo_for("sp4096") == dl.repo_for("sp8192") == "kevclark/parameter-golf"
+    monkeypatch.setenv("MATCHED_FINEWEB_REPO_ID", "someone/mirror")
+    assert dl.repo_for("sp8192") == "someone/mirror"
