@@ -11,7 +11,7 @@ the split, so the same text is never in both splits; documents (or groups of doc
 Doc.group) are shuffled with --seed; the same inputs, flags and seed give byte-identical outputs.
 
 Example:
-  python data/build_dataset.py corpus/*.txt --out data/datasets/mycorpus_sp1024 --vocab-size 1024
+  python -m data.build_dataset corpus/*.txt --out data/datasets/mycorpus_sp1024 --vocab-size 1024
 """
 from __future__ import annotations
 
@@ -33,23 +33,25 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golfdata import (  # noqa: E402
+from data.golfdata import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
     MAX_VOCAB,
     PURE_BYTE_FILENAME,
     PURE_BYTE_SPEC,
-    DIR_MODE,
-    DataError,
     atomic_write_json,
     check_golf_manifest,
     check_pure_byte_spec,
+    shard_bytes,
+)
+from tools.common import (
+    DIR_MODE,
+    ToolError,
     clean_stale_temporaries,
-    read_json_file,
+    install_dir,
+    read_json,
     remove_quietly,
     run_cli,
-    shard_bytes,
     stale_temporaries,
     temp_prefix,
 )
@@ -124,9 +126,9 @@ def read_text_file(path: Path, unit: str = "file") -> Iterator[Doc]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+        raise ToolError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ToolError(f"{path}: cannot read ({exc.strerror})") from None
     text = text.replace("\r\n", "\n")
     if unit == "file":
         parts = [text]
@@ -135,7 +137,7 @@ def read_text_file(path: Path, unit: str = "file") -> Iterator[Doc]:
     elif unit == "line":
         parts = text.split("\n")
     else:
-        raise DataError(f"unknown text unit {unit!r}")
+        raise ToolError(f"unknown text unit {unit!r}")
     for part in parts:
         if part.strip():
             yield Doc(part.strip("\n"))
@@ -149,26 +151,26 @@ def read_jsonl_file(path: Path, field: str = "text") -> Iterator[Doc]:
     try:  # invalid bytes are escaped and reported per line (a strict decoder fails a whole chunk ahead)
         f = open(path, "r", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ToolError(f"{path}: cannot read ({exc.strerror})") from None
     with f:
         for lineno, line in enumerate(f, start=1):
             bad = _ESCAPED_BYTE.search(line)
             if bad:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at "
+                raise ToolError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at "
                                 f"character {bad.start() + 1} of the line)")
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+                raise ToolError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
             except RecursionError:
-                raise DataError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
+                raise ToolError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
             if not isinstance(obj, dict) or field not in obj:
-                raise DataError(f"{path}:{lineno}: no {field!r} field")
+                raise ToolError(f"{path}:{lineno}: no {field!r} field")
             value = obj[field]
             if not isinstance(value, str):
-                raise DataError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
+                raise ToolError(f"{path}:{lineno}: field {field!r} is {type(value).__name__}, not a string")
             if "\\u" in line:  # only a \uXXXX escape can smuggle in a lone surrogate
                 _check_encodable(value, f"{path}:{lineno}: field {field!r}")
             yield Doc(value)
@@ -179,7 +181,7 @@ def _check_encodable(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise DataError(f"{what} holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not "
+        raise ToolError(f"{what} holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not "
                         f"valid Unicode text") from None
 
 
@@ -191,12 +193,12 @@ def expand_inputs(paths: Iterable[str]) -> list[Path]:
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in (".txt", ".jsonl"))
             if not found:
-                raise DataError(f"{p}: directory holds no .txt or .jsonl files")
+                raise ToolError(f"{p}: directory holds no .txt or .jsonl files")
             files.extend(found)
         elif p.exists():
             files.append(p)
         else:
-            raise DataError(f"{p}: no such file or directory")
+            raise ToolError(f"{p}: no such file or directory")
     return files
 
 
@@ -215,19 +217,19 @@ def read_hf_dataset(name: str, config: str | None, split: str, field: str, limit
     try:
         import datasets  # noqa: WPS433
     except ImportError:
-        raise DataError("--hf-dataset needs the `datasets` package: pip install datasets") from None
+        raise ToolError("--hf-dataset needs the `datasets` package: pip install datasets") from None
     try:
         stream = datasets.load_dataset(name, config, split=split, streaming=True)
         for i, row in enumerate(stream):
             if limit is not None and i >= limit:
                 break
             if field not in row or not isinstance(row[field], str):
-                raise DataError(f"{name} row {i}: no string field {field!r}")
+                raise ToolError(f"{name} row {i}: no string field {field!r}")
             yield Doc(row[field])
-    except DataError:
+    except ToolError:
         raise
     except Exception as exc:  # network, missing dataset, ...
-        raise DataError(f"cannot read Hugging Face dataset {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ToolError(f"cannot read Hugging Face dataset {name!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 # ----------------------------------------------------------------------------- split
@@ -267,7 +269,7 @@ def dedupe_and_split(docs: Iterable[Doc], seed: int, val_docs: int | None, val_f
         seen.add(key)
         kept.append(doc)
     if not kept:
-        raise DataError(f"no documents in the input ({read} read, {empty} empty)")
+        raise ToolError(f"no documents in the input ({read} read, {empty} empty)")
     by_group: dict[str, list[Doc]] = {}
     for i, doc in enumerate(kept):
         by_group.setdefault(doc.group if doc.group is not None else f"\0doc{i}", []).append(doc)
@@ -276,12 +278,12 @@ def dedupe_and_split(docs: Iterable[Doc], seed: int, val_docs: int | None, val_f
     rng.shuffle(order)
     if val_docs is None:
         if not 0.0 < val_fraction < 1.0:
-            raise DataError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+            raise ToolError(f"--val-fraction must be in (0, 1), got {val_fraction}")
         target = max(1, round(val_fraction * len(kept)))
     else:
         target = val_docs
         if target < 1:
-            raise DataError(f"--val-docs must be at least 1, got {target}")
+            raise ToolError(f"--val-docs must be at least 1, got {target}")
     val: list[Doc] = []
     val_groups: list[str] = []
     train: list[Doc] = []
@@ -292,7 +294,7 @@ def dedupe_and_split(docs: Iterable[Doc], seed: int, val_docs: int | None, val_f
         else:
             train.extend(by_group[g])
     if not train:
-        raise DataError(f"nothing left for training: {len(kept)} documents in {len(order)} groups, "
+        raise ToolError(f"nothing left for training: {len(kept)} documents in {len(order)} groups, "
                         f"{len(val)} of them requested for validation")
     rng.shuffle(val)
     rng.shuffle(train)
@@ -319,12 +321,12 @@ def _sp_info(data: bytes, filename: str, details: dict) -> TokenizerInfo:
     try:
         sp.LoadFromSerializedProto(data)
     except Exception:
-        raise DataError(f"{filename}: not a SentencePiece model") from None
+        raise ToolError(f"{filename}: not a SentencePiece model") from None
     vocab = sp.vocab_size()
     if vocab > MAX_VOCAB:
-        raise DataError(f"{filename}: vocabulary of {vocab} does not fit uint16 shards (max {MAX_VOCAB})")
+        raise ToolError(f"{filename}: vocabulary of {vocab} does not fit uint16 shards (max {MAX_VOCAB})")
     if sp.bos_id() < 0:
-        raise DataError(f"{filename}: the tokenizer has no BOS token (every document must start with BOS)")
+        raise ToolError(f"{filename}: the tokenizer has no BOS token (every document must start with BOS)")
     byte_fallback = any(sp.is_byte(i) for i in range(vocab))
     return TokenizerInfo("sentencepiece", filename, data, vocab, sp.bos_id(), byte_fallback, details)
 
@@ -334,13 +336,13 @@ def load_tokenizer_file(path: str) -> TokenizerInfo:
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise DataError(f"{p}: cannot read tokenizer ({exc.strerror})") from None
+        raise ToolError(f"{p}: cannot read tokenizer ({exc.strerror})") from None
     details = {"reused_from": p.name, "sha256": hashlib.sha256(data).hexdigest()}
     if p.suffix == ".json":
         try:
             spec = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise DataError(f"{p}: not valid JSON") from None
+            raise ToolError(f"{p}: not valid JSON") from None
         cfg = check_pure_byte_spec(spec, str(p))
         return TokenizerInfo("pure_byte", p.name, data, cfg["vocab_size"], cfg["bos_id"], False, details)
     return _sp_info(data, p.name, details)
@@ -375,7 +377,7 @@ def train_sentencepiece(docs: list[Doc], vocab_size: int, *, seed: int, byte_fal
     import sentencepiece as spm
     sentences, used, chars = _training_sentences(docs, max_docs, max_chars)
     if not sentences:
-        raise DataError("no text to train the tokenizer on")
+        raise ToolError("no text to train the tokenizer on")
     settings = dict(PUBLISHED_SP_SETTINGS, vocab_size=vocab_size, byte_fallback=byte_fallback,
                     character_coverage=character_coverage)
     model = io.BytesIO()
@@ -389,14 +391,14 @@ def train_sentencepiece(docs: list[Doc], vocab_size: int, *, seed: int, byte_fal
             sentence_iterator=iter(sentences), model_writer=model, input_sentence_size=0,
             shuffle_input_sentence=False, num_threads=max(1, threads), minloglevel=2, **settings)
     except Exception as exc:
-        raise DataError(f"SentencePiece training failed: {str(exc).strip().splitlines()[-1]}") from None
+        raise ToolError(f"SentencePiece training failed: {str(exc).strip().splitlines()[-1]}") from None
     info = _sp_info(model.getvalue(), filename,
                     {"trained": True, "train_docs": used, "train_chars": chars, "seconds": None,
                      "settings": settings})
     info.details.pop("seconds")
     _log(f"  tokenizer trained in {time.perf_counter() - t0:.1f}s")
     if info.vocab_size != vocab_size:
-        raise DataError(f"the corpus is too small for a {vocab_size}-token vocabulary: SentencePiece "
+        raise ToolError(f"the corpus is too small for a {vocab_size}-token vocabulary: SentencePiece "
                         f"stopped at {info.vocab_size} (add text or lower --vocab-size)")
     return info
 
@@ -519,7 +521,7 @@ def tokenize_split(docs: list[Doc], tok: TokenizerInfo, sink: ShardSink, workers
         before = sink.tokens + sink.buffered
         for arr, n_docs in results:
             if arr.size and int(arr.max()) >= tok.vocab_size:
-                raise DataError(f"tokenizer produced id {int(arr.max())} >= vocab size {tok.vocab_size}")
+                raise ToolError(f"tokenizer produced id {int(arr.max())} >= vocab size {tok.vocab_size}")
             sink.add(arr)
             if bar is not None:
                 bar.update(n_docs)
@@ -557,30 +559,30 @@ def _existing_manifest(out: Path) -> tuple[dict | None, str | None]:
     if not path.is_file():
         return None, None
     try:
-        return check_golf_manifest(read_json_file(path, "manifest"), str(path)), None
-    except DataError as exc:
+        return check_golf_manifest(read_json(path, "manifest", finite=False), str(path)), None
+    except ToolError as exc:
         return None, str(exc)
 
 
 def check_settings(s: BuildSettings) -> None:
     """Refuse settings that cannot work, before any input is read or anything is written."""
     if s.byte and s.tokenizer:
-        raise DataError("choose one of --byte and --tokenizer")
+        raise ToolError("choose one of --byte and --tokenizer")
     if s.vocab_size is not None and not 1 <= s.vocab_size <= MAX_VOCAB:
-        raise DataError(f"vocab size {s.vocab_size} does not fit uint16 shards (1..{MAX_VOCAB})")
+        raise ToolError(f"vocab size {s.vocab_size} does not fit uint16 shards (1..{MAX_VOCAB})")
     if s.shard_tokens < 1 or s.shard_tokens >= 2**31:
-        raise DataError(f"--shard-tokens must be in [1, 2^31), got {s.shard_tokens}")
+        raise ToolError(f"--shard-tokens must be in [1, 2^31), got {s.shard_tokens}")
     if not 0 <= s.seed <= MAX_SEED:
-        raise DataError(f"--seed must be in [0, 2^32) (the tokenizer trainer's seed is unsigned 32-bit), got {s.seed}")
+        raise ToolError(f"--seed must be in [0, 2^32) (the tokenizer trainer's seed is unsigned 32-bit), got {s.seed}")
     max_workers = 4 * default_workers()
     if not 0 <= s.workers <= max_workers:
-        raise DataError(f"--workers must be in [0, {max_workers}] (0 = all {default_workers()} cores; at most "
+        raise ToolError(f"--workers must be in [0, {max_workers}] (0 = all {default_workers()} cores; at most "
                         f"4 per core), got {s.workers}")
     if not s.byte and not s.tokenizer:
         if not 0.98 <= s.character_coverage <= 1.0:  # SentencePiece's own bounds
-            raise DataError(f"--character-coverage must be in [0.98, 1.0], got {s.character_coverage}")
+            raise ToolError(f"--character-coverage must be in [0.98, 1.0], got {s.character_coverage}")
         if s.tokenizer_train_docs < 1 or s.tokenizer_train_chars < 1:
-            raise DataError(f"--tokenizer-train-docs and --tokenizer-train-chars must be at least 1, got "
+            raise ToolError(f"--tokenizer-train-docs and --tokenizer-train-chars must be at least 1, got "
                             f"{s.tokenizer_train_docs} and {s.tokenizer_train_chars}")
     check_prefix(s.prefix)
 
@@ -588,11 +590,11 @@ def check_settings(s: BuildSettings) -> None:
 def check_prefix(prefix: str) -> None:
     """A shard prefix that makes plain file names which train_gpt.py's split globs tell apart."""
     if len(prefix) > MAX_PREFIX_CHARS or any(c in prefix for c in "/\\\0") or prefix in (".", ".."):
-        raise DataError(f"--prefix {prefix[:40]!r}: must be a plain file name part of at most "
+        raise ToolError(f"--prefix {prefix[:40]!r}: must be a plain file name part of at most "
                         f"{MAX_PREFIX_CHARS} characters (no '/')")
     train, val = f"{prefix}_train_000000.bin", f"{prefix}_val_000000.bin"
     if fnmatch.fnmatchcase(train, "*val_*.bin") or fnmatch.fnmatchcase(val, "*train_*.bin"):
-        raise DataError(f"--prefix {prefix!r}: its shard names would match the other split's pattern "
+        raise ToolError(f"--prefix {prefix!r}: its shard names would match the other split's pattern "
                         f"({train} matches *val_*.bin or {val} matches *train_*.bin), so train_gpt.py would "
                         f"read training shards as validation; choose a prefix without 'train'/'val' before '_'")
 
@@ -600,11 +602,11 @@ def check_prefix(prefix: str) -> None:
 def _check_out(out: Path) -> None:
     """--out must be a directory or a new path whose existing parents are directories."""
     if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
+        raise ToolError(f"{out}: exists and is not a directory")
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise DataError(f"{out}: {parent} is not a directory")
+                raise ToolError(f"{out}: {parent} is not a directory")
             break
 
 
@@ -624,15 +626,15 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
         tok_given: TokenizerInfo | None = load_tokenizer_file(s.tokenizer)
         name = tok_given.filename
         if name == "manifest.json" or any(fnmatch.fnmatchcase(name, f"*{x}_*.bin") for x in ("train", "val")):
-            raise DataError(f"--tokenizer {s.tokenizer}: its file name would clash with the dataset's manifest "
+            raise ToolError(f"--tokenizer {s.tokenizer}: its file name would clash with the dataset's manifest "
                             f"or shards in --out; copy it under another name")
         if s.vocab_size is not None and s.vocab_size != tok_given.vocab_size:
-            raise DataError(f"--vocab-size {s.vocab_size} but {s.tokenizer} has {tok_given.vocab_size} tokens")
+            raise ToolError(f"--vocab-size {s.vocab_size} but {s.tokenizer} has {tok_given.vocab_size} tokens")
         tok_desc = "file:" + tok_given.details["sha256"]
     elif s.byte:
         tok_given = pure_byte_tokenizer()
         if s.vocab_size is not None and s.vocab_size != tok_given.vocab_size:
-            raise DataError(f"--vocab-size {s.vocab_size} but the byte vocabulary has 260 tokens")
+            raise ToolError(f"--vocab-size {s.vocab_size} but the byte vocabulary has 260 tokens")
         tok_desc = "byte260"
     else:
         tok_given = None
@@ -646,19 +648,19 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
     if out.is_dir() and any(out.iterdir()) and not s.force:
         old, problem = _existing_manifest(out)
         if problem:
-            raise DataError(f"{out} holds a manifest.json that is not a valid dataset manifest ({problem}); "
+            raise ToolError(f"{out} holds a manifest.json that is not a valid dataset manifest ({problem}); "
                             f"pass --force to replace the directory or choose another --out")
         if old and old.get("fingerprint") == fp:
             _log(f"{out} already holds this dataset (same inputs and settings): nothing to do")
             return dict(old, up_to_date=True)
         what = "a different dataset" if old else "other files"
-        raise DataError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
+        raise ToolError(f"{out} already holds {what}; pass --force to replace it or choose another --out")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out.name, "building")))
     except OSError as exc:
-        raise DataError(f"{out}: cannot create the build directory in {out.parent} "
+        raise ToolError(f"{out}: cannot create the build directory in {out.parent} "
                         f"({exc.strerror or exc}); the dataset is built next to --out, then renamed") from None
     try:
         os.chmod(tmp, DIR_MODE)
@@ -710,7 +712,7 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
         if extra_manifest:
             manifest.update(extra_manifest)
         atomic_write_json(tmp / "manifest.json", manifest)
-        _install(tmp, out)
+        install_dir(tmp, out)
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -724,7 +726,7 @@ def build_dataset(docs: Iterable[Doc], out: Path, settings: BuildSettings,
 
 
 def _recover_interrupted_replacement(out: Path) -> None:
-    """A build killed between the two renames of _install (or whose rollback failed) leaves no `out` and
+    """A build killed between the two renames of install_dir (or whose rollback failed) leaves no `out` and
     the previous dataset under `.OUT.old-...`: put it back rather than let the stale-temporary cleaner
     delete it."""
     if out.exists() or out.is_symlink():
@@ -735,24 +737,6 @@ def _recover_interrupted_replacement(out: Path) -> None:
     if olds:
         os.rename(olds[-1], out)
         _log(f"note: restored {out} from {olds[-1].name}, left by a replacement that was interrupted")
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished build into place: out is absent, empty, or (with --force) replaced."""
-    if out.is_dir():
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out.name, "old")))
-            os.rmdir(old)
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)  # put the previous dataset back (if this fails too, the next start
-                raise                # does it: see _recover_interrupted_replacement); the caller removes tmp
-            remove_quietly(old)  # what cannot be removed now is a stale temporary for the next start
-            return
-        os.rmdir(out)
-    os.rename(tmp, out)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -813,9 +797,9 @@ def main(argv: list[str] | None = None) -> int:
     add_build_arguments(p)
     args = p.parse_args(argv)
     if bool(args.inputs) == bool(args.hf_dataset):
-        raise DataError("give input files/directories or --hf-dataset (one of them)")
+        raise ToolError("give input files/directories or --hf-dataset (one of them)")
     if args.max_docs is not None and args.max_docs < 0:
-        raise DataError(f"--max-docs must be >= 0, got {args.max_docs}")
+        raise ToolError(f"--max-docs must be >= 0, got {args.max_docs}")
     if args.hf_dataset:
         docs: Iterable[Doc] = read_hf_dataset(args.hf_dataset, args.hf_config, args.hf_split,
                                               args.text_field, args.max_docs)

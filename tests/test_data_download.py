@@ -1,4 +1,4 @@
-"""data/download_fineweb.py against a local mirror laid out like the Hugging Face repository."""
+"""python -m data.download_fineweb against a local mirror laid out like the Hugging Face repository."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from data_test_support import SHARED, make_mirror, train_gpt
-
-import download_fineweb as dl
-import golfdata
-
-SP_MODEL = SHARED / "fineweb_1024_bpe.model"
+import train_gpt
+from data import download_fineweb as dl
+from data import golfdata
+from tests.helpers import SP_MODEL, make_mirror
+from tools import common as C
 
 
 @pytest.fixture()
@@ -91,7 +90,7 @@ def test_a_truncated_shard_on_the_source_is_detected_and_not_installed(mirror, t
     src = mirror / "datasets" / "datasets" / "fineweb10B_sp1024" / "fineweb_train_000001.bin"
     src.write_bytes(src.read_bytes()[:-6])
     out = tmp_path / "data"
-    with pytest.raises(golfdata.DataError, match="fineweb_train_000001.bin.*header says"):
+    with pytest.raises(C.ToolError, match="fineweb_train_000001.bin.*header promises"):
         run(mirror, out, train_shards=2)
     assert shard_path(out, "sp1024", "train", 0).is_file()
     assert not shard_path(out, "sp1024", "train", 1).exists() and not list(out.rglob("*.partial"))
@@ -108,7 +107,7 @@ def test_a_hash_mismatch_from_the_manifest_is_detected(mirror, tmp_path):
     data = bytearray(src.read_bytes())
     data[-1] ^= 0xFF  # same size, one flipped byte: only the hash can tell
     src.write_bytes(bytes(data))
-    with pytest.raises(golfdata.DataError, match="fineweb_val_000000.bin: SHA-256"):
+    with pytest.raises(C.ToolError, match="fineweb_val_000000.bin: SHA-256"):
         run(mirror, tmp_path / "data", train_shards=0)
     assert not shard_path(tmp_path / "data", "sp1024", "val", 0).exists()
 
@@ -121,7 +120,7 @@ def test_a_corrupt_local_file_is_replaced(mirror, tmp_path, capsys):
     report = run(mirror, out, train_shards=1)
     assert "incomplete or corrupt" in capsys.readouterr().err
     assert next(f for f in report["files"] if f["path"] == str(local))["status"] == "downloaded"
-    golfdata.shard_token_count(local)
+    train_gpt.read_shard_header(local)
 
 
 def test_byte260_variant_gets_its_json_tokenizer(mirror, tmp_path):
@@ -135,17 +134,17 @@ def test_byte260_variant_gets_its_json_tokenizer(mirror, tmp_path):
 
 def test_bad_requests_are_one_line_errors(mirror, tmp_path, capsys):
     base = ["--mirror", str(mirror), "--output-root", str(tmp_path / "data"), "--no-progress"]
-    rc = golfdata.run_cli(dl.main, ["--variant", "sp4096", *base])
+    rc = C.run_cli(dl.main, ["--variant", "sp4096", *base])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: variant sp4096") and "byte260, sp1024" in err
-    rc = golfdata.run_cli(dl.main, ["--train-shards", "9", *base])
+    rc = C.run_cli(dl.main, ["--train-shards", "9", *base])
     assert rc == 1 and "has 3 training shards, 9 requested" in capsys.readouterr().err
-    rc = golfdata.run_cli(dl.main, ["--mirror", str(tmp_path / "nowhere"), "--output-root", str(tmp_path / "d")])
+    rc = C.run_cli(dl.main, ["--mirror", str(tmp_path / "nowhere"), "--output-root", str(tmp_path / "d")])
     assert rc == 1 and "no such directory" in capsys.readouterr().err
 
 
 def test_cli_prints_where_everything_went(mirror, tmp_path, capsys):
-    rc = golfdata.run_cli(dl.main, ["--mirror", str(mirror), "--output-root", str(tmp_path / "data"),
+    rc = C.run_cli(dl.main, ["--mirror", str(mirror), "--output-root", str(tmp_path / "data"),
                                     "--train-shards", "1", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0

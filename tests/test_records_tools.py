@@ -1,4 +1,4 @@
-"""tools/logparse.py and tools/record.py: submission folders from real tiny CPU runs, the self-extracting counted
+"""tools/runs/logparse.py and tools/runs/record.py: submission folders from real tiny CPU runs, the self-extracting counted
 code, the record/non-record decision, refusals of logs that contradict themselves (never running anything from a
 log), statistics, `check` and `check --run`."""
 from __future__ import annotations
@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from records_sweep_support import (FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_tiny_dataset, subprocess_env,
-                                   tiny_env)
-
-import logparse  # noqa: E402  (tools/ is on sys.path via records_sweep_support)
-import record  # noqa: E402
-import train_gpt  # noqa: E402
+import train_gpt
+from tests.helpers import FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_byte_dataset, run_train, tiny_env
+from tools import common as C
+from tools.runs import logparse, record
 
 EXAMPLE = REPO / "records" / "track_non_record_16mb" / "2026-11-27_Example_TinyShakespeareCPU"
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_data"))
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +29,9 @@ def tiny_logs(tiny_data, tmp_path_factory) -> list[Path]:
     shutil.copyfile(TRAIN_GPT, script)
     logs = []
     for seed in (1, 2):
-        env = tiny_env(tiny_data, SEED=seed, RUN_ID=f"seed{seed}", OUT_DIR=root, ITERATIONS=12, VAL_LOSS_EVERY=6,
+        env = tiny_env(tiny_data, root, SEED=seed, RUN_ID=f"seed{seed}", ITERATIONS=12, VAL_LOSS_EVERY=6,
                        ARTIFACT="int6+brotli")
-        p = subprocess.run([sys.executable, str(script)], env=subprocess_env(env), capture_output=True,
-                           text=True, timeout=300, cwd=root)
+        p = run_train(env, script=script)
         assert p.returncode == 0, p.stderr[-2000:]
         logs.append(root / "logs" / f"seed{seed}.txt")
     return logs
@@ -95,7 +87,7 @@ def test_parser_calls_a_log_without_the_exact_line_unfinished():
     cut = "".join(line for line in full.splitlines(True) if not line.startswith("final_int8_zlib_roundtrip_exact"))
     run = logparse.parse_text(cut, "cut.txt")
     assert not run.finished and run.roundtrip_val_loss is not None
-    with pytest.raises(logparse.LogError, match="unfinished"):
+    with pytest.raises(C.ToolError, match="unfinished"):
         run.require_finished()
 
 
@@ -114,7 +106,7 @@ def test_parser_ignores_log_shaped_lines_inside_the_source():
 
 def test_summaries_with_nan_are_refused(tmp_path):
     p = _write(tmp_path, "s.json", '{"val_loss": NaN}')
-    with pytest.raises(logparse.LogError, match="NaN, not a finite number"):
+    with pytest.raises(C.ToolError, match="NaN, not a finite number"):
         logparse.load_summary(p)
 
 
@@ -125,7 +117,7 @@ def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_pa
     code = record.wrap(src)
     assert record.unwrap(code) == src and record.wrap(src) == code  # deterministic
     assert len(code) < 0.45 * len(src) and code.isascii()
-    with pytest.raises(record.RecordError, match="already"):
+    with pytest.raises(C.ToolError, match="already"):
         record.wrap(code)
     assert record.unwrap(b"print('hi')\n") is None and record.unwrap(code.replace(b"exec(", b"eval(")) is None
     # the wrapped script runs the payload as train_gpt.py: same output, inspect.getsource works (triton's @jit needs it)
@@ -146,7 +138,7 @@ def test_defaults_are_read_with_ast_and_match_the_dataclass():
 
 
 def test_building_a_record_never_runs_code_from_a_log(tmp_path):
-    """#11 item 3: `record.py new` imported the logged source to read its defaults; a log whose source writes a file
+    """`record new` once imported the logged source to read its defaults; a log whose source writes a file
     on import created that file."""
     marker = tmp_path / "pwned"
     evil = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
@@ -202,15 +194,15 @@ def test_new_record_from_two_tiny_cpu_runs(tiny_record, tiny_logs):
 
 def test_check_run_reproduces_the_final_line_in_an_empty_folder(tiny_record, tiny_data, tmp_path, capsys):
     """The record's self-extracting train_gpt.py, run alone with the logged settings, ends on the log's exact line."""
-    assert record.main(["check", str(tiny_record), "--run", "--data", str(tiny_data), "--seed", "1", "--json"]) == 0
+    assert C.run_cli(record.main, ["check", str(tiny_record), "--run", "--data", str(tiny_data), "--seed", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and len(out["reruns"]) == 1 and "(matches the log exactly)" in out["reruns"][0]["message"]
     logged = logparse.parse_log(tiny_record / "train_seed1.log")
     assert f"val_loss:{logged.val_loss:.8f} val_bpb:{logged.val_bpb:.8f}" in out["reruns"][0]["message"]
     # on other data the same script cannot end on the same line: the comparison is real
-    other = make_tiny_dataset(tmp_path / "other")
+    other = make_byte_dataset(tmp_path / "other")
     (other / "tiny_val_000000.bin").write_bytes((tiny_data / "tiny_train_000000.bin").read_bytes())
-    assert record.main(["check", str(tiny_record), "--run", "--data", str(other), "--seed", "1"]) == 1
+    assert C.run_cli(record.main, ["check", str(tiny_record), "--run", "--data", str(other), "--seed", "1"]) == 1
     text = capsys.readouterr().out
     assert "seed 1 re-run: final_int8_zlib_roundtrip_exact" in text and "vs the log's" in text
 
@@ -229,14 +221,14 @@ def test_check_run_reproduces_the_final_line_in_an_empty_folder(tiny_record, tin
     (lambda t: t.replace("hparam SIZE_CAP_BYTES=16000000", "hparam SIZE_CAP_BYTES=20000000"), "SIZE_CAP_BYTES=20000000"),
 ])
 def test_logs_that_contradict_themselves_are_refused_by_new_and_check(edit, reason, tmp_path):
-    """#11 item 4: a Total that is not code + model, a second (better) final line, nan/-inf, an OVER BUDGET line that
+    """A Total that is not code + model, a second (better) final line, nan/-inf, an OVER BUDGET line that
     does not match the sizes: `new` used these and wrote NaN into submission.json."""
     good = fake_log(seed=1)
     assert f"Code size: {len(FAKE_SOURCE)} bytes" in good and len(FAKE_SOURCE) == 69
     bad = edit(good)
     assert bad != good
     a, b = _write(tmp_path, "a.txt", fake_log(seed=2)), _write(tmp_path, "b.txt", bad)
-    with pytest.raises(record.RecordError, match=reason):
+    with pytest.raises(C.ToolError, match=reason):
         record.new_record([a, b], root=tmp_path / "records", **NEW)
     assert not (tmp_path / "records" / "track_non_record_16mb").exists() or \
         not any((tmp_path / "records" / "track_non_record_16mb").iterdir())
@@ -246,18 +238,18 @@ def test_logs_that_contradict_themselves_are_refused_by_new_and_check(edit, reas
 
 
 def test_a_model_over_the_cap_is_refused_whatever_its_total_line_says(tmp_path):
-    """#11 item 4: a 16+ MB model with an OVER BUDGET line but a Total edited under the cap."""
+    """A 16+ MB model with an OVER BUDGET line but a Total edited under the cap."""
     over = fake_log(seed=1, bytes_model=16_100_000)
     assert "OVER BUDGET" in over
     lied = over.replace("size int8-emb8-bigram8+zlib: 16100069", "size int8-emb8-bigram8+zlib: 15900069") \
         .replace("(margin to 16000000: -100069 bytes)", "(margin to 16000000: 99931 bytes)")
     assert lied.count("15900069") == 1 and "99931" in lied
     for text, reason in ((over, "OVER BUDGET"), (lied, "is not Code size")):
-        with pytest.raises(record.RecordError, match=reason):
+        with pytest.raises(C.ToolError, match=reason):
             record.new_record([_write(tmp_path, "o.txt", text)], root=tmp_path / "r", **NEW)
     # fits its own (raised) cap, but not the challenge's: model + counted code > 16,000,000
     big = fake_log(seed=1, bytes_model=16_000_000, cap=17_000_000)
-    with pytest.raises(record.RecordError, match=r"seed 1 total size 1600\d{4} bytes .* exceeds the cap of 16000000"):
+    with pytest.raises(C.ToolError, match=r"seed 1 total size 1600\d{4} bytes .* exceeds the cap of 16000000"):
         record.new_record([_write(tmp_path, "big.txt", big)], root=tmp_path / "r", **NEW)
 
 
@@ -269,7 +261,7 @@ def test_new_refuses_unfinished_logs_different_sources_configs_and_seeds(tmp_pat
              (fake_log(seed=1), "several logs for seed"),
              (fake_log(seed=2, hparams={"EVAL_ARTIFACT": "models/x.ptz"}), "evaluation-only run")]
     for text, reason in cases:
-        with pytest.raises(record.RecordError, match=reason):
+        with pytest.raises(C.ToolError, match=reason):
             record.new_record([ok, _write(tmp_path, "b.txt", text)], root=tmp_path / "records", **NEW)
 
 
@@ -277,7 +269,7 @@ def test_new_refuses_an_existing_folder_unless_replace(tmp_path):
     a = _write(tmp_path, "a.txt", fake_log(seed=1, val_loss=2.5))
     kw = dict(name="Again", author="a", github_id="g", date="2026-01-02", root=tmp_path / "records")
     d = record.new_record([a], **kw)
-    with pytest.raises(record.RecordError, match="exists .*--replace"):
+    with pytest.raises(C.ToolError, match="exists .*--replace"):
         record.new_record([a], **kw)
     b = _write(tmp_path, "b.txt", fake_log(seed=3, val_loss=2.4))
     d2 = record.new_record([b], replace=True, **kw)
@@ -304,7 +296,7 @@ def test_eligible_runs_go_to_the_record_track_and_the_rest_never_do(tmp_path):
         d = record.new_record(logs, root=tmp_path / "records", replace=True, **NEW)
         sub = json.loads((d / "submission.json").read_text())
         assert d.parent.name == "track_non_record_16mb" and reason in sub["non_record_reason"], sub["non_record_reason"]
-        with pytest.raises(record.RecordError, match="not eligible for the record track: .*" + reason.split(" up")[0]):
+        with pytest.raises(C.ToolError, match="not eligible for the record track: .*" + reason.split(" up")[0]):
             record.new_record(logs, root=tmp_path / "other", track="track_10min_16mb", **NEW)
         # moved by hand into the record track, check refuses it
         moved = tmp_path / "records" / "track_10min_16mb" / "moved"
@@ -315,7 +307,7 @@ def test_eligible_runs_go_to_the_record_track_and_the_rest_never_do(tmp_path):
 
 def test_cli_prints_one_error_line_and_exits_1(tmp_path, capsys):
     bad = _write(tmp_path, "b.txt", fake_log(seed=2, finished=False))
-    rc = record.main(["new", "--name", "X", "--author", "a", "--github-id", "g", "--root", str(tmp_path / "r"), str(bad)])
+    rc = C.run_cli(record.main, ["new", "--name", "X", "--author", "a", "--github-id", "g", "--root", str(tmp_path / "r"), str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("error: ") and "no final round-trip line" in err[0]
 
@@ -358,32 +350,32 @@ def test_verdicts():
 
 
 def test_statistics_refuse_non_finite_inputs(tmp_path, capsys):
-    """#11 item 4: significance against 7.0 on nan losses said `t=inf p=0 verdict: record`."""
+    """Significance against 7.0 once on nan losses said `t=inf p=0 verdict: record`."""
     for call in (lambda: record.significance_vs_number([float("nan"), 2.0], 7.0),
                  lambda: record.significance_vs_number([2.0, 2.1], float("inf")),
                  lambda: record.significance_welch([2.0, 2.1], [2.2, float("-inf")]),
                  lambda: record.significance_vs_number([2.0, 2.1], 7.0, delta=float("nan")),
                  lambda: record.significance_vs_number([2.0, 2.1], 7.0, alpha=1.5)):
-        with pytest.raises(record.RecordError, match="finite|alpha"):
+        with pytest.raises(C.ToolError, match="finite|alpha"):
             call()
-    with pytest.raises(record.RecordError, match="non-finite"):
+    with pytest.raises(C.ToolError, match="non-finite"):
         record.dumps({"x": float("nan")})
     good = record.new_record([_write(tmp_path, f"s{s}.txt", fake_log(seed=s)) for s in (1, 2)], root=tmp_path / "r", **NEW)
-    assert record.main(["significance", str(good), "--against", "nan"]) == 1
+    assert C.run_cli(record.main, ["significance", str(good), "--against", "nan"]) == 1
     assert "must be finite numbers" in capsys.readouterr().err
     bad = Path(shutil.copytree(good, tmp_path / "bad"))
     log = bad / "train_seed2.log"
     log.write_text(log.read_text().replace("val_loss:2.34567891", "val_loss:nan").replace("val_loss:2.3457", "val_loss:nan"))
-    assert record.main(["significance", str(bad), "--against", "7.0"]) == 1
+    assert C.run_cli(record.main, ["significance", str(bad), "--against", "7.0"]) == 1
     err = capsys.readouterr().err
     assert "not a finite number" in err and err.count("\n") == 1
 
 
 def test_significance_cli_against_number_and_folder(tiny_record, capsys):
-    assert record.main(["significance", str(tiny_record), "--against", "9.0", "--json"]) == 0
+    assert C.run_cli(record.main, ["significance", str(tiny_record), "--against", "9.0", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["test"].startswith("one-sample") and res["n"] == 2 and res["mean_improvement"] > 3
-    assert record.main(["significance", str(tiny_record), "--against", str(tiny_record), "--json"]) == 0
+    assert C.run_cli(record.main, ["significance", str(tiny_record), "--against", str(tiny_record), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["test"].startswith("Welch") and res["mean_improvement"] == 0 and res["verdict"] == "not significant"
 
@@ -403,7 +395,7 @@ def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
     for needle in ("submission.json val_bpb", "seed_results.1.val_loss", "lacks 'github_id'", "compliance.hardware_8xh100",
                    "bytes_code is 1000"):
         assert needle in text, needle
-    assert record.main(["check", str(d)]) == 1
+    assert C.run_cli(record.main, ["check", str(d)]) == 1
     assert "problem(s)" in capsys.readouterr().out
     (d / "submission.json").write_text(json.dumps(sub).replace('"val_bpb": ', '"val_bpb": NaN, "x": ', 1))
     assert any("not a finite number" in p for p in record.check_record(d)[0])

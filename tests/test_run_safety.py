@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from train_support import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, write_shard  # noqa: I001
+from tests.helpers import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, write_shard
 import train_gpt as tg
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_byte_dataset(tmp_path_factory.mktemp("data"))
 
 
 def _error_of(env, cwd=None) -> str:
@@ -52,8 +47,8 @@ def test_settings_out_of_range_are_refused_before_training(name, value, message)
     assert message in str(e.value)
 
 
-def test_the_same_run_id_never_replaces_an_earlier_run(data, tmp_path):
-    env = tiny_env(data, tmp_path, RUN_ID="same", ITERATIONS=2, VAL_LOSS_EVERY=0)
+def test_the_same_run_id_never_replaces_an_earlier_run(tiny_data, tmp_path):
+    env = tiny_env(tiny_data, tmp_path, RUN_ID="same", ITERATIONS=2, VAL_LOSS_EVERY=0)
     first = run_train(env)
     assert first.returncode == 0, first.stderr
     log = (tmp_path / "logs" / "same.txt").read_text()
@@ -65,9 +60,9 @@ def test_the_same_run_id_never_replaces_an_earlier_run(data, tmp_path):
     assert "hparam SEED=7" in (tmp_path / "logs" / "same.txt").read_text()
 
 
-def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_files(data, tmp_path):
+def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_files(tiny_data, tmp_path):
     assert len({tg.default_run_id() for _ in range(50)}) == 50
-    env = {k: v for k, v in tiny_env(data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0).items() if k != "RUN_ID"}
+    env = {k: v for k, v in tiny_env(tiny_data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0).items() if k != "RUN_ID"}
     procs = [subprocess.Popen([sys.executable, str(TRAIN_GPT)], env={**env, "SEED": str(s)}, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in (1, 2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -79,22 +74,22 @@ def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_fi
     assert len(list((tmp_path / "models").glob("*.ptz"))) == 2
 
 
-def test_out_dir_that_is_a_file_stops_the_run_with_one_line(data, tmp_path):
+def test_out_dir_that_is_a_file_stops_the_run_with_one_line(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    message = _error_of(tiny_env(data, blocker), cwd=tmp_path)
+    message = _error_of(tiny_env(tiny_data, blocker), cwd=tmp_path)
     assert message.startswith(f"error: OUT_DIR={blocker} is not a writable folder")
-    assert "is not a writable folder" in _error_of(tiny_env(data, blocker / "sub"), cwd=tmp_path)
+    assert "is not a writable folder" in _error_of(tiny_env(tiny_data, blocker / "sub"), cwd=tmp_path)
 
 
-def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(data, tmp_path):
-    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(data, tmp_path, RUN_ID="fixme", VOCAB_SIZE=1024))
+def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(tiny_data, tmp_path):
+    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", VOCAB_SIZE=1024))
     assert not (tmp_path / "logs" / "fixme.txt").exists()
-    assert run_train(tiny_env(data, tmp_path, RUN_ID="fixme", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
+    assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
 
 
-def test_resume_refuses_files_that_are_not_this_runs_checkpoints(data, tmp_path):
-    env = tiny_env(data, tmp_path, RUN_ID="base", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
+def test_resume_refuses_files_that_are_not_this_runs_checkpoints(tiny_data, tmp_path):
+    env = tiny_env(tiny_data, tmp_path, RUN_ID="base", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
     assert run_train(env).returncode == 0
     ckpt = tmp_path / "checkpoints" / "base" / "step_000002.ckpt"
     raw = tmp_path / "models" / "base.safetensors"
@@ -115,8 +110,8 @@ def test_resume_refuses_files_that_are_not_this_runs_checkpoints(data, tmp_path)
     assert "torn.ckpt" in _error_of({**env, "RUN_ID": "r7", "RESUME": str(tmp_path / "torn.ckpt")})
 
 
-def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(data, tmp_path):
-    env = tiny_env(data, tmp_path / "a", RUN_ID="moved", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
+def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(tiny_data, tmp_path):
+    env = tiny_env(tiny_data, tmp_path / "a", RUN_ID="moved", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
     (tmp_path / "a").mkdir()
     assert run_train(env).returncode == 0
     (tmp_path / "b").mkdir()
@@ -126,7 +121,7 @@ def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(dat
     assert (tmp_path / "b" / "logs" / "moved.txt").read_text().startswith("===== train_gpt.py source begin (")
 
 
-def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(data, tmp_path):
+def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(tiny_data, tmp_path):
     dead = 4_000_000  # a pid that no process has (checked below)
     while True:
         try:
@@ -140,34 +135,34 @@ def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(d
     alive = tmp_path / "models" / f".y.ptz.tmp{os.getpid()}"  # this test process is alive: its file is kept
     for p in stale + [alive]:
         p.write_bytes(b"half-written")
-    assert run_train(tiny_env(data, tmp_path, RUN_ID="keep", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
+    assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="keep", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
     assert not any(p.exists() for p in stale) and alive.exists()
 
 
-def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refused_up_front(data, tmp_path):
-    ok = run_train(tiny_env(data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000))
+def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refused_up_front(tiny_data, tmp_path):
+    ok = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000))
     assert ok.returncode == 0, ok.stderr
     long_val = tmp_path / "longval"
     long_val.mkdir()
-    for f in data.iterdir():
+    for f in tiny_data.iterdir():
         (long_val / f.name).write_bytes(f.read_bytes())
     write_shard(long_val / "tiny_val_000000.bin", np.tile(np.arange(4, 200), 1500))
     message = _error_of(tiny_env(long_val, tmp_path, RUN_ID="huge", EVAL_BATCH_SEQS=2_000_000, EVAL_STRIDE=1, EVAL_SEQ_LEN=1024))
     assert "EVAL_BATCH_SEQS=2000000 needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
 
 
-def test_final_lines_are_those_of_the_artifact_on_disk(data, tmp_path):
+def test_final_lines_are_those_of_the_artifact_on_disk(tiny_data, tmp_path):
     """EVAL_ARTIFACT scores a shipped artifact with the same code: the final exact line is reproduced."""
-    run = run_train(tiny_env(data, tmp_path, RUN_ID="ship", ITERATIONS=3, VAL_LOSS_EVERY=0))
+    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ship", ITERATIONS=3, VAL_LOSS_EVERY=0))
     assert run.returncode == 0, run.stderr
-    again = run_train(tiny_env(data, tmp_path, RUN_ID="rescore", EVAL_ARTIFACT=str(tmp_path / "models" / "ship.ptz"),
+    again = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="rescore", EVAL_ARTIFACT=str(tmp_path / "models" / "ship.ptz"),
                                NUM_LAYERS=5))  # the artifact's own config wins over shape settings
     assert again.returncode == 0, again.stderr
     assert final_exact(again.stdout) == final_exact(run.stdout)
     blob = bytearray((tmp_path / "models" / "ship.ptz").read_bytes())
     blob[-5] ^= 0x10
     (tmp_path / "flipped.ptz").write_bytes(bytes(blob))
-    assert "integrity check failed" in _error_of(tiny_env(data, tmp_path, RUN_ID="flip", EVAL_ARTIFACT=str(tmp_path / "flipped.ptz")))
+    assert "integrity check failed" in _error_of(tiny_env(tiny_data, tmp_path, RUN_ID="flip", EVAL_ARTIFACT=str(tmp_path / "flipped.ptz")))
 
 
 def test_non_finite_weights_in_an_artifact_are_refused():

@@ -1,6 +1,6 @@
-"""tools/sweep.py without training: spec expansion, run names, Slurm script, slots, SIGTERM, failures, early stop.
+"""The sweep command without training: spec expansion, run names, Slurm script, slots, SIGTERM, failures, early stop.
 
-The runs here use a stand-in trainer that writes a fake train_gpt.py log line by line (records_sweep_support)."""
+The runs here use a stand-in trainer that writes a fake train_gpt.py log line by line (tests/helpers.py)."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,16 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from records_sweep_support import REPO, subprocess_env, write_fake_trainer
+from tests.helpers import REPO, fake_log, subprocess_env, tool_command, write_fake_trainer
+from tools import common as C
+from tools.runs import sweep
 
-import sweep  # noqa: E402
-
-SWEEP = str(REPO / "tools" / "sweep.py")
+SWEEP = tool_command("sweep")  # python -m tools sweep
 
 SPEC = """
 name = "unit"
@@ -99,7 +98,7 @@ def test_bad_specs_are_refused_with_the_reason(tmp_path, text, msg):
     if msg is None:
         assert len(sweep.load_spec(p).runs) == 1
         return
-    with pytest.raises(sweep.SweepError, match=msg):
+    with pytest.raises(C.ToolError, match=msg):
         sweep.load_spec(p)
 
 
@@ -127,7 +126,7 @@ def test_slurm_script_has_one_array_task_per_run(tmp_path):
         assert line in text.splitlines(), line
     for r in spec.runs:
         assert f"  {r.index}) RUN={r.name} ;;  # MATRIX_LR={r.axes['MATRIX_LR']} SEED={r.axes['SEED']}" in text
-    assert f'python tools/sweep.py run-one {p} --run "$RUN" --runs-dir runs --launcher torchrun --nproc-per-node 1' in text
+    assert f'python -m tools sweep run-one {p} --run "$RUN" --runs-dir runs --launcher torchrun --nproc-per-node 1' in text
     out = tmp_path / "job.sh"
     assert sweep.main(["slurm", str(p), "--out", str(out)]) == 0 and out.read_text().count(") RUN=") == 4
     r = subprocess.run(["bash", "-n", str(out)], capture_output=True, text=True)
@@ -139,23 +138,24 @@ def test_run_one_runs_a_single_named_run_in_the_sweep_layout(tmp_path):
     p = _spec(tmp_path, 'name = "one"\n[grid]\nMATRIX_LR = [0.02, 0.04]\n')
     spec = sweep.load_spec(p)
     name = spec.runs[1].name
-    args = [sys.executable, SWEEP, "run-one", str(p), "--run", name, "--runs-dir", str(tmp_path / "runs"),
+    args = [*SWEEP, "run-one", str(p), "--run", name, "--runs-dir", str(tmp_path / "runs"),
             "--launcher", "python", "--script", str(fake)]
-    r = subprocess.run(args, capture_output=True, text=True, env=subprocess_env({}), cwd=tmp_path)
+    r = subprocess.run(args, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     st = json.loads((tmp_path / "runs" / "one" / name / "state.json").read_text())
     assert st["status"] == "done" and st["result"]["val_bpb"] == pytest.approx(1.04)
     assert not (tmp_path / "runs" / "one" / spec.runs[0].name).exists()
-    r = subprocess.run(args[:5] + ["nope"] + args[6:], capture_output=True, text=True, env=subprocess_env({}))
+    args[args.index(name)] = "nope"
+    r = subprocess.run(args, capture_output=True, text=True, env=subprocess_env())
     assert r.returncode == 1 and r.stderr.startswith("error: no run named nope")
 
 
 def _drive(tmp_path, spec_text, *extra, fake_env=None, wait=True):
     fake = write_fake_trainer(tmp_path / "fake_train.py")
     p = _spec(tmp_path, spec_text)
-    args = [sys.executable, SWEEP, "run", str(p), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
+    args = [*SWEEP, "run", str(p), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
             "--script", str(fake), "--poll-seconds", "0.05", "--quiet", *extra]
-    env = subprocess_env({"PYTHONPATH": str(tmp_path), **(fake_env or {})})
+    env = subprocess_env(**{**(fake_env or {}), "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"})  # a stub predictor here
     if not wait:
         return subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True), p
@@ -270,14 +270,10 @@ def test_early_stop_hook_stops_a_run_with_the_predictors_reason(tmp_path):
     assert _states(tmp_path, "es")[stopped["name"]]["attempts"] == 1
 
 
-def test_early_stop_with_the_real_predictor_when_present(tmp_path):
-    pl = pytest.importorskip("predict_loss")
-    if not hasattr(pl, "should_stop"):
-        pytest.skip("predict_loss.should_stop missing")
+def test_early_stop_with_the_real_predictor(tmp_path):
     text = 'name = "esr"\n[grid]\nMATRIX_LR = [0.01, 0.5]\n'
     r, _ = _drive(tmp_path, text, "--early-stop-margin", "0.05", "--early-stop-min-fraction", "0.3",
-                  "--check-seconds", "0.05", fake_env={"FAKE_STEP_SLEEP": "0.05", "ITERATIONS": "40",
-                                                       "PYTHONPATH": str(REPO / "tools")})
+                  "--check-seconds", "0.05", fake_env={"FAKE_STEP_SLEEP": "0.05", "ITERATIONS": "40"})
     assert r.returncode == 0, r.stderr
     st = {s["axes"]["MATRIX_LR"]: s for s in _states(tmp_path, "esr").values()}
     assert st["0.01"]["status"] == "done"
@@ -286,13 +282,13 @@ def test_early_stop_with_the_real_predictor_when_present(tmp_path):
 
 
 def test_spec_settings_are_checked_like_train_gpt_checks_them():
-    with pytest.raises(sweep.SweepError, match=r"MATRX_LR is not a setting of train_gpt.py \(did you mean MATRIX_LR\?\)"):
+    with pytest.raises(C.ToolError, match=r"MATRX_LR is not a setting of train_gpt.py \(did you mean MATRIX_LR\?\)"):
         sweep.expand_spec({"name": "s", "base": {"ITERATIONS": 10}, "grid": {"MATRX_LR": [0.01, 0.02]}})
     import train_gpt
     settings = {f.name.upper() for f in __import__("dataclasses").fields(train_gpt.Hyperparameters)}
     only = next(n for n in sorted(train_gpt.RECORD_ONLY_SETTINGS) if train_gpt.setting_name_problem(n, settings)
                 and "record scripts" in train_gpt.setting_name_problem(n, settings))
-    with pytest.raises(sweep.SweepError, match=f"{only} is a setting of the challenge's record scripts"):
+    with pytest.raises(C.ToolError, match=f"{only} is a setting of the challenge's record scripts"):
         sweep.expand_spec({"name": "s", "base": {only: 0.99}})
     # another script has its own settings: the train_gpt.py rule does not apply
     assert len(sweep.expand_spec({"name": "s", "script": "other.py", "grid": {"MATRX_LR": [0.01, 0.02]}}).runs) == 2
@@ -301,11 +297,11 @@ def test_spec_settings_are_checked_like_train_gpt_checks_them():
 
 @pytest.mark.parametrize("text", ['name = "b"\ngrid = [1, 2]\n', 'name = "b"\nbase = 3\n'])
 def test_a_list_for_grid_or_a_number_for_base_is_one_error_line_for_every_command(tmp_path, text):
-    """#11 item 7: these specs gave a traceback."""
+    """These specs once gave a traceback."""
     p = _spec(tmp_path, text)
     for cmd in (["run", str(p), "--dry-run"], ["table", str(p)], ["slurm", str(p)], ["run-one", str(p), "--run", "x"]):
-        r = subprocess.run([sys.executable, SWEEP, *cmd, "--runs-dir", str(tmp_path / "runs")], capture_output=True,
-                           text=True, env=subprocess_env({}), timeout=60)
+        r = subprocess.run([*SWEEP, *cmd, "--runs-dir", str(tmp_path / "runs")], capture_output=True,
+                           text=True, env=subprocess_env(), timeout=60)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "must be a" in lines[0], r.stderr
 
@@ -321,17 +317,17 @@ def _wait_running(tmp_path, sweep_name, timeout=60):
 
 
 def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path):
-    """#11 item 9: `run-one` took only its own lock, so it ran a run that `sweep.py run` was running."""
+    """`run-one` once took only its own lock, so it ran a run that `sweep run` was running."""
     text = 'name = "race"\n[grid]\nMATRIX_LR = [0.01, 0.02]\n'
     hold = tmp_path / "release"
     proc, p = _drive(tmp_path, text, fake_env={"FAKE_HOLD": str(hold)}, wait=False)
     try:
         running = _wait_running(tmp_path, "race")
         fake = tmp_path / "fake_train.py"
-        one = [sys.executable, SWEEP, "run-one", str(p), "--run", running["name"], "--runs-dir", str(tmp_path / "runs"),
+        one = [*SWEEP, "run-one", str(p), "--run", running["name"], "--runs-dir", str(tmp_path / "runs"),
                "--launcher", "python", "--script", str(fake)]
-        r = subprocess.run(one, capture_output=True, text=True, env=subprocess_env({}), timeout=60)
-        assert r.returncode == 1 and "another driver ('sweep.py run') is running sweep race" in r.stderr, r.stderr
+        r = subprocess.run(one, capture_output=True, text=True, env=subprocess_env(), timeout=60)
+        assert r.returncode == 1 and "another driver ('python -m tools sweep run') is running sweep race" in r.stderr, r.stderr
         assert _states(tmp_path, "race")[running["name"]]["attempts"] == 1
     finally:
         hold.touch()
@@ -342,13 +338,13 @@ def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path)
     p2 = _spec(tmp_path, text2, "race2.toml")
     spec = sweep.load_spec(p2)
     hold2 = tmp_path / "release2"
-    env = subprocess_env({"FAKE_HOLD": str(hold2)})
-    base = [sys.executable, SWEEP, "run-one", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
+    env = subprocess_env(FAKE_HOLD=hold2)
+    base = [*SWEEP, "run-one", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
             "--script", str(tmp_path / "fake_train.py")]
     first = subprocess.Popen(base + ["--run", spec.runs[0].name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_running(tmp_path, "race2")
-        whole = subprocess.Popen([sys.executable, SWEEP, "run", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher",
+        whole = subprocess.Popen([*SWEEP, "run", str(p2), "--runs-dir", str(tmp_path / "runs"), "--launcher",
                                   "python", "--script", str(tmp_path / "fake_train.py"), "--quiet"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         same = subprocess.Popen(base + ["--run", spec.runs[0].name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -371,28 +367,12 @@ def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path)
     assert sorted(s["status"] for s in st.values()) == ["done", "done"] and all(s["attempts"] == 1 for s in st.values())
 
 
-OVER_TRAINER = """
-import os, sys
-sys.path.insert(0, %r)
-from records_sweep_support import fake_log
-out, rid = os.environ["OUT_DIR"], os.environ["RUN_ID"]
-os.makedirs(os.path.join(out, "logs"), exist_ok=True)
-open(os.path.join(out, "logs", rid + ".txt"), "w").write(fake_log(bytes_model=16_500_000))
-sys.exit(3)
-"""
-
-
 def test_an_over_budget_run_is_finished_and_its_row_says_so(tmp_path):
-    trainer = tmp_path / "over.py"
-    trainer.write_text(OVER_TRAINER % str(Path(__file__).resolve().parent))
-    p = _spec(tmp_path, 'name = "ob"\n[grid]\nMATRIX_LR = [0.01]\n')
-    r = subprocess.run([sys.executable, SWEEP, "run", str(p), "--runs-dir", str(tmp_path / "runs"), "--launcher", "python",
-                        "--script", str(trainer), "--quiet", "--poll-seconds", "0.05"], capture_output=True, text=True,
-                       env=subprocess_env({}), timeout=60)
+    r, p = _drive(tmp_path, 'name = "ob"\n[grid]\nMATRIX_LR = [0.01]\n', fake_env={"FAKE_OVER_BUDGET": "1"})
     assert r.returncode == 0, r.stderr
     (st,) = _states(tmp_path, "ob").values()
     assert st["status"] == "done" and st["returncode"] == 3 and st["result"]["over_budget"] is True
-    assert st["result"]["margin"] == 16_000_000 - st["result"]["bytes_total"] < 0
+    assert st["result"]["margin"] == C.SUBMISSION_CAP_BYTES - st["result"]["bytes_total"] < 0
     (row,) = sweep.collect(sweep.load_spec(p), tmp_path / "runs")
     assert row["note"].startswith("OVER BUDGET")
 
@@ -400,7 +380,7 @@ def test_an_over_budget_run_is_finished_and_its_row_says_so(tmp_path):
 def test_results_come_from_the_runs_own_summary_and_artifact(tmp_path):
     run_dir = tmp_path / "r1"
     (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "logs" / "r1.txt").write_text(__import__("records_sweep_support").fake_log(val_bpb=1.5))
+    (run_dir / "logs" / "r1.txt").write_text(fake_log(val_bpb=1.5))
     summary = {"run_id": "r1", "val_loss": 2.34567891, "val_bpb": 1.49999, "bytes_code": 69, "bytes_model": 10, "bytes_total": 79,
                "hparams": {}, "hardware": "cpu", "artifact": "models/r1.ptz", "artifact_scheme": "int6+brotli",
                "size_cap_bytes": 100, "eval_time_ms": 5, "over_budget": False}

@@ -1,4 +1,4 @@
-"""tools/sweep.py end to end with real tiny CPU runs of train_gpt.py: SIGKILL of the driver's process group
+"""The sweep command end to end with real tiny CPU runs of train_gpt.py: SIGKILL of the driver's process group
 midway, resume, every run recorded exactly once; then the results table and the plots."""
 from __future__ import annotations
 
@@ -7,24 +7,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from records_sweep_support import REPO, TRAIN_GPT, make_tiny_dataset, subprocess_env, tiny_env
-
-import logparse  # noqa: E402
-import sweep  # noqa: E402
-
-SWEEP = str(REPO / "tools" / "sweep.py")
-pytestmark = pytest.mark.skipif(not TRAIN_GPT.is_file(), reason="train_gpt.py not present")
+from tests.helpers import TRAIN_GPT, subprocess_env, tiny_settings, tool_command
+from tools import common as C
+from tools.runs import logparse, plot_runs, sweep
 
 
 def _spec_text(data: Path) -> str:
-    base = tiny_env(data, ITERATIONS=12, VAL_LOSS_EVERY=4)
-    base.pop("OMP_NUM_THREADS")
+    base = tiny_settings(data, ITERATIONS=12, VAL_LOSS_EVERY=4)
     lines = ['name = "tiny"', "seeds = [1]", "[base]"] + [f'{k} = "{v}"' for k, v in base.items()]
     # two good configurations, then one that train_gpt.py rejects at start-up (NUM_HEADS=4 % NUM_KV_HEADS=3)
     lines += ["[[configs]]", "MATRIX_LR = 0.02", "[[configs]]", "MATRIX_LR = 0.05", "[[configs]]", "NUM_KV_HEADS = 3"]
@@ -36,18 +30,17 @@ def _states(sdir: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
+def killed_and_resumed(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep_tiny")
-    data = make_tiny_dataset(root / "data")
     script = root / "train_gpt.py"  # one copy for every run: the repository's file may change meanwhile
     script.write_bytes(TRAIN_GPT.read_bytes())
     spec_path = root / "tiny.toml"
-    spec_path.write_text(_spec_text(data))
+    spec_path.write_text(_spec_text(tiny_data))
     spec = sweep.load_spec(spec_path)
     sdir = root / "runs" / "tiny"
-    args = [sys.executable, SWEEP, "run", str(spec_path), "--runs-dir", str(root / "runs"), "--launcher", "python",
+    args = [*tool_command("sweep"), "run", str(spec_path), "--runs-dir", str(root / "runs"), "--launcher", "python",
             "--script", str(script), "--poll-seconds", "0.1", "--quiet"]
-    env = subprocess_env({})
+    env = subprocess_env()
     # first driver: SIGKILL its whole process group once run 1 is done and run 2 has logged training steps
     proc = subprocess.Popen(args, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -113,7 +106,7 @@ def test_results_table_sorted_by_val_bpb_with_every_axis(killed_and_resumed):
     assert len(done) == 2 and float(done[0]["val_bpb"]) <= float(done[1]["val_bpb"])
     assert rows[2]["status"] == "failed" and rows[2]["NUM_KV_HEADS"] == "3" and rows[2]["val_bpb"] == ""
     for r in done:
-        assert int(r["margin"]) == 16_000_000 - int(r["bytes_total"]) and r["steps"] == "12"
+        assert int(r["margin"]) == C.SUBMISSION_CAP_BYTES - int(r["bytes_total"]) and r["steps"] == "12"
         assert float(r["step_avg_ms"]) > 0 and r["SEED"] == "1"
     md = (k["sdir"] / "results.md").read_text()
     assert md.count("\n| ") == 4 and "| run | status | MATRIX_LR |" in md
@@ -127,7 +120,6 @@ def test_plots_from_the_sweep_and_from_plain_logs(killed_and_resumed, tmp_path):
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
     assert not (plots / "val_bpb_vs_NUM_KV_HEADS.png").exists()  # only failed runs have that axis
-    import plot_runs
     logs = [str(k["sdir"] / r.name / "logs" / f"{r.name}.txt") for r in k["spec"].runs[:2]]
     out = tmp_path / "curves.png"
     assert plot_runs.main([*logs, "--out", str(out), "--labels", "lr0.02,lr0.05"]) == 0

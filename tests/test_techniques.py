@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from train_support import REPO  # noqa: F401 (puts the repository on sys.path)
 import train_gpt as tg
+from tests.helpers import final_exact, run_train, tiny_env
 
 BASE = tg.ModelConfig(vocab_size=260, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64,
                       bigram_dim=8)
@@ -208,11 +208,9 @@ def test_recipes_set_values_the_environment_can_override():
         tg.Hyperparameters.from_env({"RECIPE": "fast"})
 
 
-def test_every_switch_trains_end_to_end(tmp_path):
+def test_every_switch_trains_end_to_end(tiny_data, tmp_path):
     """All switches at once on a tiny run: it learns, loops from LOOP_AT, averages, and ships an artifact."""
-    from train_support import final_exact, make_byte_dataset, run_train, tiny_env
-    data = make_byte_dataset(tmp_path / "data")
-    env = tiny_env(data, tmp_path, NUM_LAYERS=4, ITERATIONS=12, WARMUP_STEPS=2, VAL_LOSS_EVERY=0, ROPE_DIMS=8, XSA_LAST_N=4,
+    env = tiny_env(tiny_data, tmp_path, NUM_LAYERS=4, ITERATIONS=12, WARMUP_STEPS=2, VAL_LOSS_EVERY=0, ROPE_DIMS=8, XSA_LAST_N=4,
                    ATTN_GATE=1, DOC_MASK=1, LN_SCALE=1, MLP_ACT="leaky_relu2", PARALLEL_LAST_N=2, LOOP_START=1, LOOP_END=2,
                    LOOP_REPEATS=1, LOOP_AT=0.5, SMEAR_GATE=1, EMA_DECAY=0.9, MIN_LR=0.1, WD_TAPER_START=0.5,
                    WD_TAPER_FINAL=0.5, MUON_ROW_NORM=1, MUON_NS="polar", QK_GAIN_INIT=5.0)

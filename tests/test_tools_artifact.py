@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools_test_support import REPO, TOOLS, make_byte_dataset, trained_like_state  # noqa: F401
-import common as C  # noqa: E402
-import fit  # noqa: E402
-import pack  # noqa: E402
-import train_gpt as tg  # noqa: E402
+import train_gpt as tg
+from tests.helpers import REPO, make_byte_dataset, trained_like_state
+from tools import common as C
+from tools.artifacts import fit, pack
+from tools.artifacts import model_file as M
 
 CONFIG = tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64,
                         bigram_dim=16)
@@ -67,18 +67,19 @@ def test_train_gpt_alone_in_an_empty_folder_decodes_every_scheme_a_tool_writes(w
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "train_gpt.py").write_bytes((REPO / "train_gpt.py").read_bytes())
-    script = (
+    # a script in that folder, run with no environment and no user site: Python puts only its own folder first
+    (alone / "decode_all.py").write_text(
         "import hashlib, json, sys\n"
-        f"sys.path.insert(0, {str(alone)!r})\n"
         "import train_gpt\n"
-        "assert train_gpt.__file__.startswith(sys.path[0]) and not {'common', 'pack', 'fit'} & set(sys.modules)\n"
+        "assert train_gpt.__file__.startswith(sys.path[0]) and not any(m.split('.')[0] == 'tools' for m in sys.modules)\n"
         "res = {}\n"
         f"for p in sorted(__import__('pathlib').Path({str(out)!r}).glob('*.ptz')):\n"
         "    state, meta = train_gpt.read_artifact(p)\n"
         "    train_gpt.model_from_state(state, meta['config'], str(p))\n"
         "    res[p.name] = [meta['scheme'], hashlib.sha256(b''.join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()]\n"
         "print(json.dumps(res))\n")
-    r = subprocess.run([sys.executable, "-I", "-c", script], cwd=alone, capture_output=True, text=True, timeout=300,
+    r = subprocess.run([sys.executable, "-E", "-s", str(alone / "decode_all.py")], cwd=alone, capture_output=True,
+                       text=True, timeout=300,
                        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr[-3000:]
     decoded = {k: tuple(v) for k, v in json.loads(r.stdout).items()}
@@ -109,7 +110,9 @@ def test_each_round_trip_is_within_half_a_quantization_step_of_unclipped_weights
 
 
 def _tool_sources() -> dict[str, ast.Module]:
-    return {p.name: ast.parse(p.read_text(), p.name) for p in sorted(TOOLS.glob("*.py"))}
+    """Every module of the commands around train_gpt.py: tools/, bench/, studies/ and data/."""
+    paths = sorted(p for d in ("tools", "bench", "studies", "data") for p in (REPO / d).rglob("*.py"))
+    return {str(p.relative_to(REPO)): ast.parse(p.read_text(), p.name) for p in paths}
 
 
 def test_no_tool_changes_or_bypasses_train_gpts_artifact_code():
@@ -156,17 +159,17 @@ def test_every_artifact_a_tool_writes_is_exactly_pack_artifacts_output(tmp_path,
     monkeypatch.setattr(tg, "pack_artifact", recording)
     for spec in ("int7-emb5-shuffle+lzma", "int3-packed+zstd-3"):
         out = tmp_path / f"{spec}.ptz"
-        assert C.run_cli(lambda: pack.main([str(src), "-o", str(out), "--scheme", spec, "--json"])) == 0
+        assert C.run_cli(pack.main, [str(src), "-o", str(out), "--scheme", spec, "--json"]) == 0
         assert out.read_bytes() == made[-1] == real(state, config, tg.Scheme.parse(spec))
     schemes = fit.parse_matrix("int8,int4-emb6-shuffle", "zlib,brotli")
     rows, _ = fit.run_fit(state, config, schemes, 1000, progress=False)
     assert sorted(r["artifact_bytes"] for r in rows) == sorted(len(real(state, config, s)) for s in schemes)
     capsys.readouterr()
     for bad in ("int9+zlib", "int6-fast+brotli", "int6+gzip", "fp8+zlib", "int6+zstd-23", "int6-sd+brotli", "int6-sd0.1+zlib"):
-        assert C.run_cli(lambda: pack.main([str(src), "-o", str(tmp_path / "x.ptz"), "--scheme", bad])) == 1
+        assert C.run_cli(pack.main, [str(src), "-o", str(tmp_path / "x.ptz"), "--scheme", bad]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: artifact scheme") and err.count("\n") == 1, err
-        with pytest.raises(tg.GolfError):
+        with pytest.raises(C.user_errors()):  # train_gpt's GolfError, or the tool's own ToolError
             fit.parse_matrix(bad, "zlib")
     assert not (tmp_path / "x.ptz").exists()
 
@@ -175,7 +178,7 @@ def test_gptq_needs_data_and_uses_the_training_shards(tmp_path):
     data = make_byte_dataset(tmp_path / "data", train_docs=40, val_docs=4)
     state, config = trained_like_state(CONFIG, 2), asdict(CONFIG)
     scheme = tg.Scheme.parse("int4-gptq+zlib")
-    with pytest.raises(tg.GolfError, match="uses GPTQ: give --data"):
+    with pytest.raises(C.ToolError, match="uses GPTQ: give --data"):
         pack.pack(state, config, scheme)
     gptq = pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=256)
     again = pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=256)
@@ -184,7 +187,7 @@ def test_gptq_needs_data_and_uses_the_training_shards(tmp_path):
     assert tg.unpack_artifact(gptq)[1]["scheme"] == scheme.spec
     assert not torch.equal(tg.unpack_artifact(gptq)[0]["blocks.0.attn.q.weight"],
                            tg.unpack_artifact(rtn)[0]["blocks.0.attn.q.weight"])
-    with pytest.raises(tg.GolfError, match="multiple of --seq-len"):
+    with pytest.raises(C.ToolError, match="multiple of --seq-len"):
         pack.pack(state, config, scheme, str(data), gptq_batches=2, seq_len=64, batch_tokens=100)
 
 
@@ -203,15 +206,15 @@ def pk_safetensors(tensors: dict, metadata: dict) -> bytes:
 
 
 def test_a_safetensors_file_whose_header_starts_with_PK_is_read_not_refused_as_a_pickle(tmp_path):
-    """#11 item 10: the sniffer tested 'PK' before the safetensors structure and refused this valid file."""
+    """The sniffer once tested 'PK' before the safetensors structure and refused this valid file."""
     state = trained_like_state(CONFIG, 3)
     path = tmp_path / "pk.safetensors"
     path.write_bytes(pk_safetensors(state, {"config": asdict(CONFIG)}))
-    assert C.sniff(path) == "safetensors"
-    loaded, config, kind = C.load_model_file(path)
+    assert M.sniff(path) == "safetensors"
+    loaded, config, kind = M.load_model_file(path)
     assert kind == "safetensors" and config == asdict(CONFIG)
     assert all(torch.equal(loaded[k], state[k].float()) for k in state)
-    model, _, _ = C.load_model(path)
+    model, _, _ = M.load_model(path)
     assert sum(p.numel() for p in model.parameters()) == sum(v.numel() for v in state.values())
 
 
@@ -226,9 +229,9 @@ def test_pickles_are_refused_without_being_unpickled(tmp_path):
     zipped = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(2)}, zipped)
     for path in (raw, zipped):
-        assert C.sniff(path) == "pickle"
-        with pytest.raises(tg.GolfError, match="pickle"):
-            C.load_model_file(path)
+        assert M.sniff(path) == "pickle"
+        with pytest.raises(C.ToolError, match="pickle"):
+            M.load_model_file(path)
     assert not marker.exists()
 
 
@@ -240,13 +243,13 @@ def test_checkpoints_raw_weights_and_artifacts_load_to_the_same_names(tmp_path):
                     {"config": config, "step": 5})
     tg.save_tensors(raw, state, {"config": config})
     art.write_bytes(tg.pack_artifact(state, config, tg.Scheme.parse("int8+zlib")))
-    loaded = {p.suffix: C.load_model_file(p) for p in (ckpt, raw, art)}
+    loaded = {p.suffix: M.load_model_file(p) for p in (ckpt, raw, art)}
     assert [v[2] for v in loaded.values()] == ["safetensors", "safetensors", "artifact"]
     for sd, cfg, _ in loaded.values():
         assert set(sd) == set(state) and cfg == config
     assert all(torch.equal(loaded[".ckpt"][0][k], state[k]) for k in state)
-    assert C.relative_error(state, loaded[".ptz"][0]) < 0.01 and C.relative_error(state, state) == 0
+    assert M.relative_error(state, loaded[".ptz"][0]) < 0.01 and M.relative_error(state, state) == 0
 
 
-def test_the_cap_constant_is_the_challenges_and_train_gpts_default():
-    assert C.CHALLENGE_CAP_BYTES == 16_000_000 == tg.Hyperparameters().size_cap_bytes
+def test_the_tools_judge_a_fit_against_the_cap_a_run_judges_itself_against():
+    assert C.SUBMISSION_CAP_BYTES == tg.Hyperparameters().size_cap_bytes

@@ -7,20 +7,10 @@ import re
 import pytest
 import torch
 
-from tools_test_support import run_tool, tiny_trained  # noqa: F401  (tiny_trained is a fixture)
-import common as C  # noqa: E402
-import fit  # noqa: E402
-import inspect_artifact  # noqa: E402
-import pack  # noqa: E402
-import sample  # noqa: E402
-import score  # noqa: E402
-import train_gpt as tg  # noqa: E402
-
-
-def cli(main, argv, capsys) -> tuple[int, str, str]:
-    code = C.run_cli(lambda: main(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+import train_gpt as tg
+from tests.helpers import cli, run_tool, subprocess_env
+from tools import common as C
+from tools.artifacts import fit, inspect_artifact, pack, sample, score
 
 
 def test_the_run_writes_its_own_files(tiny_trained):
@@ -36,7 +26,7 @@ def test_score_with_default_bf16_reproduces_the_logged_final_round_trip_exactly(
     the log's final exact line digit for digit."""
     data, run, stdout = tiny_trained
     logged = re.search(r"final_int8_zlib_roundtrip_exact val_loss:(\S+) val_bpb:(\S+)", stdout).groups()
-    r = run_tool("score.py", run / "models" / "tiny.ptz", "--data", data, "--seq-len", 64, "--stride", 32, "--batch-seqs", 8)
+    r = run_tool("score", run / "models" / "tiny.ptz", "--data", data, "--seq-len", 64, "--stride", 32, "--batch-seqs", 8)
     assert r.returncode == 0, r.stderr
     assert re.search(r"score_exact val_loss:(\S+) val_bpb:(\S+)", r.stdout).groups() == logged
     assert re.search(r"^score val_loss:\d+\.\d{4} val_bpb:\d+\.\d{4} eval_time:\d+ms$", r.stdout, re.M)
@@ -74,7 +64,7 @@ def test_pack_writes_the_same_bytes_twice_for_every_codec_and_gptq(tiny_trained,
         state, meta = tg.read_artifact(a)
         assert meta["scheme"] == report["scheme"] == tg.Scheme.parse(spec).spec
         assert report["total_bytes"] == report["artifact_bytes"] + report["code_bytes"] == a.stat().st_size + report["code_bytes"]
-        assert report["margin"] == 16_000_000 - report["total_bytes"] and 0 < report["rel_error"] < 0.1
+        assert report["margin"] == C.SUBMISSION_CAP_BYTES - report["total_bytes"] and 0 < report["rel_error"] < 0.1
         tg.model_from_state(state, meta["config"])
 
 
@@ -91,7 +81,7 @@ def test_fit_table_arithmetic_and_order(tiny_trained, capsys):
                                                         "int6-emb8-bigram6+zstd-5"])
     for r in rows:
         assert r["code_bytes"] == code_bytes and r["total_bytes"] == r["artifact_bytes"] + r["code_bytes"]
-        assert r["margin"] == 16_000_000 - r["total_bytes"] and r["fits"]
+        assert r["margin"] == C.SUBMISSION_CAP_BYTES - r["total_bytes"] and r["fits"]
         assert r["bytes_per_param"] == pytest.approx(r["artifact_bytes"] / report["base"]["params"])
     assert rows == fit.sort_rows(rows) and rows[0]["scheme"].startswith("int8")  # lowest reconstruction error first
     assert rows[0]["rel_error"] == rows[1]["rel_error"]  # the codec changes bytes, not weights
@@ -99,10 +89,10 @@ def test_fit_table_arithmetic_and_order(tiny_trained, capsys):
 
 def test_fit_sorting_puts_the_best_fitting_row_first():
     row = lambda s, art, bpb: fit.table_row(s, art, 50_000, 1000, 0.01, bpb, 1.0)  # noqa: E731
-    rows = fit.sort_rows([row("big", 16_000_000, 1.00), row("worse", 9_000_000, 1.20), row("best", 12_000_000, 1.05),
+    rows = fit.sort_rows([row("big", C.SUBMISSION_CAP_BYTES, 1.00), row("worse", 9_000_000, 1.20), row("best", 12_000_000, 1.05),
                           row("tie_small", 11_000_000, 1.05)])
     assert [r["scheme"] for r in rows] == ["tie_small", "best", "worse", "big"]
-    assert rows[-1]["margin"] == 16_000_000 - 16_050_000 and not rows[-1]["fits"]
+    assert rows[-1]["margin"] == C.SUBMISSION_CAP_BYTES - 16_050_000 and not rows[-1]["fits"]
     assert rows[0]["delta_bpb"] == pytest.approx(0.05)
 
 
@@ -130,7 +120,7 @@ def test_inspect_lists_every_tensor_and_totals(tiny_trained, capsys):
     state, meta = tg.read_artifact(art)
     assert [t["name"] for t in rep["tensors"]] == list(meta["tensors"]) and rep["scheme"] == meta["scheme"]
     assert rep["artifact_bytes"] == art.stat().st_size and rep["codec"] == tg.Scheme.parse(meta["scheme"]).codec
-    assert rep["total_bytes"] == rep["artifact_bytes"] + rep["code_bytes"] and rep["margin"] == 16_000_000 - rep["total_bytes"]
+    assert rep["total_bytes"] == rep["artifact_bytes"] + rep["code_bytes"] and rep["margin"] == C.SUBMISSION_CAP_BYTES - rep["total_bytes"]
     assert rep["params"] == sum(v.numel() for v in state.values())
     assert all(t["est_compressed_bytes"] > 0 for t in rep["tensors"])
 
@@ -185,12 +175,11 @@ def test_bad_inputs_give_one_error_line_and_exit_1(tiny_trained, tmp_path, capsy
 def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
     import subprocess
     import sys
-    from tools_test_support import TOOLS, clean_env
     data, run, stdout = tiny_trained
     logged = float(re.search(r"final_int8_zlib_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", stdout).group(1))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        str(TOOLS / "score.py"), str(run / "models" / "tiny.ptz"), "--data", str(data), "--seq-len", "64",
-                        "--stride", "32", "--batch-seqs", "8", "--json"], env=clean_env(), capture_output=True, text=True,
+                        "-m", "tools", "score", str(run / "models" / "tiny.ptz"), "--data", str(data), "--seq-len", "64",
+                        "--stride", "32", "--batch-seqs", "8", "--json"], env=subprocess_env(), capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = json.loads(r.stdout)
@@ -198,7 +187,7 @@ def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
 
 
 def test_bench_pack_reports_penalties_layouts_and_the_end_to_end_time(tiny_trained, tmp_path, capsys):
-    import bench_pack
+    from bench import bench_pack
     data, run, _ = tiny_trained
     md = tmp_path / "bench.md"
     code, out, err = cli(bench_pack.main, [str(run / "models" / "tiny.safetensors"), "--data", str(data), "--schemes",

@@ -1,16 +1,15 @@
-"""Early prediction of the final loss and the sweep's early-stop rule (tools/predict_loss.py)."""
+"""Early prediction of the final loss and the sweep's early-stop rule (studies/topology/predict_loss.py)."""
+import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import predict_loss as P  # noqa: E402
+from studies.topology import predict_loss as P
+from tests.helpers import module_command, subprocess_env
+from tools.common import ToolError
 
 
 def power_law(t, a=2.0, b=0.5, c=1.5):
@@ -20,8 +19,8 @@ def power_law(t, a=2.0, b=0.5, c=1.5):
 def write_log(path: Path, steps, losses, total, bpb_ratio=1.4, with_source=True):
     lines = []
     if with_source:  # the embedded source holds format strings that look like log lines: they must be skipped
-        lines += ["===== train_gpt.py source begin (99 bytes) =====",
-                  "step:1/1 val_loss:0.0001 val_bpb:0.0001 (inside the source)",
+        source = "step:1/1 val_loss:0.0001 val_bpb:0.0001 (inside the source)"
+        lines += [f"===== train_gpt.py source begin ({len(source)} bytes) =====", source,
                   "===== train_gpt.py source end ====="]
     lines += ["hparam ITERATIONS=%d" % total]
     for s, v in zip(steps, losses):
@@ -60,7 +59,7 @@ def test_curve_fit_with_few_points_stays_finite_and_bounded():
     assert 0 < P.predict_curve([100, 200, 300], [3.0, 2.8, 2.75], 1000) <= 2.75
     flat = P.fit_power_law([10, 20, 30, 40, 50], [2.0, 2.0, 2.0, 2.0, 2.0])
     assert flat(1000) == pytest.approx(2.0)
-    with pytest.raises(P.PredictError):
+    with pytest.raises(ToolError):
         P.fit_power_law([0], [5.0])
 
 
@@ -159,17 +158,16 @@ def test_predict_and_backtest_cli(tmp_path):
     t = np.arange(0, 2001, 100)
     for i, c in enumerate([1.5, 1.6, 1.7]):
         write_log(tmp_path / f"run{i}" / "logs" / f"r{i}.txt", t, power_law(np.maximum(t, 1), c=c), total=2000)
-    tool = str(ROOT / "tools" / "predict_loss.py")
-    r = subprocess.run([sys.executable, tool, "predict", str(tmp_path / "run0" / "logs" / "r0.txt"),
-                        "--fraction", "0.5", "--json"], capture_output=True, text=True, timeout=60)
+    tool = "studies.topology.predict_loss"
+    r = subprocess.run(module_command(tool, "predict", tmp_path / "run0" / "logs" / "r0.txt", "--fraction", 0.5,
+                                      "--json"), env=subprocess_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    import json
-
     out = json.loads(r.stdout)
     assert out["predicted"] == pytest.approx(power_law(2000), abs=0.01)
-    r = subprocess.run([sys.executable, tool, "backtest"] + [str(tmp_path / f"run{i}") for i in range(3)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(module_command(tool, "backtest", *(tmp_path / f"run{i}" for i in range(3))),
+                       env=subprocess_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "curve+topo" in r.stdout and "20%" in r.stdout
-    r = subprocess.run([sys.executable, tool, "predict", str(tmp_path / "missing")], capture_output=True, text=True)
+    r = subprocess.run(module_command(tool, "predict", tmp_path / "missing"), env=subprocess_env(),
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error:")

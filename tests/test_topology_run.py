@@ -1,21 +1,18 @@
-"""Features over all checkpoints of a run (tools/topology.py run)."""
+"""Features over all checkpoints of a run (python -m studies.topology.topology run)."""
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT))
+import train_gpt
+from studies.topology import predict_loss as P
+from studies.topology import topology as T
+from tests.helpers import module_command, subprocess_env
 
-torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
-train_gpt = pytest.importorskip("train_gpt", reason="train_gpt.py writes the checkpoints this test reads")
-
-import topology as T  # noqa: E402
 
 
 def make_run(out: Path, run_id="tiny", steps=(10, 20, 30, 40, 50), total=50):
@@ -27,7 +24,8 @@ def make_run(out: Path, run_id="tiny", steps=(10, 20, 30, 40, 50), total=50):
     for s in steps:
         tensors = {f"model.{k}": v * (1 + s / 10) for k, v in base.items()}
         train_gpt.save_tensors(out / "checkpoints" / run_id / f"step_{s:06d}.ckpt", tensors, {"step": s})
-    lines = ["===== train_gpt.py source begin (1 bytes) =====", "step:{s}/{n} val_loss:{x}",
+    source = "step:{s}/{n} val_loss:{x}"  # a format string in the source: not a validation line
+    lines = [f"===== train_gpt.py source begin ({len(source)} bytes) =====", source,
              "===== train_gpt.py source end ====="]
     for s in (0,) + tuple(steps[::2]):  # validation every 20 steps: steps 10, 30, 50 + 0
         lines.append(f"step:{s}/{total} val_loss:{5 - s / 20:.4f} val_bpb:{(5 - s / 20) * 1.4:.4f} train_time:1ms")
@@ -63,8 +61,6 @@ def test_run_reuses_rows_computed_with_the_same_settings(tmp_path):
 
 
 def test_run_features_feed_the_predictor(tmp_path):
-    import predict_loss as P
-
     log = make_run(tmp_path)
     T.run_features(log, max_points=20, use_ripser=False, progress=False, plot=False)
     run = P.read_run(log)
@@ -77,8 +73,8 @@ def test_run_features_feed_the_predictor(tmp_path):
 def test_features_cli_on_a_checkpoint_prints_json(tmp_path):
     make_run(tmp_path)
     ckpt = tmp_path / "checkpoints" / "tiny" / "step_000010.ckpt"
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "topology.py"), "features", str(ckpt),
-                        "--max-points", "20", "--no-h1", "--json"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(module_command("studies.topology.topology", "features", ckpt, "--max-points", 20, "--no-h1",
+                                      "--json"), env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [m["name"] for m in out["matrices"]] == ["blocks.0.attn.q.weight", "blocks.0.mlp.fc.weight",
@@ -89,6 +85,6 @@ def test_features_cli_on_a_checkpoint_prints_json(tmp_path):
 def test_run_cli_without_checkpoints_is_a_one_line_error(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "x.txt").write_text("step:10/10 val_loss:3.0 val_bpb:4.0\n")
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "topology.py"), "run", str(tmp_path / "logs" / "x.txt")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(module_command("studies.topology.topology", "run", tmp_path / "logs" / "x.txt"),
+                       env=subprocess_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error:") and "checkpoints" in r.stderr

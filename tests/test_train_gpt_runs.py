@@ -13,19 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train_support import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, train_losses, write_shard
+from tests.helpers import TRAIN_GPT, final_exact, run_train, tiny_env, train_losses
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_byte_dataset(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory):
+def reference(tiny_data, tmp_path_factory):
     """The reference tiny run (fp32 so that process-count comparisons can be tight)."""
     out = tmp_path_factory.mktemp("ref")
-    result = run_train(tiny_env(data, out, BF16=0))
+    result = run_train(tiny_env(tiny_data, out, BF16=0))
     assert result.returncode == 0, result.stderr
     return out, result.stdout
 
@@ -54,23 +49,23 @@ def test_log_and_json_hold_the_final_figures(reference):
     assert log.rstrip().endswith(exact)
 
 
-def test_same_seed_gives_the_same_loss_at_every_step(data, reference, tmp_path):
-    result = run_train(tiny_env(data, tmp_path, BF16=0))
+def test_same_seed_gives_the_same_loss_at_every_step(tiny_data, reference, tmp_path):
+    result = run_train(tiny_env(tiny_data, tmp_path, BF16=0))
     assert train_losses(result.stdout) == train_losses(reference[1])
     assert final_exact(result.stdout) == final_exact(reference[1])
-    other_seed = run_train(tiny_env(data, tmp_path, BF16=0, SEED=7, RUN_ID="seed7"))
+    other_seed = run_train(tiny_env(tiny_data, tmp_path, BF16=0, SEED=7, RUN_ID="seed7"))
     assert train_losses(other_seed.stdout) != train_losses(reference[1])
 
 
-def test_compile_warm_up_steps_are_undone(data, reference, tmp_path):
-    result = run_train(tiny_env(data, tmp_path, BF16=0, WARMUP_STEPS=3))
+def test_compile_warm_up_steps_are_undone(tiny_data, reference, tmp_path):
+    result = run_train(tiny_env(tiny_data, tmp_path, BF16=0, WARMUP_STEPS=3))
     assert result.returncode == 0, result.stderr
     assert train_losses(result.stdout) == train_losses(reference[1])
     assert final_exact(result.stdout) == final_exact(reference[1])
 
 
-def test_two_processes_follow_the_one_process_loss_curve(data, reference, tmp_path):
-    result = run_train(tiny_env(data, tmp_path, BF16=0), nproc=2)
+def test_two_processes_follow_the_one_process_loss_curve(tiny_data, reference, tmp_path):
+    result = run_train(tiny_env(tiny_data, tmp_path, BF16=0), nproc=2)
     assert result.returncode == 0, result.stderr
     assert "world_size:2 grad_accum_steps:4" in result.stdout
     # Same global batch, same order: only the gradient sum order differs (DDP's all-reduce), and the steps amplify
@@ -83,8 +78,8 @@ def test_two_processes_follow_the_one_process_loss_curve(data, reference, tmp_pa
     assert two == pytest.approx(one, rel=1e-3)
 
 
-def test_killed_run_resumes_to_exactly_the_same_final_loss(data, reference, tmp_path):
-    env = tiny_env(data, tmp_path, BF16=0, CHECKPOINT_EVERY=2)
+def test_killed_run_resumes_to_exactly_the_same_final_loss(tiny_data, reference, tmp_path):
+    env = tiny_env(tiny_data, tmp_path, BF16=0, CHECKPOINT_EVERY=2)
     proc = subprocess.Popen([sys.executable, str(TRAIN_GPT)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_dir = tmp_path / "checkpoints" / "tiny"
@@ -101,8 +96,8 @@ def test_killed_run_resumes_to_exactly_the_same_final_loss(data, reference, tmp_
     assert final_exact(resumed.stdout) == final_exact(reference[1])
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(data, tmp_path):
-    result = run_train(tiny_env(data, tmp_path, TIED_EMBED_LR="1e30", SCALAR_LR="1e30", CHECKPOINT_EVERY=2, TRAIN_LOG_EVERY=0))
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_data, tmp_path):
+    result = run_train(tiny_env(tiny_data, tmp_path, TIED_EMBED_LR="1e30", SCALAR_LR="1e30", CHECKPOINT_EVERY=2, TRAIN_LOG_EVERY=0))
     assert result.returncode != 0
     err = result.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: non-finite train loss at step ")
@@ -118,14 +113,14 @@ def _error_of(env) -> str:
     return lines[0]
 
 
-def test_bad_input_stops_at_once_with_one_line(data, tmp_path):
-    assert "NUM_LAYERS='two'" in _error_of(tiny_env(data, tmp_path, NUM_LAYERS="two"))
+def test_bad_input_stops_at_once_with_one_line(tiny_data, tmp_path):
+    assert "NUM_LAYERS='two'" in _error_of(tiny_env(tiny_data, tmp_path, NUM_LAYERS="two"))
     assert "is not a directory" in _error_of(tiny_env(tmp_path / "missing", tmp_path))
-    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(data, tmp_path, VOCAB_SIZE=1024))
-    assert "shorter than one sequence" in _error_of(tiny_env(data, tmp_path, EVAL_SEQ_LEN=100000, EVAL_STRIDE=64))
+    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(tiny_data, tmp_path, VOCAB_SIZE=1024))
+    assert "shorter than one sequence" in _error_of(tiny_env(tiny_data, tmp_path, EVAL_SEQ_LEN=100000, EVAL_STRIDE=64))
     broken = tmp_path / "broken"
     broken.mkdir()
-    for f in data.iterdir():
+    for f in tiny_data.iterdir():
         (broken / f.name).write_bytes(f.read_bytes())
     raw = (broken / "tiny_train_000001.bin").read_bytes()
     (broken / "tiny_train_000001.bin").write_bytes(raw[:-10])

@@ -9,23 +9,15 @@ import zlib
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
-from train_support import SHARED_SP1024, make_byte_dataset, text_docs, write_shard
+from tests.helpers import SHARED_SP1024, make_byte_dataset, text_docs, write_shard
 import train_gpt as tg
 
 
 # ---------------------------------------------------------------- configuration
-
-def test_defaults_are_the_1xh100_recipe():
-    h = tg.Hyperparameters.from_env({})
-    assert (h.num_layers, h.model_dim, h.num_heads, h.num_kv_heads, h.mlp_mult) == (7, 512, 8, 4, 4)
-    assert (h.bigram_buckets, h.bigram_dim, h.rope_base, h.logit_softcap) == (8192, 128, 50000.0, 30.0)
-    assert (h.matrix_lr, h.tied_embed_lr, h.scalar_lr, h.weight_decay, h.grad_clip_norm) == (0.035, 0.09, 0.035, 0.025, 0.3)
-    assert (h.train_batch_tokens, h.train_seq_len, h.warmdown_iters, h.max_wallclock_seconds) == (131072, 2048, 3500, 600.0)
-    assert (h.eval_seq_len, h.eval_stride, h.warmup_steps) == (2048, 512, 20)
-
 
 def test_env_values_are_parsed_by_type():
     h = tg.Hyperparameters.from_env({"NUM_LAYERS": "3", "MATRIX_LR": "0.01", "TIE_EMBEDDINGS": "0", "RUN_ID": "x"})
@@ -157,7 +149,6 @@ def test_byte_count_equals_decoded_utf8_length_for_the_byte_vocabulary(tmp_path)
 
 
 def _train_sentencepiece(tmp_path, byte_fallback: bool):
-    spm = pytest.importorskip("sentencepiece")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(text_docs(400, seed=1)))
     prefix = tmp_path / f"sp_{int(byte_fallback)}"

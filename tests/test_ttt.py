@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from train_support import final_exact, make_byte_dataset, run_train, tiny_env  # noqa: I001 (puts the repository on sys.path)
+from tests.helpers import final_exact, run_train, tiny_env
 import train_gpt as tg
 
 LUTS = tg.build_byte_luts(tg.ByteTokenizer({}))
@@ -100,14 +100,13 @@ def test_time_cap_stops_adaptation_and_says_so():
     assert messages and messages[0].startswith("ttt: EVAL_TIME_CAP_SECONDS=1e-09 reached: adaptation stopped after 0 of")
 
 
-def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tmp_path):
-    data = make_byte_dataset(tmp_path / "data")
-    run = run_train(tiny_env(data, tmp_path, RUN_ID="ttt", ITERATIONS=4, VAL_LOSS_EVERY=0))
+def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tiny_data, tmp_path):
+    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ttt", ITERATIONS=4, VAL_LOSS_EVERY=0))
     assert run.returncode == 0, run.stderr
     artifact = tmp_path / "models" / "ttt.ptz"
-    zero = run_train(tiny_env(data, tmp_path, RUN_ID="zero", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_STEPS=0))
+    zero = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="zero", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_STEPS=0))
     assert final_exact(zero.stdout) == final_exact(run.stdout)  # TTT with no steps: the run's own score
-    adapted = run_train(tiny_env(data, tmp_path, RUN_ID="sgd", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_CHUNK_TOKENS=512))
+    adapted = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="sgd", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_CHUNK_TOKENS=512))
     assert adapted.returncode == 0, adapted.stderr
     assert final_exact(adapted.stdout) != final_exact(run.stdout)
     budget = [l for l in adapted.stdout.splitlines() if l.startswith("eval budget: ")]

@@ -1,112 +1,271 @@
-"""What every tool shares: train_gpt.py (imported, never copied), the challenge's cap, reading any model file, the CLI runner.
+"""What every command of tools/, data/, bench/ and studies/ shares: the error type, atomic writes and their temporaries,
+locks, JSON files, the CLI runner and the submission cap.
 
-Library only. The artifact format, quantizers and codecs are train_gpt.py's (`Scheme`, `pack_artifact`,
-`unpack_artifact`, `model_from_state`, ...); nothing here adds to them, so every artifact a tool writes is one that
-train_gpt.py alone decodes.
+No torch here (train_gpt.py is imported only by the commands that need it), so a sweep driver or a log parser starts
+in a fraction of a second. train_gpt.py keeps its own copies of the few helpers it needs: it is the scored script and
+imports nothing of this repository.
 
-    load_model_file(path) -> (float state dict, config dict, kind)   artifact | training .ckpt | raw .safetensors
-    load_model(path)      -> (GPT in eval mode, config dict, state)  the config is checked before anything is built
-    run_cli(main)         -> exit status; a user error is one `error: ...` line and status 1
+    ToolError                 a problem the user can fix: one `error: ...` line and exit status 1
+    run_cli(main, argv)       runs a command's main(argv); ToolError, train_gpt.GolfError and OSError become that line
+    atomic_write(path, data)  bytes or text under a temporary name in the same folder, then renamed
+    clean_stale_temporaries   removes the temporaries of processes that died (SIGKILL) before renaming them
+    install_dir(tmp, dest)    a finished folder renamed into place, replacing (and until then keeping) an old one
+    lock(path, busy)          a non-blocking flock on a file or folder, held while the context runs
+    read_json(path, what)     a JSON file's value, one-line errors, non-finite numbers refused
+    SUBMISSION_CAP_BYTES      the challenge's cap on code + compressed model
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import math
-import struct
+import os
+import re
+import shutil
+import socket
 import sys
+import tempfile
 from pathlib import Path
-
-import torch
+from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import train_gpt as tg  # noqa: E402
-from train_gpt import GolfError  # noqa: E402
-
 TRAIN_GPT = REPO / "train_gpt.py"
-# The challenge's cap on one submission: bytes of train_gpt.py + bytes of the compressed model, per seed.
-CHALLENGE_CAP_BYTES = 16_000_000
-PICKLE_HINT = "pickle files are never loaded (they can run code); convert the weights to safetensors"
+# The challenge's cap on one submission: the bytes of train_gpt.py plus the bytes of the compressed model, per seed.
+SUBMISSION_CAP_BYTES = 16_000_000
 
 
-class ToolError(GolfError):
-    """A refusal or bad input in a tool (printed as one `error:` line, like train_gpt's own errors)."""
+class ToolError(Exception):
+    """A refusal or bad input in a command, reported as one `error: ...` line and exit status 1 (train_gpt.py's own
+    GolfError is reported the same way)."""
 
 
-# ----------------------------------------------------------------------------- reading any model file
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's to fix: ToolError, and train_gpt.GolfError once train_gpt is imported (a
+    command that never imported it cannot have raised it)."""
+    golf = sys.modules.get("train_gpt")
+    return (ToolError, golf.GolfError) if golf is not None else (ToolError,)
 
-def sniff(path) -> str:
-    """'artifact', 'safetensors', 'pickle' or 'unknown', from the first bytes. Safetensors is recognised by its
-    structure (a u64 header length that fits the file, then a JSON object), before any pickle test, so a valid
-    safetensors file whose length prefix happens to read "PK" is not mistaken for a zip/pickle."""
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a command's main(argv) and return its exit status: a user error or an OSError is one `error:` line and 1,
+    an interrupt 130."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            size = f.seek(0, 2)
+        return main(argv) or 0
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     except OSError as e:
-        raise ToolError(f"cannot read {path}: {e.strerror}") from None
-    if head[:4] == tg.ARTIFACT_MAGIC:
-        return "artifact"
-    if len(head) >= 10:
-        (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= size - 8 and head[8:9] in (b"{", b"["):  # a JSON header (load_tensors then checks all of it)
-            return "safetensors"
-    if head[:4] == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5):
-        return "pickle"  # torch.save zip archive, or a raw pickle stream
-    return "unknown"
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
-def _load(path, need_config: bool) -> tuple[dict, dict | None, str, torch.nn.Module | None]:
-    kind = sniff(path)
-    if kind == "pickle":
-        raise ToolError(f"{path} is a pickle/torch.save file: {PICKLE_HINT}")
-    if kind == "unknown":
-        raise ToolError(f"{path} is neither a golf artifact nor a safetensors file")
-    if kind == "artifact":
-        state, metadata = tg.read_artifact(path)
-    else:
-        tensors, metadata = tg.load_tensors(path)
-        state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")} or tensors
-        for name, t in state.items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ToolError(f"{path}: tensor {name!r} holds non-finite weights")
-    if not state:
-        raise ToolError(f"{path} holds no tensors")
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    config, model = metadata.get("config"), None
-    if need_config:
-        if config is None:
-            raise ToolError(f"{path} has no model config in its metadata")
-        model = tg.model_from_state(state, config, str(path))  # types, bounds, names and shapes before allocating
-    return state, config, kind, model
+# ----------------------------------------------------------------------------- temporaries and atomic writes
+#
+# Every temporary file or folder a command creates is named
+#     .<final name>.<kind>-<host>-<pid>-<random>
+# next to where the finished thing will be renamed to (kind: tmp, building, old, download).
+# A process killed with SIGKILL cannot remove its temporaries, so a command, when it starts, may remove the ones in
+# the folders it writes to whose owner is gone: same host, and the pid is not running (or is running but started
+# after the temporary was last modified, i.e. the pid was reused). Temporaries of live processes, of other hosts
+# (shared filesystems) and anything not matching the pattern are left alone.
+
+TEMP_KINDS = ("tmp", "building", "old", "download")
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname() or "host")
+_TEMP_RE = re.compile(r"^\.(?P<final>.+)\.(?P<kind>" + "|".join(TEMP_KINDS) +
+                      r")-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
 
 
-def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, str]:
-    """(float state dict, model config dict, kind) of an artifact, a training .ckpt or a raw-weights .safetensors.
-    Refused: pickles (never unpickled), non-finite weights, and unless need_config is False, a missing model config
-    or one that train_gpt.model_from_state rejects (bad types or bounds, tensors that do not match it)."""
-    state, config, kind, _ = _load(path, need_config)
-    return state, config, kind
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
-def load_model(path) -> tuple[torch.nn.Module, dict, dict]:
-    """(GPT in eval mode, config dict, state dict) of any model file; the config is checked before the model is built."""
-    state, config, _, model = _load(path, True)
-    return model.eval(), config, state
+UMASK = _current_umask()
+FILE_MODE = 0o666 & ~UMASK  # what open() would give: mkstemp/mkdtemp create private (0600/0700) entries
+DIR_MODE = 0o777 & ~UMASK
 
 
-# ----------------------------------------------------------------------------- small shared measures
+def temp_prefix(final_name: str, kind: str) -> str:
+    """The name prefix of a temporary for `final_name` (tempfile adds the random part)."""
+    assert kind in TEMP_KINDS, kind
+    return f".{final_name}.{kind}-{HOST}-{os.getpid()}-"
 
-def relative_error(reference: dict, other: dict) -> float:
-    """||ref - other|| / ||ref|| over every float tensor of the reference (Frobenius, all tensors together)."""
-    num = den = 0.0
-    for name, ref in reference.items():
-        if ref.is_floating_point():
-            ref = ref.double()
-            num += float(((ref - other[name].double()) ** 2).sum())
-            den += float((ref ** 2).sum())
-    return math.sqrt(num / den) if den else 0.0
+
+def atomic_write(path, data: bytes | str) -> None:
+    """Write bytes (or text, as UTF-8) to path through a temporary file in the same folder, flushed to disk, then
+    renamed: the final name only ever holds whole files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name, "tmp"))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _process_start_time(pid: int) -> float | None:
+    """Wall-clock start time of a running process (Linux /proc), or None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 (starttime), counted from field 3 (state)
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_is_gone(pid: int, modified: float) -> bool:
+    """Whether process `pid` (of this host) can no longer be the one writing a temporary last modified then."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False  # alive under another user (or not a valid pid: leave it alone)
+    started = _process_start_time(pid)
+    return started is not None and started > modified + 2.0  # pid reused since the temporary was written
+
+
+def stale_temporaries(directory: Path) -> list[Path]:
+    """Our temporaries in `directory` whose owning process is gone (see the comment above)."""
+    found: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return found
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if not m or m.group("host") != HOST:
+            continue
+        try:
+            modified = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if owner_is_gone(int(m.group("pid")), modified):
+            found.append(Path(entry.path))
+    return found
+
+
+def remove_quietly(path: Path) -> None:
+    """Best-effort removal of a temporary file or folder on a failure path."""
+    try:
+        if Path(path).is_dir() and not Path(path).is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def clean_stale_temporaries(*directories: Path, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove stale temporaries (see stale_temporaries) from each folder; return what was removed."""
+    removed: list[Path] = []
+    for directory in dict.fromkeys(Path(d) for d in directories):
+        for path in stale_temporaries(directory):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError as exc:
+                if log:
+                    log(f"note: cannot remove leftover temporary {path} ({exc.strerror or exc})")
+                continue
+            removed.append(path)
+            if log:
+                log(f"note: removed {path}, left behind by an interrupted run")
+    return removed
+
+
+def install_dir(tmp: Path, dest: Path) -> None:
+    """Rename a finished folder `tmp` (a temporary next to `dest`) into place: `dest` absent, empty, or replaced. A
+    replaced folder waits under `.<name>.old-...` until the new one is in place and is put back if that fails (if
+    even that fails, a stale temporary of kind `old` is left for the next start)."""
+    tmp, dest = Path(tmp), Path(dest)
+    if dest.is_dir():
+        if any(dest.iterdir()):
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=temp_prefix(dest.name, "old")))
+            os.rmdir(old)
+            os.rename(dest, old)
+            try:
+                os.rename(tmp, dest)
+            except BaseException:
+                os.rename(old, dest)
+                raise
+            remove_quietly(old)  # what cannot be removed now is a stale temporary for the next start
+            return
+        os.rmdir(dest)
+    os.rename(tmp, dest)
+
+
+@contextlib.contextmanager
+def lock(path, busy: str, shared: bool = False) -> Iterator[None]:
+    """Hold a non-blocking flock on a folder or a lock file (created if missing) while the context runs; ToolError(busy)
+    when another process holds it. The kernel drops it when the process dies (even by SIGKILL): nothing goes stale."""
+    import fcntl
+
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ToolError(busy) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- JSON files
+
+def _refuse_constant(name: str):
+    raise ValueError(f"holds {name}, not a finite number")
+
+
+def read_json(path, what: str = "file", finite: bool = True):
+    """A JSON file's value; ToolError (one line) when it cannot be read or parsed, or (with `finite`) holds NaN or
+    Infinity, which are not JSON though Python's json module reads and writes them. finite=False leaves them to a
+    type check that names the key (the data commands' manifests)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ToolError(f"{path}: {what} is not valid UTF-8") from None
+    except OSError as exc:
+        raise ToolError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant) if finite else json.loads(text)
+    except RecursionError:
+        raise ToolError(f"{path}: {what} is not valid JSON (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:
+        raise ToolError(f"{path}: {what} {exc}") from None
+
+
+def finite_or_none(obj):
+    """obj with every non-finite float replaced by None, in nested dicts and lists (for JSON output)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def code_bytes(path=None) -> int:
@@ -116,21 +275,3 @@ def code_bytes(path=None) -> int:
         return path.stat().st_size
     except OSError as e:
         raise ToolError(f"cannot read code file {path}: {e.strerror}") from None
-
-
-def runtime(device: str = "auto", bf16: str = "auto", cpu_threads: int = 0) -> "tg.Runtime":
-    """train_gpt's own device, precision and thread choices (and process group under torchrun), so a tool computes
-    with exactly what a run with the same DEVICE, BF16 and CPU_THREADS used."""
-    return tg.setup_runtime(tg.Hyperparameters(device=device, bf16=bf16, compile="0", cpu_threads=cpu_threads))
-
-
-def run_cli(main) -> int:
-    """Run a tool's main(); a GolfError (train_gpt's or a tool's) becomes one `error:` line and exit status 1."""
-    try:
-        return main() or 0
-    except GolfError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr, flush=True)
-        return 130

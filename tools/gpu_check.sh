@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one command, about 6-8 minutes on one H100, that proves the CUDA paths and measures the default
 # recipe. It needs a small dataset built beforehand (GPU machines are often offline), for example:
-#   python data/shakespeare.py --out data/datasets/shakespeare_sp1024
+#   python -m data.shakespeare --out data/datasets/shakespeare_sp1024
 #   bash tools/gpu_check.sh data/datasets/shakespeare_sp1024
 # It runs: the CUDA-only tests (compile, flash attention, fused cross-entropy against the reference), the
 # training benchmark of the default shape, and the default recipe for GPU_CHECK_CAP seconds (default 150) with
@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 echo "== CUDA tests"
 python -m pytest -q -rs tests/test_cuda.py tests/test_fused_ce.py 2>&1 | tee "$OUT/tests.txt" | tail -5
 echo "== benchmark of the default shape"
-python tools/bench_train.py --steps 5 --json > "$OUT/bench.json"
+python -m bench.bench_train --steps 5 --json > "$OUT/bench.json"
 echo "== default recipe, MAX_WALLCLOCK_SECONDS=$CAP, data $DATA"
 set +e
 DATA_PATH="$DATA" MAX_WALLCLOCK_SECONDS="$CAP" OUT_DIR="$OUT" RUN_ID=gpu_check \
@@ -34,22 +34,24 @@ status=$?
 set -e
 tail -4 "$OUT/train.txt"
 python - "$OUT" "$status" <<'PY' | tee "$OUT/summary.txt"
-import json, re, sys
+import json, sys
 from pathlib import Path
+from tools.runs import logparse
 out, status = Path(sys.argv[1]), int(sys.argv[2])
-log = (out / "train.txt").read_text()
+try:
+    run = logparse.parse_log(out / "logs" / "gpu_check.txt")
+except logparse.ToolError as e:
+    print(f"log: {e}")
+    run = logparse.RunLog()
 bench = json.loads((out / "bench.json").read_text())
-def last(pattern):
-    found = re.findall(pattern, log)
-    return found[-1] if found else "not found"
-train = [l for l in log.splitlines() if l.startswith("step:") and "train_loss:" in l]
+last = run.train[-1] if run.train else None
 print(f"tests: {(out / 'tests.txt').read_text().strip().splitlines()[-1]}")
 print(f"train exit status: {status}")
-print(f"last train line: {train[-1] if train else 'none'}")
-print(f"step_avg_ms: {last(r'step_avg:([0-9.]+)ms tok/s')}  tokens_per_s: {last(r'tok/s:([0-9]+)')}")
-print(f"peak memory: {last(r'peak memory: (.*)')}")
-print(f"artifact: {last(r'Serialized model (.*)')}  total: {last(r'Total submission size (.*)')}")
-print(f"round trip: {last(r'final_int8_zlib_roundtrip_exact (.*)')}")
+print(f"last train step: {last.step if last else 'none'}/{run.iterations}  train_loss: {last.train_loss if last else 'none'}")
+print(f"step_avg_ms: {run.step_avg_ms}  tokens_per_s: {last.tok_s if last else 'none'}")
+print(f"peak memory: {run.peak_memory}")
+print(f"artifact: {run.model_format} {run.bytes_model} bytes  total: {run.bytes_total} bytes (margin {run.margin})")
+print(f"round trip: val_loss:{run.exact_val_loss} val_bpb:{run.exact_val_bpb}")
 print(f"bench (default shape, {bench['choices']}): model {bench['model_gflops'] / 1e3:.1f} TFLOP/s, "
       f"measured matmul peak {bench['matmul_peak_gflops'] / 1e3:.1f} TFLOP/s, MFU vs measured peak {bench['share_of_peak']:.1%}, "
       f"vs the H100 SXM bf16 dense spec (989 TFLOP/s) {bench['model_gflops'] / 989e3:.1%}, "

@@ -1,6 +1,6 @@
 """Show what an artifact holds: scheme, codec, tensors, shapes, widths, bytes, totals against the cap.
 
-    python tools/inspect_artifact.py ART [--code PATH] [--json] [--no-progress]
+    python -m tools inspect_artifact ART [--code PATH] [--json] [--no-progress]
 
 The artifact is first read in full by train_gpt.unpack_artifact (hash, bounded decompression, every tensor decoded)
 and its model config checked against the tensors (train_gpt.model_from_state): anything they refuse is refused here.
@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-from common import ToolError, tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.common import ToolError
 
 
 def tensor_bytes(t) -> bytes:
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     report = inspect(args.artifact, not args.no_progress)
-    code, cap = C.code_bytes(args.code), C.CHALLENGE_CAP_BYTES
+    code, cap = C.code_bytes(args.code), C.SUBMISSION_CAP_BYTES
     report.update(code_bytes=code, total_bytes=report["artifact_bytes"] + code, cap=cap,
                   margin=cap - report["artifact_bytes"] - code)
     if args.json:

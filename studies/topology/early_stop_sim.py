@@ -16,8 +16,8 @@ Reported per (margin, min_fraction):
   lost_best     stopped runs that were the best of the whole sweep
   best_found    whether the sweep's best run was among the runs that finished
 
-    python tools/early_stop_sim.py runs/topology_study/*/ --margins 0.02 0.05 0.1 --min-fractions 0.2 0.3 0.5
-    python tools/early_stop_sim.py RUNS... --orders 200 --seed 0 --json
+    python -m studies.topology.early_stop_sim runs/topology_study/*/ --margins 0.02 0.05 0.1 --min-fractions 0.2 0.3 0.5
+    python -m studies.topology.early_stop_sim RUNS... --orders 200 --seed 0 --json
 """
 from __future__ import annotations
 
@@ -25,26 +25,21 @@ import argparse
 import json
 import math
 import random
-import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_loss import PredictError, RunData, read_run, should_stop  # noqa: E402
-
-_VAL_TIME = re.compile(r"^step:(\d+)/(\d+) val_loss:\S+ val_bpb:\S+ train_time:(\d+(?:\.\d+)?)ms")
+from studies.topology.predict_loss import RunData, read_run, should_stop
+from tools import common as C
+from tools.common import ToolError
+from tools.runs import logparse
 
 
 def train_time_ms(run: RunData) -> float:
     """The train_time of the run's last validation line (0 when absent)."""
-    t = 0.0
-    if run.log_path is not None and Path(run.log_path).suffix == ".txt":
-        with open(run.log_path, errors="replace") as fh:
-            for line in fh:
-                m = _VAL_TIME.match(line)
-                if m:
-                    t = float(m.group(3))
-    return t
+    if run.log_path is None or Path(run.log_path).suffix != ".txt":
+        return 0.0
+    times = [p.train_time_ms for p in logparse.parse_log(run.log_path).val if p.train_time_ms is not None]
+    return times[-1] if times else 0.0
 
 
 def simulate(runs: list[RunData], margin: float, min_fraction: float, bias: float = 0.0) -> dict:
@@ -101,15 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        runs = [read_run(r) for r in args.runs]
-    except (PredictError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    runs = [read_run(r) for r in args.runs]
     bad = [r.run_id for r in runs if r.val_steps.size < 2]
     if bad:
-        print(f"error: runs without validation history: {', '.join(bad)}", file=sys.stderr)
-        return 1
+        raise ToolError(f"runs without validation history: {', '.join(bad)}")
     rng = random.Random(args.seed)
     perms = [rng.sample(runs, len(runs)) for _ in range(args.orders)]
     out = []
@@ -142,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

@@ -1,16 +1,16 @@
 """Parse train_gpt.py logs (logs/<RUN_ID>.txt) and json summaries (logs/<RUN_ID>.json).
 
-One parser for every record and sweep tool, with no torch import and nothing executed. The log's shapes are the
-challenge's (the design notes' "Formats"): the script's source between two marker lines, `hparam NAME=VALUE` lines, a
-hardware line, `step:S/N ...` lines, `artifact scheme:`, the size lines and the final round-trip lines, and an
+One parser for every command that reads a log (records, sweeps, plots, the topology study), with no torch import and
+nothing executed. The log's shapes are the challenge's (the design notes' "Formats"): the script's source between two
+marker lines, `hparam NAME=VALUE` lines, a hardware line, `step:S/N ...` lines, `artifact scheme:`, the size lines and the final round-trip lines, and an
 `OVER BUDGET` line last when the run is over its cap. A log without the final `final_int8_zlib_roundtrip_exact` line is
 *unfinished*: `RunLog.finished` is False and `require_finished` raises. `consistency_problems(run)` lists every way a
 finished log contradicts itself (sizes that do not add up, a final line twice, non-finite figures, ...).
 
-    python tools/logparse.py LOG [--json]      # print what the parser sees
+    python -m tools logparse LOG [--json]      # print what the parser sees
 
 Library use:
-    run = parse_log(path)            # RunLog; raises LogError on a malformed log
+    run = parse_log(path)            # RunLog; raises ToolError on a malformed log
     run.finished, run.seed, run.val_loss, run.val_bpb, run.bytes_total, run.source, run.hparams ...
     problems = consistency_problems(run)   # [] for a log that agrees with itself
     summary = load_summary(path)     # dict from logs/<RUN_ID>.json, keys checked, non-finite numbers refused
@@ -24,6 +24,9 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from tools import common as C
+from tools.common import ToolError
 
 SOURCE_BEGIN_RE = re.compile(rb"^===== train_gpt\.py source begin \((\d+) bytes\) =====\r?\n", re.M)
 SOURCE_END = b"===== train_gpt.py source end ====="
@@ -43,10 +46,6 @@ SUMMARY_KEYS = ("run_id", "val_loss", "val_bpb", "bytes_code", "bytes_model", "b
                 "artifact", "artifact_scheme")
 # lines that a finished log holds exactly once
 ONCE = ("code", "model", "total", "final", "final_exact", "artifact_scheme")
-
-
-class LogError(Exception):
-    """A log or summary that cannot be read as a train_gpt.py output (one-line message)."""
 
 
 @dataclass
@@ -202,7 +201,7 @@ class RunLog:
 
     def require_finished(self) -> "RunLog":
         if not self.finished:
-            raise LogError(f"{self.path}: unfinished log (no final_int8_zlib_roundtrip_exact line)")
+            raise ToolError(f"{self.path}: unfinished log (no final_int8_zlib_roundtrip_exact line)")
         return self
 
     def to_dict(self) -> dict:
@@ -247,8 +246,8 @@ def split_source(data: bytes, name: str = "log") -> tuple[bytes | None, int | No
         rest = rest[1:]
     if not rest.startswith(SOURCE_END):
         if SOURCE_END not in data[start:]:
-            raise LogError(f"{name}: source block has no end marker")
-        raise LogError(f"{name}: source block length differs from the {declared} bytes its marker declares")
+            raise ToolError(f"{name}: source block has no end marker")
+        raise ToolError(f"{name}: source block length differs from the {declared} bytes its marker declares")
     after = rest[len(SOURCE_END):]
     return src, declared, data[:m.start()] + after
 
@@ -268,7 +267,7 @@ def parse_text(data: bytes | str, path: str | None = None) -> RunLog:
         try:
             _parse_line(run, line)
         except (ValueError, KeyError) as e:
-            raise LogError(f"{name}: cannot parse line {line[:80]!r} ({e})") from None
+            raise ToolError(f"{name}: cannot parse line {line[:80]!r} ({e})") from None
     run.over_budget_last = not run.over_budget or last.startswith("OVER BUDGET")
     return run
 
@@ -429,7 +428,7 @@ def parse_log(path: str | Path) -> RunLog:
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise LogError(f"{p}: cannot read log ({e.strerror})") from None
+        raise ToolError(f"{p}: cannot read log ({e.strerror})") from None
     return parse_text(data, str(p))
 
 
@@ -448,25 +447,14 @@ def summary_path_for(log_path: str | Path) -> Path:
     return p.with_suffix(".json")
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"holds {name}, not a finite number")
-
-
 def load_summary(path: str | Path) -> dict:
     p = Path(path)
-    try:
-        d = json.loads(p.read_text(), parse_constant=_refuse_constant)
-    except OSError as e:
-        raise LogError(f"{p}: cannot read summary ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise LogError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except ValueError as e:
-        raise LogError(f"{p}: {e}") from None
+    d = C.read_json(p, "summary")
     if not isinstance(d, dict):
-        raise LogError(f"{p}: summary is not a JSON object")
+        raise ToolError(f"{p}: summary is not a JSON object")
     missing = [k for k in SUMMARY_KEYS if k not in d]
     if missing:
-        raise LogError(f"{p}: summary lacks {', '.join(missing)}")
+        raise ToolError(f"{p}: summary lacks {', '.join(missing)}")
     return d
 
 
@@ -475,21 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("logs", nargs="+", help="log files (logs/<RUN_ID>.txt)")
     ap.add_argument("--json", action="store_true", help="print one JSON object per log")
     args = ap.parse_args(argv)
-    try:
-        for path in args.logs:
-            run = parse_log(path)
-            if args.json:
-                print(json.dumps(run.to_dict()))
-            else:
-                state = "finished" if run.finished else "UNFINISHED"
-                print(f"{path}: {state} seed={run.seed} steps={run.steps}/{run.iterations} "
-                      f"val_loss={run.val_loss} val_bpb={run.val_bpb} bytes_total={run.bytes_total} "
-                      f"source={'none' if run.source is None else len(run.source)} hparams={len(run.hparams)}")
-    except LogError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    for path in args.logs:
+        run = parse_log(path)
+        if args.json:
+            print(json.dumps(run.to_dict()))
+        else:
+            state = "finished" if run.finished else "UNFINISHED"
+            print(f"{path}: {state} seed={run.seed} steps={run.steps}/{run.iterations} "
+                  f"val_loss={run.val_loss} val_bpb={run.val_bpb} bytes_total={run.bytes_total} "
+                  f"source={'none' if run.source is None else len(run.source)} hparams={len(run.hparams)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

@@ -1,8 +1,8 @@
 """Score a checkpoint or any artifact on a dataset's validation split, exactly as train_gpt.py does.
 
-    python tools/score.py MODEL --data DIR [--tokenizer PATH] [--seq-len N] [--stride N] [--batch-seqs N]
+    python -m tools score MODEL --data DIR [--tokenizer PATH] [--seq-len N] [--stride N] [--batch-seqs N]
                           [--max-tokens N] [--bf16 auto|0|1] [--device auto|cpu|cuda] [--cpu-threads N] [--json]
-    torchrun --standalone --nproc_per_node=2 tools/score.py MODEL --data DIR ...   (gloo on CPU, NCCL on CUDA)
+    torchrun --standalone --nproc_per_node=2 -m tools score MODEL --data DIR ...   (gloo on CPU, NCCL on CUDA)
 
 MODEL: an artifact (any scheme train_gpt.py writes), a training .ckpt or a raw-weights .safetensors. Defaults are
 train_gpt's (EVAL_SEQ_LEN, EVAL_STRIDE, EVAL_BATCH_SEQS, BF16=auto, CPU_THREADS=0), and device, precision and thread
@@ -17,13 +17,13 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-from common import ToolError, tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.artifacts import model_file as M
+from tools.common import ToolError
 
 H = tg.Hyperparameters()
 
@@ -78,9 +78,9 @@ def score_model(model, tokens, luts, seq_len: int, stride: int, batch_seqs: int,
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    rt = C.runtime(args.device, args.bf16, args.cpu_threads)
+    rt = M.runtime(args.device, args.bf16, args.cpu_threads)
     try:
-        model, config, _ = C.load_model(args.model)
+        model, config, _ = M.load_model(args.model)
         tokens, luts = eval_data(args.data, args.tokenizer, config["vocab_size"], args.max_tokens)
         t0 = time.perf_counter()
         val_loss, val_bpb = score_model(model, tokens, luts, args.seq_len, args.stride, args.batch_seqs, rt)

@@ -1,6 +1,6 @@
 """Generate text from a checkpoint or artifact, to see what the model learned.
 
-    python tools/sample.py MODEL (--data DIR | --tokenizer PATH) --prompt "To be" [--tokens 100]
+    python -m tools sample MODEL (--data DIR | --tokenizer PATH) --prompt "To be" [--tokens 100]
                            [--temperature 0.8] [--top-k 40] [--seed 0] [--context N] [--compare-random] [--json]
 
 The prompt is encoded with the dataset's tokenizer after a BOS (every training document starts with one).
@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-from common import ToolError, tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.artifacts import model_file as M
+from tools.common import ToolError
 
 
 @torch.no_grad()
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     if not args.data and not args.tokenizer:
         raise ToolError("give --data DIR or --tokenizer PATH")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    model, config, _ = C.load_model(args.model)
+    model, config, _ = M.load_model(args.model)
     tok = tg.load_tokenizer(tg.resolve_tokenizer_path(args.data or ".", args.tokenizer))
     if tok.vocab_size != config["vocab_size"]:
         raise ToolError(f"the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is {config['vocab_size']}")

@@ -8,9 +8,9 @@ sequences (default: the run's own micro-batch, TRAIN_BATCH_TOKENS/8/TRAIN_SEQ_LE
 separately, and estimates a full TRAIN_BATCH_TOKENS step from both. The peak is the best of a few large square
 matrix products in the same dtype with the same threads.
 
-  python tools/bench_train.py --micro-seqs 1                    # default config, 1 sequence of 2048 per micro-step
+  python -m bench.bench_train --micro-seqs 1                    # default config, 1 sequence of 2048 per micro-step
   NUM_LAYERS=4 MODEL_DIM=256 NUM_HEADS=4 NUM_KV_HEADS=2 TRAIN_SEQ_LEN=256 TRAIN_BATCH_TOKENS=16384 \
-    python tools/bench_train.py                                 # the CPU-small shape
+    python -m bench.bench_train                                 # the CPU-small shape
 """
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import train_gpt as tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.common import ToolError
 
 
 def flops_per_token(cfg: tg.ModelConfig, seq_len: int) -> dict:
@@ -46,14 +47,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="timed repetitions of each part after one untimed warm-up")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = ap.parse_args(argv)
-    try:
-        h = tg.Hyperparameters.from_env()
-        if args.micro_seqs < 0 or args.steps < 1:
-            raise tg.GolfError("--micro-seqs must not be negative and --steps must be positive")
-        rt = tg.setup_runtime(h)
-    except tg.GolfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    h = tg.Hyperparameters.from_env()
+    if args.micro_seqs < 0 or args.steps < 1:
+        raise ToolError("--micro-seqs must not be negative and --steps must be positive")
+    rt = tg.setup_runtime(h)
     torch.manual_seed(h.seed)
     cfg = tg.ModelConfig.from_hparams(h, bos_id=1)
     model = tg.GPT(cfg)
@@ -120,4 +117,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

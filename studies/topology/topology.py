@@ -16,48 +16,33 @@ Features of one 2-D weight matrix W (rows = output units, columns = input units)
 * fro: the Frobenius norm, a deliberately plain baseline the topological features should beat.
 
 Usage:
-    python tools/topology.py features CKPT [--max-points 200] [--seed 0] [--json]
-    python tools/topology.py run RUN_DIR_or_LOG [--max-points 200] [--seed 0] [--json]
-See tools/TOPOLOGY.md.
+    python -m studies.topology.topology features CKPT [--max-points 200] [--seed 0] [--json]
+    python -m studies.topology.topology run RUN_DIR_or_LOG [--max-points 200] [--seed 0] [--json]
+See studies/topology/README.md.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-TOOLS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TOOLS_DIR.parent
-if str(TOOLS_DIR) not in sys.path:
-    sys.path.insert(0, str(TOOLS_DIR))
+from tools import common as C
+from tools.common import ToolError
 
 # The per-matrix features, in table order.
 FEATURES = ("np", "np_norm", "h0_total", "h0_count", "h0_max", "h1_total", "h1_count", "h1_max", "fro")
 CSV_NAME = "{run_id}.topology.csv"
 PNG_NAME = "{run_id}.topology.png"
 META_NAME = "{run_id}.topology.json"
-
-
-class TopologyError(Exception):
-    """A one-line user-facing error of this tool."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [TopologyError, OSError, ValueError]
-    golf = sys.modules.get("train_gpt")
-    if golf is not None and hasattr(golf, "GolfError"):
-        errors.append(golf.GolfError)
-    return tuple(errors)
 
 
 def has_ripser() -> bool:
@@ -75,9 +60,9 @@ def has_ripser() -> bool:
 def _normalised_abs(w: np.ndarray) -> np.ndarray | None:
     a = np.abs(np.asarray(w, dtype=np.float64))
     if a.ndim != 2 or a.size == 0:
-        raise TopologyError(f"neural persistence needs a non-empty 2-D matrix, got shape {a.shape}")
+        raise ToolError(f"neural persistence needs a non-empty 2-D matrix, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise TopologyError("matrix has non-finite values")
+        raise ToolError("matrix has non-finite values")
     top = a.max()
     if top == 0.0:
         return None
@@ -156,7 +141,7 @@ def neural_persistence_values(w: np.ndarray, method: str = "prim") -> np.ndarray
     elif method == "kruskal":
         weights = max_spanning_tree_weights_kruskal(a)
     else:
-        raise TopologyError(f"unknown method {method!r} (prim|kruskal)")
+        raise ToolError(f"unknown method {method!r} (prim|kruskal)")
     return np.sort(1.0 - weights)
 
 
@@ -294,7 +279,7 @@ def checkpoint_features(state_dict: dict[str, Any], max_points: int = 200, seed:
     "model": {feature: mean}, "seconds": total, "settings": {...}}."""
     mats = select_matrices(state_dict, include_embedding)
     if not mats:
-        raise TopologyError("no 2-D float tensors named blocks.<i>.* in the state dict")
+        raise ToolError("no 2-D float tensors named blocks.<i>.* in the state dict")
     t0 = time.perf_counter()
     rows = []
     iterator: Iterable = mats
@@ -324,18 +309,14 @@ def checkpoint_features(state_dict: dict[str, Any], max_points: int = 200, seed:
 
 
 def load_weights(path: str | Path) -> dict[str, Any]:
-    """The model state dict of a `.ckpt`, a raw-weights `.safetensors` or an artifact (tools/common.py's loader)."""
+    """The model state dict of a `.ckpt`, a raw-weights `.safetensors` or an artifact (tools/artifacts/model_file.py's
+    loader: ToolError or train_gpt.GolfError for what it refuses)."""
     path = Path(path)
     if not path.is_file():
-        raise TopologyError(f"checkpoint not found: {path}")
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    import common
-    try:
-        return common.load_model_file(path, need_config=False)[0]
-    except common.GolfError as exc:
-        raise TopologyError(str(exc)) from None
+        raise ToolError(f"checkpoint not found: {path}")
+    from tools.artifacts.model_file import load_model_file
+
+    return load_model_file(path, need_config=False)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,29 +373,14 @@ def spearman_table(rows: list[dict[str, Any]], columns: list[str], target: str =
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-
-    def write(fh):
-        w = csv.DictWriter(fh, fieldnames=columns, restval="")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-
-    _atomic_write(path, write)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=columns, restval="")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    C.atomic_write(path, buf.getvalue())
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
@@ -434,11 +400,9 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_run(path: Path, rows: list[dict[str, Any]], spearman: dict[str, dict], title: str) -> None:
-    import matplotlib
+    from tools.runs.plot_runs import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     feats = []
     for f in FEATURES:  # skip features that are absent (H1 without ripser) or constant (h0_count)
         vals = {r[f"model_{f}"] for r in rows if not math.isnan(r[f"model_{f}"])}
@@ -462,16 +426,10 @@ def plot_run(path: Path, rows: list[dict[str, Any]], spearman: dict[str, dict], 
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".png", dir=str(path.parent))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        save_png(fig, path, dpi=90)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def run_features(target: str | Path, max_points: int = 200, seed: int = 0, p: float = 2.0,
@@ -480,14 +438,14 @@ def run_features(target: str | Path, max_points: int = 200, seed: int = 0, p: fl
     """Features at every checkpoint of a run; writes logs/<RUN_ID>.topology.{csv,json,png} next to the log.
 
     Rows of a previous CSV computed with the same settings are reused (checkpoints only get added)."""
-    from predict_loss import read_run
+    from studies.topology.predict_loss import read_run
 
     run = read_run(target)
     if run.log_path is None:
-        raise TopologyError(f"no log found for {target}")
+        raise ToolError(f"no log found for {target}")
     ckpts = list_checkpoints(run.checkpoint_dir)
     if not ckpts:
-        raise TopologyError(f"no checkpoints step_NNNNNN.ckpt in {run.checkpoint_dir}")
+        raise ToolError(f"no checkpoints step_NNNNNN.ckpt in {run.checkpoint_dir}")
     logs_dir = run.log_path.parent
     csv_path = logs_dir / CSV_NAME.format(run_id=run.run_id)
     meta_path = logs_dir / META_NAME.format(run_id=run.run_id)
@@ -530,7 +488,7 @@ def run_features(target: str | Path, max_points: int = 200, seed: int = 0, p: fl
     if plot:
         plot_run(png_path, rows, spearman, f"{run.run_id}: model-mean features (blue) and val_loss (red)")
         summary["png"] = str(png_path)
-    _atomic_write(meta_path, lambda fh: fh.write(json.dumps(summary, indent=1, allow_nan=True) + "\n"))
+    C.atomic_write(meta_path, json.dumps(summary, indent=1, allow_nan=True) + "\n")
     summary["rows"] = rows
     return summary
 
@@ -565,16 +523,7 @@ def print_features(feats: dict[str, Any]) -> None:
 
 
 def _json_dump(obj: Any) -> str:
-    def clean(x):
-        if isinstance(x, float) and math.isnan(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(obj), indent=1)
+    return json.dumps(C.finite_or_none(obj), indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -606,38 +555,34 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    try:
-        if args.max_points < 0:
-            raise TopologyError("--max-points must be >= 0")
-        if args.p < 1:
-            raise TopologyError("--p must be >= 1")
-        if args.cmd == "features":
-            feats = checkpoint_features(load_weights(args.ckpt), max_points=args.max_points, seed=args.seed,
-                                        p=args.p, include_embedding=args.include_embedding,
-                                        use_ripser=not args.no_h1, progress=not args.json)
-            if args.json:
-                print(_json_dump(feats))
-            else:
-                print_features(feats)
+    if args.max_points < 0:
+        raise ToolError("--max-points must be >= 0")
+    if args.p < 1:
+        raise ToolError("--p must be >= 1")
+    if args.cmd == "features":
+        feats = checkpoint_features(load_weights(args.ckpt), max_points=args.max_points, seed=args.seed,
+                                    p=args.p, include_embedding=args.include_embedding,
+                                    use_ripser=not args.no_h1, progress=not args.json)
+        if args.json:
+            print(_json_dump(feats))
         else:
-            res = run_features(args.target, max_points=args.max_points, seed=args.seed, p=args.p,
-                               include_embedding=args.include_embedding, use_ripser=not args.no_h1,
-                               reuse=not args.no_reuse, progress=not args.json, plot=not args.no_plot)
-            if args.json:
-                print(_json_dump(res))
-            else:
-                print(f"{res['checkpoints']} checkpoints ({res['computed']} computed) -> {res['csv']}")
-                if res.get("png"):
-                    print(f"plot -> {res['png']}")
-                print("Spearman correlation with val_loss (model means):")
-                for col, s in res["spearman_vs_val_loss"].items():
-                    if col.startswith("model_"):
-                        print(f"  {col:<16} rho={_fmt(s['rho']):>8}  p={_fmt(s['p']):>8}  n={s['n']}")
-    except _user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            print_features(feats)
+    else:
+        res = run_features(args.target, max_points=args.max_points, seed=args.seed, p=args.p,
+                           include_embedding=args.include_embedding, use_ripser=not args.no_h1,
+                           reuse=not args.no_reuse, progress=not args.json, plot=not args.no_plot)
+        if args.json:
+            print(_json_dump(res))
+        else:
+            print(f"{res['checkpoints']} checkpoints ({res['computed']} computed) -> {res['csv']}")
+            if res.get("png"):
+                print(f"plot -> {res['png']}")
+            print("Spearman correlation with val_loss (model means):")
+            for col, s in res["spearman_vs_val_loss"].items():
+                if col.startswith("model_"):
+                    print(f"  {col:<16} rho={_fmt(s['rho']):>8}  p={_fmt(s['p']):>8}  n={s['n']}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

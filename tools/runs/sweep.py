@@ -1,24 +1,24 @@
 """Hyperparameter sweeps of train_gpt.py: expand a TOML spec, run it resumably, tabulate, plot, or emit Slurm.
 
-    python tools/sweep.py run SPEC.toml [--launcher torchrun|python] [--nproc-per-node K]
+    python -m tools sweep run SPEC.toml [--launcher torchrun|python] [--nproc-per-node K]
                                         [--gpus 0,1,2,3 [--gpus-per-run G]] [--cpu-cores N --cores-per-run K]
                                         [--early-stop-margin M --early-stop-min-fraction F] [--dry-run]
-    python tools/sweep.py table SPEC.toml [--json]          # results.csv + results.md, sorted by val_bpb
-    python tools/sweep.py plot SPEC.toml [--top K | --runs a,b]
-    python tools/sweep.py slurm SPEC.toml [--out FILE] [--partition P] [--time HH:MM:SS] [--gpus-per-task G]
-    python tools/sweep.py run-one SPEC.toml --run NAME       # one run (what each Slurm array task calls)
+    python -m tools sweep table SPEC.toml [--json]          # results.csv + results.md, sorted by val_bpb
+    python -m tools sweep plot SPEC.toml [--top K | --runs a,b]
+    python -m tools sweep slurm SPEC.toml [--out FILE] [--partition P] [--time HH:MM:SS] [--gpus-per-task G]
+    python -m tools sweep run-one SPEC.toml --run NAME       # one run (what each Slurm array task calls)
 
 Every run gets OUT_DIR=runs/<sweep>/<run>/ and RUN_ID=<run>, and a state file runs/<sweep>/<run>/state.json
 (written atomically). Killing the driver and starting it again reruns only unfinished runs. Spec format and
-details: tools/SWEEPS.md.
+details: docs/sweeps.md.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import ctypes
 import datetime as _dt
-import fcntl
 import hashlib
 import io
 import itertools
@@ -37,23 +37,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-REPO = _HERE.parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import logparse  # noqa: E402
-from logparse import LogError  # noqa: E402
+from tools import common as C
+from tools.common import ToolError
+from tools.runs import logparse, plot_runs
 
 FINAL_STATES = ("done", "failed", "stopped_early")
 OVER_BUDGET_EXIT = 3  # train_gpt.py's exit status for a finished run whose submission is over its cap
 SPEC_KEYS = {"name", "script", "seeds", "base", "grid", "configs", "random", "launcher", "nproc_per_node"}
 DISTS = ("uniform", "log_uniform", "int_uniform", "choice")
 STDERR_TAIL = 3000
-
-
-class SweepError(Exception):
-    """Bad spec or bad invocation: printed as one `error: ...` line."""
 
 
 # --------------------------------------------------------------------------- spec
@@ -85,26 +77,24 @@ def env_value(v, key: str) -> str:
         return str(v)
     if isinstance(v, float):
         if not math.isfinite(v):
-            raise SweepError(f"{key}: value {v} is not finite")
+            raise ToolError(f"{key}: value {v} is not finite")
         return repr(v)
-    raise SweepError(f"{key}: value {v!r} must be a string, number or boolean")
+    raise ToolError(f"{key}: value {v!r} must be a string, number or boolean")
 
 
 def _env_name(k: str, where: str) -> str:
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", k):
-        raise SweepError(f"{where}: {k!r} is not an UPPER_SNAKE_CASE environment variable name")
+        raise ToolError(f"{where}: {k!r} is not an UPPER_SNAKE_CASE environment variable name")
     return k
 
 
 def check_setting_names(names) -> None:
     """The rule train_gpt.py applies at start-up: a name close to a setting, or a record-only setting, is refused."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     import train_gpt
     try:
         train_gpt.check_setting_names({k: "" for k in names})
     except train_gpt.GolfError as e:
-        raise SweepError(str(e)) from None
+        raise ToolError(str(e)) from None
 
 
 def _round_sig(x: float, digits: int) -> float:
@@ -117,13 +107,13 @@ def sample_random(spec_random: dict) -> list[dict[str, str]]:
         count = int(spec_random.get("count", 0))
         seed = int(spec_random.get("seed", 0))
     except (TypeError, ValueError):
-        raise SweepError("[random]: count and seed must be integers") from None
+        raise ToolError("[random]: count and seed must be integers") from None
     params = spec_random.get("params", {})
     if not isinstance(params, dict) or (count and not params):
-        raise SweepError("[random]: needs a [random.params] table of ranges")
+        raise ToolError("[random]: needs a [random.params] table of ranges")
     unknown = set(spec_random) - {"count", "seed", "params"}
     if unknown:
-        raise SweepError(f"[random]: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ToolError(f"[random]: unknown key(s) {', '.join(sorted(unknown))}")
     rng = random.Random(seed)
     out = []
     for _ in range(count):
@@ -131,28 +121,28 @@ def sample_random(spec_random: dict) -> list[dict[str, str]]:
         for k, r in params.items():
             _env_name(k, "[random.params]")
             if not isinstance(r, dict):
-                raise SweepError(f"[random.params] {k}: expected a table like {{ log_uniform = [1e-3, 1e-1] }}")
+                raise ToolError(f"[random.params] {k}: expected a table like {{ log_uniform = [1e-3, 1e-1] }}")
             kinds = [d for d in DISTS if d in r]
             if len(kinds) != 1:
-                raise SweepError(f"[random.params] {k}: give exactly one of {', '.join(DISTS)}")
+                raise ToolError(f"[random.params] {k}: give exactly one of {', '.join(DISTS)}")
             kind = kinds[0]
             arg = r[kind]
             digits = int(r.get("digits", 4))
             if kind == "choice":
                 if not isinstance(arg, list) or not arg:
-                    raise SweepError(f"[random.params] {k}: choice needs a non-empty list")
+                    raise ToolError(f"[random.params] {k}: choice needs a non-empty list")
                 sample[k] = env_value(rng.choice(arg), k)
                 continue
             if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, (int, float)) for a in arg)):
-                raise SweepError(f"[random.params] {k}: {kind} needs [low, high]")
+                raise ToolError(f"[random.params] {k}: {kind} needs [low, high]")
             lo, hi = arg
             if lo > hi:
-                raise SweepError(f"[random.params] {k}: low {lo} > high {hi}")
+                raise ToolError(f"[random.params] {k}: low {lo} > high {hi}")
             if kind == "uniform":
                 sample[k] = env_value(_round_sig(rng.uniform(lo, hi), digits), k)
             elif kind == "log_uniform":
                 if lo <= 0:
-                    raise SweepError(f"[random.params] {k}: log_uniform needs low > 0")
+                    raise ToolError(f"[random.params] {k}: log_uniform needs low > 0")
                 sample[k] = env_value(_round_sig(math.exp(rng.uniform(math.log(lo), math.log(hi))), digits), k)
             else:
                 sample[k] = str(rng.randint(int(lo), int(hi)))
@@ -179,45 +169,45 @@ def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
     path = Path(path)
     unknown = set(d) - SPEC_KEYS
     if unknown:
-        raise SweepError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(SPEC_KEYS))})")
+        raise ToolError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(SPEC_KEYS))})")
     name = d.get("name") or path.stem
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise SweepError(f"{path}: name {name!r} must be letters, digits, '.', '_', '-'")
+        raise ToolError(f"{path}: name {name!r} must be letters, digits, '.', '_', '-'")
     for key, kind, example in (("base", dict, "[base] with NAME = value lines"), ("grid", dict, "[grid] with NAME = [v1, v2]"),
                                ("random", dict, "[random] with count, seed and [random.params]"),
                                ("configs", list, "[[configs]] tables"), ("seeds", list, "seeds = [1, 2, 3]")):
         if key in d and not isinstance(d[key], kind):
-            raise SweepError(f"{path}: '{key}' must be a {'table' if kind is dict else 'list'} ({example}), "
+            raise ToolError(f"{path}: '{key}' must be a {'table' if kind is dict else 'list'} ({example}), "
                              f"not {type(d[key]).__name__} {d[key]!r:.60}")
     base = {_env_name(k, "[base]"): env_value(v, k) for k, v in (d.get("base") or {}).items()}
     for k in ("OUT_DIR", "RUN_ID"):
         if k in base:
-            raise SweepError(f"[base]: {k} is set by the driver for each run")
+            raise ToolError(f"[base]: {k} is set by the driver for each run")
     grid = d.get("grid") or {}
     for k, vals in grid.items():
         _env_name(k, "[grid]")
         if not isinstance(vals, list) or not vals:
-            raise SweepError(f"[grid] {k}: expected a non-empty list of values")
+            raise ToolError(f"[grid] {k}: expected a non-empty list of values")
     grid_parts = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
     grid_parts = [{k: env_value(v, k) for k, v in g.items()} for g in grid_parts]
     configs = d.get("configs") or [{}]
     if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        raise SweepError("[[configs]]: expected an array of tables")
+        raise ToolError("[[configs]]: expected an array of tables")
     cfg_parts = [{_env_name(k, "[[configs]]"): env_value(v, k) for k, v in c.items()} for c in configs]
     rnd_parts = sample_random(d["random"]) if d.get("random") else [{}]
     rnd_parts = rnd_parts or [{}]
     seeds = d.get("seeds")
     if seeds is not None and (not isinstance(seeds, list) or not seeds
                               or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise SweepError("seeds: expected a non-empty list of integers")
+        raise ToolError("seeds: expected a non-empty list of integers")
     owners = {}
     for label, parts in (("[[configs]]", cfg_parts), ("[grid]", grid_parts), ("[random]", rnd_parts)):
         for k in {k for p in parts for k in p}:
             if k in owners:
-                raise SweepError(f"{k} is set by both {owners[k]} and {label}")
+                raise ToolError(f"{k} is set by both {owners[k]} and {label}")
             owners[k] = label
     if seeds is not None and "SEED" in owners:
-        raise SweepError(f"SEED is set by both seeds and {owners['SEED']}")
+        raise ToolError(f"SEED is set by both seeds and {owners['SEED']}")
     axes = [k for parts in (cfg_parts, grid_parts, rnd_parts) for k in dict.fromkeys(k for p in parts for k in p)]
     if seeds is not None:
         axes.append("SEED")
@@ -238,7 +228,7 @@ def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
         check_setting_names(set(base) | set(owners))
     launcher = d.get("launcher", "torchrun")
     if launcher not in ("torchrun", "python"):
-        raise SweepError(f"launcher must be 'torchrun' or 'python', not {launcher!r}")
+        raise ToolError(f"launcher must be 'torchrun' or 'python', not {launcher!r}")
     return Spec(name, path, base, axes, runs, d.get("script"), launcher, int(d.get("nproc_per_node", 1)))
 
 
@@ -247,9 +237,9 @@ def load_spec(path: str | Path) -> Spec:
     try:
         d = tomllib.loads(p.read_text())
     except OSError as e:
-        raise SweepError(f"{p}: cannot read ({e.strerror})") from None
+        raise ToolError(f"{p}: cannot read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"{p}: not valid TOML ({e})") from None
+        raise ToolError(f"{p}: not valid TOML ({e})") from None
     return expand_spec(d, p)
 
 
@@ -274,14 +264,7 @@ def read_state(sdir: Path, name: str) -> dict | None:
 
 
 def write_state(sdir: Path, name: str, state: dict) -> None:
-    p = state_path(sdir, name)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".state.json.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    C.atomic_write(state_path(sdir, name), json.dumps(state, indent=1))
 
 
 def now() -> str:
@@ -297,7 +280,7 @@ def result_from_log(run_dir: Path, name: str) -> dict | None:
     (None when the log is missing or unfinished). An over-budget run (exit status 3) is finished; its result says so."""
     try:
         r = logparse.parse_log(log_path(run_dir, name))
-    except LogError:
+    except ToolError:
         return None
     if not r.finished:
         return None
@@ -309,7 +292,7 @@ def result_from_log(run_dir: Path, name: str) -> dict | None:
     if summ.is_file():
         try:
             s = logparse.load_summary(summ)
-        except LogError:
+        except ToolError:
             return res
         res.update({k: s.get(k) for k in ("val_bpb", "val_loss", "bytes_total", "bytes_code", "bytes_model",
                                            "train_time_ms", "eval_time_ms", "over_budget", "artifact_scheme",
@@ -335,7 +318,7 @@ def _tail(path: Path, n: int = STDERR_TAIL) -> str:
 # --------------------------------------------------------------------------- commands and slots
 
 def script_path(spec: Spec, override: str | None) -> str:
-    return override or spec.script or str(REPO / "train_gpt.py")
+    return override or spec.script or str(C.TRAIN_GPT)
 
 
 def build_command(launcher: str, nproc: int, script: str) -> list[str]:
@@ -353,18 +336,18 @@ def run_env(run: Run, run_dir: Path, slot: dict) -> dict[str, str]:
 
 def make_slots(gpus: str | None, gpus_per_run: int, cpu_cores: int | None, cores_per_run: int | None) -> list[dict]:
     if gpus and cpu_cores:
-        raise SweepError("give --gpus or --cpu-cores, not both")
+        raise ToolError("give --gpus or --cpu-cores, not both")
     if gpus:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if not ids or gpus_per_run < 1 or len(ids) < gpus_per_run:
-            raise SweepError(f"--gpus {gpus!r} with --gpus-per-run {gpus_per_run}: not enough GPUs")
+            raise ToolError(f"--gpus {gpus!r} with --gpus-per-run {gpus_per_run}: not enough GPUs")
         return [{"label": f"gpu{','.join(ids[i:i + gpus_per_run])}",
                  "env": {"CUDA_VISIBLE_DEVICES": ",".join(ids[i:i + gpus_per_run])}}
                 for i in range(0, len(ids) - gpus_per_run + 1, gpus_per_run)]
     if cpu_cores:
         k = cores_per_run or 1
         if k < 1 or cpu_cores < k:
-            raise SweepError(f"--cpu-cores {cpu_cores} cannot hold --cores-per-run {k}")
+            raise ToolError(f"--cpu-cores {cpu_cores} cannot hold --cores-per-run {k}")
         try:
             avail = sorted(os.sched_getaffinity(0))
         except AttributeError:
@@ -398,25 +381,28 @@ def fmt_command(env_add: dict[str, str], cmd: list[str]) -> str:
 
 # --------------------------------------------------------------------------- early stop
 
-def load_predictor(spec: str = "predict_loss:should_stop"):
-    """The should_stop function, or None when its module is not importable."""
+def load_predictor(spec: str | None = None):
+    """The early-stopping rule: studies/topology/predict_loss.py's should_stop, or the MODULE:FUNCTION `spec` names
+    (a rule of your own, with the same arguments and return value)."""
+    if spec is None:
+        from studies.topology.predict_loss import should_stop
+        return should_stop
+    import importlib
     mod_name, _, fn = spec.partition(":")
     try:
-        import importlib
-        mod = importlib.import_module(mod_name)
-    except ImportError:
-        return None
-    return getattr(mod, fn or "should_stop", None)
+        return getattr(importlib.import_module(mod_name), fn or "should_stop")
+    except (ImportError, AttributeError) as e:
+        raise ToolError(f"--predictor {spec}: {e}") from None
 
 
 def log_prefix(run_dir: Path, run: Run) -> dict | None:
     """The run so far: what should_stop receives as `prefix`.
 
     steps/values/total_steps are the validation steps, their val_bpb (pre-quantization) and ITERATIONS, the
-    dict form tools/predict_loss.py reads; val_history/train_history/hparams follow logs/<RUN_ID>.json."""
+    dict form studies/topology/predict_loss.py reads; val_history/train_history/hparams follow logs/<RUN_ID>.json."""
     try:
         r = logparse.parse_log(log_path(run_dir, run.name))
-    except LogError:
+    except ToolError:
         return None
     return {"steps": [p.step for p in r.val], "values": [p.val_bpb for p in r.val], "total_steps": r.iterations or 0,
             "metric": "val_bpb", "last_step": r.steps, "run_id": run.name,
@@ -511,32 +497,28 @@ class Driver:
         self._stop_signal = signum
 
     def run(self, only: str | None = None) -> dict:
-        """Drive the runs, holding the sweep's locks: `sweep.py run` takes the sweep lock exclusively; `run-one` (only
+        """Drive the runs, holding the sweep's locks: `sweep run` takes the sweep lock exclusively; `run-one` (only
         = a run name) takes it shared, plus that run's own lock exclusively. So a run-one never races a whole-sweep
         driver, two drivers never race, and run-ones of different runs (a Slurm array) go in parallel."""
         self.sdir.mkdir(parents=True, exist_ok=True)
-        held = []
-        try:
-            held.append(_lock(self.sdir / ".lock", shared=only is not None,
-                              busy=f"another driver ('sweep.py run') is running sweep {self.spec.name} ({self.sdir})"
-                              if only is not None else f"another driver is running sweep {self.spec.name} or one of its "
-                              f"runs ({self.sdir})"))
+        with contextlib.ExitStack() as held:
+            held.enter_context(C.lock(self.sdir / ".lock", shared=only is not None,
+                                      busy=f"another driver ('python -m tools sweep run') is running sweep {self.spec.name} ({self.sdir})"
+                                      if only is not None else f"another driver is running sweep {self.spec.name} or "
+                                      f"one of its runs ({self.sdir})"))
             if only is not None:
-                held.append(_lock(self.sdir / f".lock-{only}", shared=False,
-                                  busy=f"another driver is running run {only} ({self.sdir})"))
+                held.enter_context(C.lock(self.sdir / f".lock-{only}",
+                                          busy=f"another driver is running run {only} ({self.sdir})"))
             manifest = {"name": self.spec.name, "spec": str(self.spec.path), "axes": self.spec.axes,
                         "base": self.spec.base, "runs": [r.name for r in self.spec.runs]}
             if only is None:
-                _atomic_text(self.sdir / "sweep.json", json.dumps(manifest, indent=1))
+                C.atomic_write(self.sdir / "sweep.json", json.dumps(manifest, indent=1))
             old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
             try:
                 return self._loop()
             finally:
                 for s, h in old.items():
                     signal.signal(s, h)
-        finally:
-            for f in held:
-                f.close()
 
     def _loop(self) -> dict:
         todo, done = self.classify()
@@ -662,17 +644,6 @@ class Driver:
         active.clear()
 
 
-def _lock(path: Path, shared: bool, busy: str):
-    """An open file holding a non-blocking flock on `path` (closing it releases the lock); SweepError(busy) if taken."""
-    f = open(path, "a")
-    try:
-        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise SweepError(busy) from None
-    return f
-
-
 class _FailedProc:
     """Stands in for a process that could not be started."""
 
@@ -704,12 +675,6 @@ def _terminate(proc, wait: bool = True, grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _NoBar:
@@ -784,17 +749,16 @@ def write_tables(spec: Spec, runs_dir: str | Path) -> tuple[Path, Path, list[dic
     sdir = sweep_dir(runs_dir, spec)
     sdir.mkdir(parents=True, exist_ok=True)
     csv_p, md_p = sdir / "results.csv", sdir / "results.md"
-    _atomic_text(csv_p, table_csv(rows, cols))
+    C.atomic_write(csv_p, table_csv(rows, cols))
     header = (f"# Sweep {spec.name}\n\n{sum(r['status'] == 'done' for r in rows)}/{len(rows)} runs done; sorted by "
               f"val_bpb (the final round trip of each run's artifact); margin = the run's SIZE_CAP_BYTES - "
               f"(code + artifact bytes).\n\n")
-    _atomic_text(md_p, header + table_markdown(rows, cols))
+    C.atomic_write(md_p, header + table_markdown(rows, cols))
     return csv_p, md_p, rows
 
 
 def make_plots(spec: Spec, runs_dir: str | Path, out_dir: str | Path | None = None, top: int = 5,
                names: list[str] | None = None) -> list[Path]:
-    import plot_runs
     sdir = sweep_dir(runs_dir, spec)
     out_dir = Path(out_dir) if out_dir else sdir / "plots"
     rows = collect(spec, runs_dir)
@@ -803,7 +767,7 @@ def make_plots(spec: Spec, runs_dir: str | Path, out_dir: str | Path | None = No
     if names:
         bad = [n for n in names if n not in known]
         if bad:
-            raise SweepError(f"no run named {', '.join(bad)} in sweep {spec.name}")
+            raise ToolError(f"no run named {', '.join(bad)} in sweep {spec.name}")
         chosen = names
     else:
         chosen = [r["run"] for r in done[:top]]
@@ -811,7 +775,7 @@ def make_plots(spec: Spec, runs_dir: str | Path, out_dir: str | Path | None = No
     for n in chosen:
         try:
             curves.append((n, logparse.parse_log(log_path(sdir / n, n))))
-        except LogError:
+        except ToolError:
             continue
     paths = [plot_runs.plot_loss_curves(curves, out_dir / "loss_curves.png", title=f"sweep {spec.name}")]
     for axis in spec.axes:
@@ -830,14 +794,14 @@ def slurm_script(spec: Spec, spec_path: str | Path, *, runs_dir: str = "runs", l
                  max_parallel: int | None = None, workdir: str | None = None) -> str:
     n = len(spec.runs)
     if n == 0:
-        raise SweepError(f"sweep {spec.name} has no runs")
+        raise ToolError(f"sweep {spec.name} has no runs")
     workdir = workdir or os.getcwd()
     sdir = f"{runs_dir}/{spec.name}"
     array = f"0-{n - 1}" + (f"%{max_parallel}" if max_parallel else "")
     lines = ["#!/bin/bash", f"# Slurm job array for sweep '{spec.name}': {n} runs, one array task per run.",
-             f"# Written by tools/sweep.py slurm from {spec_path}. Submit: sbatch <this file>",
-             f"# Results land in {sdir}/<run>/ exactly as with 'tools/sweep.py run'; tabulate with",
-             f"#   python tools/sweep.py table {spec_path} --runs-dir {runs_dir}",
+             f"# Written by 'python -m tools sweep slurm' from {spec_path}. Submit: sbatch <this file>",
+             f"# Results land in {sdir}/<run>/ exactly as with 'python -m tools sweep run'; tabulate with",
+             f"#   python -m tools sweep table {spec_path} --runs-dir {runs_dir}",
              f"#SBATCH --job-name=golf-{spec.name}", f"#SBATCH --array={array}",
              f"#SBATCH --output={sdir}/slurm-%A_%a.out", f"#SBATCH --time={time_limit}",
              "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={cpus_per_task}"]
@@ -854,7 +818,7 @@ def slurm_script(spec: Spec, spec_path: str | Path, *, runs_dir: str = "runs", l
         lines.append(f"  {run.index}) RUN={run.name} ;;  # {desc}")
     lines += ['  *) echo "no run for array index $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;', "esac"]
     extra = f" --script {shlex.quote(script)}" if script else ""
-    lines.append(f"exec python tools/sweep.py run-one {shlex.quote(str(spec_path))} --run \"$RUN\" "
+    lines.append(f"exec python -m tools sweep run-one {shlex.quote(str(spec_path))} --run \"$RUN\" "
                  f"--runs-dir {shlex.quote(runs_dir)} --launcher {launcher} --nproc-per-node {nproc}{extra}")
     return "\n".join(lines) + "\n"
 
@@ -863,7 +827,7 @@ def run_one(spec: Spec, runs_dir: Path, name: str, **kw) -> str:
     """Run one named run of the spec (idempotent: a finished run is left alone). Returns its status."""
     match = [r for r in spec.runs if r.name == name]
     if not match:
-        raise SweepError(f"no run named {name} in sweep {spec.name} (was the spec edited?)")
+        raise ToolError(f"no run named {name} in sweep {spec.name} (was the spec edited?)")
     sub = Spec(spec.name, spec.path, spec.base, spec.axes, match, spec.script, spec.launcher, spec.nproc_per_node)
     d = Driver(sub, runs_dir, slots=[{"label": "slurm", "env": {}}], **kw)
     d.run(only=name)
@@ -881,7 +845,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run hyperparameter sweeps of train_gpt.py from a TOML spec "
-                                             "(format: tools/SWEEPS.md).")
+                                             "(format: docs/sweeps.md).")
     sp = ap.add_subparsers(dest="cmd", required=True)
     r = sp.add_parser("run", help="run every unfinished run of the spec (resumable)")
     r.add_argument("spec")
@@ -896,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop a run whose predicted final val_bpb is worse than the best finished run by this much")
     r.add_argument("--early-stop-min-fraction", type=float, default=0.3,
                    help="fraction of the run that must be done before early stopping (default %(default)s)")
-    r.add_argument("--predictor", default="predict_loss:should_stop", help=argparse.SUPPRESS)
+    r.add_argument("--predictor", default=None, help=argparse.SUPPRESS)  # MODULE:FUNCTION, an early-stopping rule of your own
     r.add_argument("--poll-seconds", type=float, default=1.0, help="how often the driver looks at its runs")
     r.add_argument("--check-seconds", type=float, default=10.0, help="how often logs are read for early stopping")
     r.add_argument("--dry-run", action="store_true", help="print the commands and exit")
@@ -928,69 +892,61 @@ def main(argv: list[str] | None = None) -> int:
     sl.add_argument("--cpus-per-task", type=int, default=8)
     sl.add_argument("--max-parallel", type=int, default=None, help="at most this many array tasks at once")
     args = ap.parse_args(argv)
-    try:
-        spec = load_spec(args.spec)
-        if args.cmd in ("run", "run-one"):
-            launcher = args.launcher or spec.launcher
-            nproc = args.nproc_per_node or (args.gpus_per_run if args.cmd == "run" and args.gpus else None) \
-                or spec.nproc_per_node
-            script = script_path(spec, args.script)
-            if args.cmd == "run-one":
-                status = run_one(spec, Path(args.runs_dir), args.run, launcher=launcher, nproc=nproc, script=script)
-                print(status)
-                return 0 if status == "done" else 1
-            slots = make_slots(args.gpus, args.gpus_per_run, args.cpu_cores, args.cores_per_run)
-            predictor = None
-            if args.early_stop_margin is not None:
-                predictor = load_predictor(args.predictor)
-                if predictor is None:
-                    print(f"warning: {args.predictor} is not importable; early stopping is off", file=sys.stderr)
-            d = Driver(spec, Path(args.runs_dir), launcher, nproc, script, slots, retry_failed=args.retry_failed,
-                       early_stop_margin=args.early_stop_margin,
-                       early_stop_min_fraction=args.early_stop_min_fraction, predictor=predictor,
-                       poll_seconds=args.poll_seconds, check_seconds=args.check_seconds, quiet=args.quiet)
-            if args.dry_run:
-                print("\n".join(d.dry_run()))
-                return 0
-            if not Path(script).is_file():
-                raise SweepError(f"training script {script} not found")
-            counts = d.run()
-            csv_p, md_p, _ = write_tables(spec, args.runs_dir)
-            print(f"sweep {spec.name}: {counts['done']} done, {counts['failed']} failed, "
-                  f"{counts['stopped_early']} stopped early, {counts['interrupted']} interrupted, "
-                  f"{counts['skipped']} already finished; table {md_p}")
-            if counts["interrupted_by"] is not None:
-                return 128 + counts["interrupted_by"]
+    spec = load_spec(args.spec)
+    if args.cmd in ("run", "run-one"):
+        launcher = args.launcher or spec.launcher
+        nproc = args.nproc_per_node or (args.gpus_per_run if args.cmd == "run" and args.gpus else None) \
+            or spec.nproc_per_node
+        script = script_path(spec, args.script)
+        if args.cmd == "run-one":
+            status = run_one(spec, Path(args.runs_dir), args.run, launcher=launcher, nproc=nproc, script=script)
+            print(status)
+            return 0 if status == "done" else 1
+        slots = make_slots(args.gpus, args.gpus_per_run, args.cpu_cores, args.cores_per_run)
+        predictor = load_predictor(args.predictor) if args.early_stop_margin is not None else None
+        d = Driver(spec, Path(args.runs_dir), launcher, nproc, script, slots, retry_failed=args.retry_failed,
+                   early_stop_margin=args.early_stop_margin,
+                   early_stop_min_fraction=args.early_stop_min_fraction, predictor=predictor,
+                   poll_seconds=args.poll_seconds, check_seconds=args.check_seconds, quiet=args.quiet)
+        if args.dry_run:
+            print("\n".join(d.dry_run()))
             return 0
-        if args.cmd == "table":
-            csv_p, md_p, rows = write_tables(spec, args.runs_dir)
-            if args.json:
-                print(json.dumps(rows))
-            else:
-                print(md_p.read_text().rstrip())
-            return 0
-        if args.cmd == "plot":
-            names = [n for n in args.runs.split(",") if n] if args.runs else None
-            for p in make_plots(spec, args.runs_dir, args.out, args.top, names):
-                print(f"wrote {p}")
-            return 0
-        if args.cmd == "slurm":
-            text = slurm_script(spec, args.spec, runs_dir=args.runs_dir, launcher=args.launcher or spec.launcher,
-                                nproc=args.nproc_per_node or spec.nproc_per_node, script=args.script,
-                                partition=args.partition, time_limit=args.time, gpus_per_task=args.gpus_per_task,
-                                cpus_per_task=args.cpus_per_task, account=args.account,
-                                max_parallel=args.max_parallel)
-            if args.out:
-                _atomic_text(Path(args.out), text)
-                print(f"wrote {args.out} ({len(spec.runs)} array tasks); submit with: sbatch {args.out}")
-            else:
-                print(text, end="")
-            return 0
-    except (SweepError, LogError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        if not Path(script).is_file():
+            raise ToolError(f"training script {script} not found")
+        counts = d.run()
+        csv_p, md_p, _ = write_tables(spec, args.runs_dir)
+        print(f"sweep {spec.name}: {counts['done']} done, {counts['failed']} failed, "
+              f"{counts['stopped_early']} stopped early, {counts['interrupted']} interrupted, "
+              f"{counts['skipped']} already finished; table {md_p}")
+        if counts["interrupted_by"] is not None:
+            return 128 + counts["interrupted_by"]
+        return 0
+    if args.cmd == "table":
+        csv_p, md_p, rows = write_tables(spec, args.runs_dir)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(md_p.read_text().rstrip())
+        return 0
+    if args.cmd == "plot":
+        names = [n for n in args.runs.split(",") if n] if args.runs else None
+        for p in make_plots(spec, args.runs_dir, args.out, args.top, names):
+            print(f"wrote {p}")
+        return 0
+    if args.cmd == "slurm":
+        text = slurm_script(spec, args.spec, runs_dir=args.runs_dir, launcher=args.launcher or spec.launcher,
+                            nproc=args.nproc_per_node or spec.nproc_per_node, script=args.script,
+                            partition=args.partition, time_limit=args.time, gpus_per_task=args.gpus_per_task,
+                            cpus_per_task=args.cpus_per_task, account=args.account,
+                            max_parallel=args.max_parallel)
+        if args.out:
+            C.atomic_write(Path(args.out), text)
+            print(f"wrote {args.out} ({len(spec.runs)} array tasks); submit with: sbatch {args.out}")
+        else:
+            print(text, end="")
+        return 0
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

@@ -1,6 +1,6 @@
 """Pack a checkpoint into an artifact with any scheme train_gpt.py knows (train_gpt.pack_artifact does the packing).
 
-    python tools/pack.py MODEL -o OUT.ptz [--scheme int6-emb8-gptq+brotli] [--data DIR [--gptq-batches 16]
+    python -m tools pack MODEL -o OUT.ptz [--scheme int6-emb8-gptq+brotli] [--data DIR [--gptq-batches 16]
                          [--seq-len 2048] [--batch-tokens 16384]] [--bf16 auto|0|1] [--code PATH] [--json]
 
 MODEL is a training .ckpt, a raw-weights .safetensors (models/<RUN_ID>.safetensors) or an artifact (re-packed from
@@ -15,11 +15,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-from common import ToolError, tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.artifacts import model_file as M
+from tools.common import ToolError
 
 DEFAULT_SCHEME = "int6+brotli"
 H = tg.Hyperparameters()
@@ -45,7 +45,7 @@ def pack(state: dict, config: dict, scheme: "tg.Scheme", data: str | None = None
         if not data:
             raise ToolError(f"scheme {scheme.spec} uses GPTQ: give --data DIR (calibration batches from its training shards)")
         model = tg.model_from_state(state, config, "checkpoint").eval()
-        hessians = calibration_hessians(model, data, gptq_batches, seq_len, batch_tokens, C.runtime(bf16=bf16))
+        hessians = calibration_hessians(model, data, gptq_batches, seq_len, batch_tokens, M.runtime(bf16=bf16))
     return tg.pack_artifact(state, config, scheme, hessians)
 
 
@@ -70,24 +70,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     scheme = tg.Scheme.parse(args.scheme)
     t0 = time.perf_counter()
-    state, config, _ = C.load_model_file(args.model)
+    state, config, _ = M.load_model_file(args.model)
     blob = pack(state, config, scheme, args.data, args.gptq_batches, args.seq_len, args.batch_tokens, args.bf16)
     roundtrip, meta = tg.unpack_artifact(blob, "packed artifact")
     if set(roundtrip) != set(state) or meta.get("scheme") != scheme.spec:
         raise ToolError("internal: the packed artifact does not read back as written")
-    tg.atomic_write(args.out, blob)
+    C.atomic_write(args.out, blob)
     params = sum(v.numel() for v in state.values())
     code = C.code_bytes(args.code)
     summary = {"out": str(args.out), "scheme": scheme.spec, "params": params, "artifact_bytes": len(blob),
                "bytes_per_param": len(blob) / params, "code_bytes": code, "total_bytes": len(blob) + code,
-               "cap": C.CHALLENGE_CAP_BYTES, "margin": C.CHALLENGE_CAP_BYTES - len(blob) - code,
-               "rel_error": C.relative_error(state, roundtrip), "seconds": round(time.perf_counter() - t0, 2)}
+               "cap": C.SUBMISSION_CAP_BYTES, "margin": C.SUBMISSION_CAP_BYTES - len(blob) - code,
+               "rel_error": M.relative_error(state, roundtrip), "seconds": round(time.perf_counter() - t0, 2)}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(f"wrote {args.out}: {scheme.spec} {len(blob)} bytes ({summary['bytes_per_param']:.4f} bytes/param over "
               f"{params} params), rel_error {summary['rel_error']:.3e}")
-        print(f"total with code: {summary['total_bytes']} bytes (margin to {C.CHALLENGE_CAP_BYTES}: {summary['margin']} bytes)"
+        print(f"total with code: {summary['total_bytes']} bytes (margin to {C.SUBMISSION_CAP_BYTES}: {summary['margin']} bytes)"
               + ("  OVER THE CAP" if summary["margin"] < 0 else ""))
     return 0
 

@@ -7,18 +7,16 @@ small token count and scaling linearly (every such tensor is linear in N); the f
 Timing needs CUDA and triton; without them the script says so and exits 0 after the memory report.
 
 Example (the challenge's default: 131,072 tokens per step in 8 micro-steps of 16,384):
-    python tools/bench_fused_ce.py --tokens 16384 --vocab 1024 --dim 512 --softcap 30 --micro-steps 8
+    python -m bench.bench_fused_ce --tokens 16384 --vocab 1024 --dim 512 --softcap 30 --micro-steps 8
 """
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_gpt import reference_softcap_ce, triton_available  # noqa: E402
+from train_gpt import reference_softcap_ce, triton_available
 
 MiB = 2**20
 

@@ -1,12 +1,12 @@
 """Turn train_gpt.py logs into a challenge submission folder, test significance, and check a folder.
 
-    python tools/record.py new --name MyIdea --author "A. Person" --github-id ap [--track auto] [--blurb TEXT]
+    python -m tools record new --name MyIdea --author "A. Person" --github-id ap [--track auto] [--blurb TEXT]
         [--technique TEXT] [--date YYYY-MM-DD] [--replace] [--root records] [--against X] LOG [LOG ...]
-    python tools/record.py significance RECORD_DIR --against NUMBER|OTHER_RECORD_DIR [--delta 0.005] [--alpha 0.01]
-    python tools/record.py check RECORD_DIR [--run --data DIR [--tokenizer PATH] [--seed S] [--timeout SECONDS]]
-    python tools/record.py wrap SOURCE -o OUT          # just the compressed self-extracting script
+    python -m tools record significance RECORD_DIR --against NUMBER|OTHER_RECORD_DIR [--delta 0.005] [--alpha 0.01]
+    python -m tools record check RECORD_DIR [--run --data DIR [--tokenizer PATH] [--seed S] [--timeout SECONDS]]
+    python -m tools record wrap SOURCE -o OUT          # just the compressed self-extracting script
 
-Nothing from a log is ever executed: sources and defaults are read with `ast`, the figures with tools/logparse.py,
+Nothing from a log is ever executed: sources and defaults are read with `ast`, the figures with tools/runs/logparse.py,
 and every log must agree with itself (code + model = total, one final line of each kind, finite numbers, OVER BUDGET
 exactly when over the cap). The record's `train_gpt.py` is a compressed self-extracting script whose payload is,
 byte for byte, the source the logs embed; its bytes are the counted code. `--track auto` (the default) files a run
@@ -33,14 +33,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import common as C  # noqa: E402
-import logparse  # noqa: E402
-from common import GolfError, ToolError, tg  # noqa: E402
-from logparse import LogError, RunLog  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.common import ToolError
+from tools.runs import logparse
+from tools.runs.logparse import RunLog
 
 TRACKS = {"track_10min_16mb": "10min_16mb", "track_non_record_16mb": "non_record_16mb"}  # folder -> "track" field
 RECORD_TRACK, NON_RECORD_TRACK = "track_10min_16mb", "track_non_record_16mb"
@@ -58,13 +55,9 @@ RECORD_HARDWARE = ("H100", 8)
 FINEWEB_VAL_TOKENS = 62_021_846  # tokens of the published sp1024 FineWeb validation split
 FINEWEB_TOKENIZER = "fineweb_1024_bpe.model"
 DEFAULT_DELTA, DEFAULT_ALPHA = 0.005, 0.01
-MAX_SOURCE_BYTES = 16_000_000  # a wrapped source inflating past this is refused
+MAX_SOURCE_BYTES = C.SUBMISSION_CAP_BYTES  # a wrapped source inflating past the cap cannot be a submission
 PIP_NAMES = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "flash_attn": "flash-attn",
              "flash_attn_interface": "flash-attn", "cv2": "opencv-python"}
-
-
-class RecordError(ToolError):
-    """A refusal or bad input: one line, printed as `error: ...`."""
 
 
 def dumps(obj, **kw) -> str:
@@ -72,24 +65,13 @@ def dumps(obj, **kw) -> str:
     try:
         return json.dumps(obj, allow_nan=False, **kw)
     except ValueError:
-        raise RecordError("refusing to write a non-finite number into JSON") from None
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not a finite number")
+        raise ToolError("refusing to write a non-finite number into JSON") from None
 
 
 def load_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text(), parse_constant=_no_constants)
-    except OSError as e:
-        raise RecordError(f"cannot read {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise RecordError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
-    except ValueError as e:
-        raise RecordError(f"{path}: {e}") from None
+    d = C.read_json(path, "JSON file")
     if not isinstance(d, dict):
-        raise RecordError(f"{path} is not a JSON object")
+        raise ToolError(f"{path} is not a JSON object")
     return d
 
 
@@ -107,13 +89,13 @@ def wrap(source: bytes) -> bytes:
     """A script that decompresses `source` and runs it as train_gpt.py: the smaller of brotli (quality 11) and xz
     (preset 9e), base85 in a string literal. Same input, same bytes."""
     if unwrap(source) is not None:
-        raise RecordError("the source is already a self-extracting script")
+        raise ToolError("the source is already a self-extracting script")
     packed = {"brotli": __import__("brotli").compress(source, quality=11),
               "lzma": lzma.compress(source, preset=9 | lzma.PRESET_EXTREME)}
     scripts = [WRAPPER.format(codec=c, payload=base64.b85encode(packed[c]).decode()).encode() for c in WRAP_CODECS]
     script = min(scripts, key=len)
     if unwrap(script) != source:
-        raise RecordError("internal: the self-extracting script does not give back the source")
+        raise ToolError("internal: the self-extracting script does not give back the source")
     return script
 
 
@@ -126,7 +108,7 @@ def unwrap(code: bytes) -> bytes | None:
     try:
         return tg.decompress_bounded(base64.b85decode(m.group(2)), m.group(1), MAX_SOURCE_BYTES)
     except Exception as e:  # GolfError, a bad base85 digit (ValueError), the codec library's own error
-        raise RecordError(f"a self-extracting script whose payload does not decode: {e}") from None
+        raise ToolError(f"a self-extracting script whose payload does not decode: {e}") from None
 
 
 def readable_source(code: bytes) -> bytes:
@@ -196,7 +178,7 @@ def run_source(run: RunLog) -> bytes | None:
     return None if run.source is None else readable_source(run.source)
 
 
-def validate_runs(runs: list[RunLog], code_bytes: int | None = None, cap: int = C.CHALLENGE_CAP_BYTES) -> list[str]:
+def validate_runs(runs: list[RunLog], code_bytes: int | None = None, cap: int = C.SUBMISSION_CAP_BYTES) -> list[str]:
     """Every reason these logs cannot form one submission (empty list = fine). code_bytes: the counted code (the
     self-extracting script); each seed's model bytes + code_bytes must be within the challenge's cap."""
     if not runs:
@@ -273,7 +255,7 @@ def published_fineweb(run: RunLog) -> bool:
 def _finite_all(values, what: str) -> list[float]:
     values = [float(v) for v in values]
     if not values or not all(math.isfinite(v) for v in values):
-        raise RecordError(f"{what} must be finite numbers, got {values}")
+        raise ToolError(f"{what} must be finite numbers, got {values}")
     return values
 
 
@@ -295,7 +277,7 @@ def _t_sf(t: float, df: float) -> float:
 
 def _check_test_args(delta: float, alpha: float) -> None:
     if not math.isfinite(delta) or not (math.isfinite(alpha) and 0 < alpha < 1):
-        raise RecordError(f"need a finite --delta and 0 < --alpha < 1 (got delta={delta}, alpha={alpha})")
+        raise ToolError(f"need a finite --delta and 0 < --alpha < 1 (got delta={delta}, alpha={alpha})")
 
 
 def significance_vs_number(values: list[float], baseline: float, delta: float = DEFAULT_DELTA,
@@ -359,14 +341,14 @@ def verdict(res: dict) -> str:
 def record_values(folder, metric: str = "val_loss") -> list[float]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise RecordError(f"{folder}: not a record folder")
+        raise ToolError(f"{folder}: not a record folder")
     paths = find_logs(folder)
     if not paths:
-        raise RecordError(f"{folder}: no training logs found")
+        raise ToolError(f"{folder}: no training logs found")
     runs = load_logs(paths)
     problems = [p for r in runs for p in logparse.consistency_problems(r)]
     if problems:
-        raise RecordError(problems[0])
+        raise ToolError(problems[0])
     return [getattr(r, metric) for r in runs]
 
 
@@ -411,7 +393,7 @@ def requirements_from_source(source: bytes, code: bytes = b"") -> str:
     visit(tree, False)
     if code:
         visit(ast.parse(code), False)
-    lines = ["# packages train_gpt.py imports (written by tools/record.py from the logged source)"]
+    lines = ["# packages train_gpt.py imports (written by `python -m tools record` from the logged source)"]
     lines += sorted(required)
     lines += [f"{n}  # imported where used (a codec, a kernel): needed when that path runs" for n in sorted(optional - required)]
     return "\n".join(lines) + "\n"
@@ -455,7 +437,7 @@ def build_submission(runs: list[RunLog], log_names: list[str], *, code: bytes, s
         "technique_summary": technique or default_technique(runs, changed),
         "compliance": {
             "train_under_600s": train_max <= RECORD_LIMIT_S, "eval_under_600s": eval_max <= RECORD_LIMIT_S,
-            "artifact_under_16mb": max(totals) <= C.CHALLENGE_CAP_BYTES,
+            "artifact_under_16mb": max(totals) <= C.SUBMISSION_CAP_BYTES,
             "hardware_8xh100": runs[0].device == "cuda" and RECORD_HARDWARE[0] in name0 and count0 == RECORD_HARDWARE[1],
             "published_fineweb_sp1024": all(published_fineweb(r) for r in runs),
             "train_time_max_s": round(train_max, 3), "eval_time_max_s": round(eval_max, 3),
@@ -515,7 +497,7 @@ def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], default
             f"`train_gpt.py` here is a compressed self-extracting script of {sub['bytes_code']:,} bytes; its payload is, "
             f"byte for byte, the {sub['bytes_code_raw']:,}-byte source embedded at the top of every log. Counted total "
             f"per seed = model bytes + {sub['bytes_code']:,}; the largest is {sub['bytes_total']:,} bytes "
-            f"(cap {C.CHALLENGE_CAP_BYTES:,}). The logs themselves were written by the readable source, so their "
+            f"(cap {C.SUBMISSION_CAP_BYTES:,}). The logs themselves were written by the readable source, so their "
             "`Code size` and `Total submission size` lines count it raw.", ""]
     c = sub["compliance"]
     out += ["## Compliance", "",
@@ -527,7 +509,7 @@ def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], default
             + ("(the published FineWeb sp1024 set)" if c["published_fineweb_sp1024"]
                else f"(not the published FineWeb sp1024 set of {FINEWEB_VAL_TOKENS:,})"),
             f"- counted size: up to {sub['bytes_total']:,} bytes ({'within' if c['artifact_under_16mb'] else 'over'} "
-            f"{C.CHALLENGE_CAP_BYTES:,})", ""]
+            f"{C.SUBMISSION_CAP_BYTES:,})", ""]
     sig = sub.get("significance")
     if sig:
         p = "-" if sig.get("p_value") is None else f"{sig['p_value']:.3g}"
@@ -541,7 +523,7 @@ def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], default
     out += ["", "## Reproduce", "", "From this folder (the dataset at DATA_PATH):", "", "```bash",
             reproduce_command(runs[0], changed, seeds), "```", "",
             "Check this folder against its logs, and re-run it in an empty folder with the logged settings:", "", "```bash",
-            "python tools/record.py check <this folder>", "python tools/record.py check <this folder> --run --data <dataset dir>",
+            "python -m tools record check <this folder>", "python -m tools record check <this folder> --run --data <dataset dir>",
             "```", "", "## Files", "", "- `train_gpt.py`: the self-extracting script (the counted code)",
             "- " + ", ".join(f"`{e['log']}`" for e in sub["seed_results"].values()) + ": training logs, one per seed",
             "- `submission.json`, `requirements.txt`", ""]
@@ -550,13 +532,13 @@ def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], default
 
 def _check_name(name: str, date: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
-        raise RecordError(f"name {name!r} must be letters, digits, '.', '_', '+', '-' (no spaces or slashes)")
+        raise ToolError(f"name {name!r} must be letters, digits, '.', '_', '+', '-' (no spaces or slashes)")
     try:
         ok = len(date) == 10 and _dt.date.fromisoformat(date)
     except ValueError:
         ok = False
     if not ok:
-        raise RecordError(f"date {date!r} is not YYYY-MM-DD")
+        raise ToolError(f"date {date!r} is not YYYY-MM-DD")
 
 
 def new_record(logs: list, *, name: str, author: str, github_id: str, track: str = "auto", blurb: str = "",
@@ -565,7 +547,7 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
                note: str = "") -> Path:
     """Build records/<track>/<date>_<name>/ from one log per seed (under a temporary name, then renamed)."""
     if track != "auto" and track not in TRACKS:
-        raise RecordError(f"unknown track {track!r} (choose auto, {', '.join(TRACKS)})")
+        raise ToolError(f"unknown track {track!r} (choose auto, {', '.join(TRACKS)})")
     date = date or _dt.date.today().isoformat()
     _check_name(name, date)
     runs = load_logs(logs)
@@ -573,16 +555,16 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
     code = wrap(source) if source is not None else b""
     problems = validate_runs(runs, len(code) if source is not None else None)
     if problems:
-        raise RecordError("; ".join(problems))
+        raise ToolError("; ".join(problems))
     reasons = record_track_problems(runs)
     if track == RECORD_TRACK and reasons:
-        raise RecordError("not eligible for the record track: " + "; ".join(reasons) + f" (use --track auto or {NON_RECORD_TRACK})")
+        raise ToolError("not eligible for the record track: " + "; ".join(reasons) + f" (use --track auto or {NON_RECORD_TRACK})")
     if track == "auto":
         track = NON_RECORD_TRACK if reasons else RECORD_TRACK
     track_dir = Path(root) / track
     dest = track_dir / f"{date}_{name}"
     if dest.exists() and not replace:
-        raise RecordError(f"{dest} exists (pass --replace to overwrite it)")
+        raise ToolError(f"{dest} exists (pass --replace to overwrite it)")
     order = sorted(range(len(runs)), key=lambda i: runs[i].seed)
     runs, logs = [runs[i] for i in order], [Path(logs[i]) for i in order]
     log_names = [f"train_seed{r.seed}.log" for r in runs]
@@ -595,7 +577,7 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
         sub["significance"] = compute_significance([r.val_loss for r in runs], against, delta, alpha)
     text = dumps(sub, indent=2) + "\n"
     track_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{date}_{name}-", dir=track_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=C.temp_prefix(dest.name, "building"), dir=track_dir))
     try:
         (tmp / "train_gpt.py").write_bytes(code)
         for src, ln in zip(logs, log_names):
@@ -604,13 +586,7 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
         (tmp / "requirements.txt").write_text(requirements_from_source(source, code))
         (tmp / "README.md").write_text(build_readme(sub, runs, changed, defaults is not None, note))
         os.chmod(tmp, 0o755)
-        if dest.exists():
-            old = track_dir / f".old-{dest.name}-{os.getpid()}"
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
+        C.install_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -629,7 +605,7 @@ def find_logs(folder: Path) -> list[Path]:
             names = [r.get("log") for r in (d.get("seed_results") or {}).values() if isinstance(r, dict)]
             if names and all(isinstance(n, str) and n and Path(n).name == n and n not in ("..", ".") for n in names):
                 return [folder / n for n in names]
-        except (RecordError, AttributeError):
+        except (ToolError, AttributeError):
             pass
     skip = {"train_gpt.py", "README.md", "submission.json", "requirements.txt"}
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip and logparse.is_log(p))
@@ -663,7 +639,7 @@ def check_record(folder) -> tuple[list[str], list[str]]:
     if (folder / "submission.json").is_file():
         try:
             sub = load_json(folder / "submission.json")
-        except RecordError as e:
+        except ToolError as e:
             problems.append(str(e).replace(f"{folder}/", ""))
     if sub is not None:
         problems += [f"submission.json lacks '{k}'" for k in SUBMISSION_FIELDS if k not in sub]
@@ -676,7 +652,7 @@ def check_record(folder) -> tuple[list[str], list[str]]:
     for p in log_paths:
         try:
             runs.append(logparse.parse_log(p))
-        except LogError as e:
+        except ToolError as e:
             problems.append(str(e))
     if not runs:
         return problems, warnings
@@ -801,14 +777,14 @@ def check_run(folder, data, tokenizer: str | None = None, seed: int | None = Non
               tolerance: float = 0.005) -> list[RerunResult]:
     folder, data = Path(folder), Path(data)
     if not data.is_dir():
-        raise RecordError(f"--data {data} is not a directory")
+        raise ToolError(f"--data {data} is not a directory")
     if not (folder / "train_gpt.py").is_file():
-        raise RecordError(f"{folder} has no train_gpt.py")
+        raise ToolError(f"{folder} has no train_gpt.py")
     runs = load_logs(find_logs(folder))
     if seed is not None:
         runs = [r for r in runs if r.seed == seed]
         if not runs:
-            raise RecordError(f"{folder} has no log for seed {seed}")
+            raise ToolError(f"{folder} has no log for seed {seed}")
     sub = load_json(folder / "submission.json") if (folder / "submission.json").is_file() else {}
     code = sub.get("bytes_code") if isinstance(sub.get("bytes_code"), int) else None
     return [rerun_seed(folder, r, data, tokenizer, timeout, tolerance, code) for r in runs]
@@ -854,66 +830,59 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("source")
     w.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "new":
-            dest = new_record(args.logs, track=args.track, name=args.name, author=args.author, github_id=args.github_id,
-                              blurb=args.blurb, technique=args.technique, date=args.date, replace=args.replace,
-                              root=args.root, against=args.against, note=args.note)
-            sub = load_json(dest / "submission.json")
-            if args.json:
-                print(dumps(sub, indent=2))
-            else:
-                print(f"wrote {dest}: {len(sub['seeds'])} seed(s), val_bpb {sub['val_bpb']:.8f}, val_loss {sub['val_loss']:.8f}, "
-                      f"bytes_total {sub['bytes_total']} (code {sub['bytes_code']} bytes self-extracting, "
-                      f"{sub['bytes_code_raw']} raw)" + (f"; non-record: {sub['non_record_reason']}" if "non_record_reason" in sub else ""))
-            return 0
-        if args.cmd == "significance":
-            res = compute_significance(record_values(args.record, args.metric), args.against, args.delta, args.alpha, args.metric)
-            if args.json:
-                print(dumps(res))
-            else:
-                p = "n/a (needs >= 2 seeds on each side)" if res["p_value"] is None else f"{res['p_value']:.4g}"
-                t = "n/a" if res["t"] is None else f"{res['t']:.4f}"
-                df = "n/a" if res["df"] is None else f"{res['df']:.2f}"
-                print(f"{res['test']}: n={res['n']} mean {args.metric} {res['mean']:.8f}; "
-                      f"mean improvement {res['mean_improvement']:.6f} vs {args.against}")
-                print(f"H1: improvement >= {res['delta']}  t={t} df={df} p={p}  alpha={res['alpha']}")
-                print(f"verdict: {res['verdict']}")
-            return 0
-        if args.cmd == "wrap":
-            src = Path(args.source).read_bytes()
-            code = wrap(src)
-            tg.atomic_write(args.out, code)
-            print(f"wrote {args.out}: {len(code)} bytes, self-extracting {len(src)} bytes of source")
-            return 0
-        problems, warnings = check_record(args.record)
-        reruns = []
-        if args.run:
-            if not args.data:
-                raise RecordError("check --run needs --data DIR")
-            if problems:
-                raise RecordError(f"{args.record} fails the static check ({problems[0]}); not running it")
-            reruns = check_run(args.record, args.data, args.tokenizer, args.seed, args.timeout, args.tolerance)
-            problems += [f"seed {r.seed} re-run: {r.message}" for r in reruns if not r.ok]
+    if args.cmd == "new":
+        dest = new_record(args.logs, track=args.track, name=args.name, author=args.author, github_id=args.github_id,
+                          blurb=args.blurb, technique=args.technique, date=args.date, replace=args.replace,
+                          root=args.root, against=args.against, note=args.note)
+        sub = load_json(dest / "submission.json")
         if args.json:
-            print(dumps({"ok": not problems, "problems": problems, "warnings": warnings,
-                         "reruns": [r.__dict__ for r in reruns]}))
+            print(dumps(sub, indent=2))
         else:
-            for w_ in warnings:
-                print(f"warning: {w_}")
-            for r in reruns:
-                print(f"seed {r.seed} re-run: {r.message}")
-            for p_ in problems:
-                print(f"problem: {p_}")
-            print(f"{args.record}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
-        return 1 if problems else 0
-    except (GolfError, LogError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 1
+            print(f"wrote {dest}: {len(sub['seeds'])} seed(s), val_bpb {sub['val_bpb']:.8f}, val_loss {sub['val_loss']:.8f}, "
+                  f"bytes_total {sub['bytes_total']} (code {sub['bytes_code']} bytes self-extracting, "
+                  f"{sub['bytes_code_raw']} raw)" + (f"; non-record: {sub['non_record_reason']}" if "non_record_reason" in sub else ""))
+        return 0
+    if args.cmd == "significance":
+        res = compute_significance(record_values(args.record, args.metric), args.against, args.delta, args.alpha, args.metric)
+        if args.json:
+            print(dumps(res))
+        else:
+            p = "n/a (needs >= 2 seeds on each side)" if res["p_value"] is None else f"{res['p_value']:.4g}"
+            t = "n/a" if res["t"] is None else f"{res['t']:.4f}"
+            df = "n/a" if res["df"] is None else f"{res['df']:.2f}"
+            print(f"{res['test']}: n={res['n']} mean {args.metric} {res['mean']:.8f}; "
+                  f"mean improvement {res['mean_improvement']:.6f} vs {args.against}")
+            print(f"H1: improvement >= {res['delta']}  t={t} df={df} p={p}  alpha={res['alpha']}")
+            print(f"verdict: {res['verdict']}")
+        return 0
+    if args.cmd == "wrap":
+        src = Path(args.source).read_bytes()
+        code = wrap(src)
+        C.atomic_write(args.out, code)
+        print(f"wrote {args.out}: {len(code)} bytes, self-extracting {len(src)} bytes of source")
+        return 0
+    problems, warnings = check_record(args.record)
+    reruns = []
+    if args.run:
+        if not args.data:
+            raise ToolError("check --run needs --data DIR")
+        if problems:
+            raise ToolError(f"{args.record} fails the static check ({problems[0]}); not running it")
+        reruns = check_run(args.record, args.data, args.tokenizer, args.seed, args.timeout, args.tolerance)
+        problems += [f"seed {r.seed} re-run: {r.message}" for r in reruns if not r.ok]
+    if args.json:
+        print(dumps({"ok": not problems, "problems": problems, "warnings": warnings,
+                     "reruns": [r.__dict__ for r in reruns]}))
+    else:
+        for w_ in warnings:
+            print(f"warning: {w_}")
+        for r in reruns:
+            print(f"seed {r.seed} re-run: {r.message}")
+        for p_ in problems:
+            print(f"problem: {p_}")
+        print(f"{args.record}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

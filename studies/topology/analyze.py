@@ -1,25 +1,24 @@
 #!/usr/bin/env python3
-"""Tables and figures of docs/topology_study.md from a finished sweep (runs/<sweep>/*/ with topology CSVs).
+"""Tables and figures of studies/topology/report.md from a finished sweep (runs/<sweep>/*/ with topology CSVs).
 
-    python docs/topology_study/analyze.py runs/topology_study --out docs/topology_study > /tmp/tables.md
+    python -m studies.topology.analyze runs/topology_study --out studies/topology > tables.md
 
-Needs `tools/topology.py run` on every run first. Prints markdown tables; writes two PNGs to --out.
+Needs `python -m studies.topology.topology run` on every run first. Prints markdown tables; writes two PNGs and the
+backtests as JSON (backtest.json) to --out.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import re
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from predict_loss import backtest, read_run  # noqa: E402
+from studies.topology.predict_loss import backtest, read_run
+from tools.runs import logparse
+from tools.runs.plot_runs import pyplot, save_png
 
 FEATS = ["np", "np_norm", "h0_total", "h0_max", "h1_total", "h1_count", "h1_max", "fro"]
 
@@ -31,9 +30,9 @@ def load(sweep: Path):
         if st.get("status") != "done":
             continue
         run = read_run(d)
-        log = (d / "logs" / f"{run.run_id}.txt").read_text(errors="replace")
-        params = int(re.findall(r"^model_params:(\d+)", log, re.M)[-1])
-        tt = float(re.findall(r"^step:\d+/\d+ val_loss:\S+ val_bpb:\S+ train_time:(\d+)ms", log, re.M)[-1])
+        log = logparse.parse_log(d / "logs" / f"{run.run_id}.txt")
+        params = log.model_params
+        tt = [p.train_time_ms for p in log.val if p.train_time_ms is not None][-1]
         tj = json.loads((d / "logs" / f"{run.run_id}.topology.json").read_text())
         ax = st["axes"]
         runs.append({"run": run, "dir": d, "size": f"{ax['NUM_LAYERS']}x{ax['MODEL_DIM']}",
@@ -50,7 +49,7 @@ def fmt(x, nd=2):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep", type=Path)
-    ap.add_argument("--out", type=Path, default=Path("docs/topology_study"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = ap.parse_args()
     runs = load(args.sweep)
     sizes = list(dict.fromkeys(r["size"] for r in runs))
@@ -142,14 +141,12 @@ def main():
             rel = (a["curve+topo"] - a["curve+bias"]) / a["curve+bias"]
             print(f"| {float(f):.0%} | {a['curve']:.4f} | {a['curve+bias']:.4f} | {a['curve+topo']:.4f} | "
                   f"{rel:+.0%} | {t:.4f} | {fr:.4f} |")
-    json.dump({f"{m}|{v}": res for (m, v), res in results.items()},
-              open("/tmp/topology_study_backtest.json", "w"), indent=1, default=float)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "backtest.json").write_text(json.dumps({f"{m}|{v}": res for (m, v), res in results.items()},
+                                                       indent=1, default=float))
 
     # Figures.
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    args.out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     show = ["np_norm", "h0_total", "h1_total", "fro"]
     fig, axes = plt.subplots(1, len(show) + 1, figsize=(13, 2.8), dpi=80)
     colors = {s: c for s, c in zip(sizes, ["tab:blue", "tab:orange", "tab:green", "tab:red"])}
@@ -171,7 +168,7 @@ def main():
     for ax in axes:
         ax.set_xlabel("step", fontsize=8); ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(args.out / "features_vs_step.png")
+    save_png(fig, args.out / "features_vs_step.png")
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), dpi=80)
@@ -191,7 +188,7 @@ def main():
         ax.set_yscale("log")
     axes[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(args.out / "predictor_mae.png")
+    save_png(fig, args.out / "predictor_mae.png")
     plt.close(fig)
 
 

@@ -1,38 +1,37 @@
 """Plot train_gpt.py runs: loss curves of several runs on one chart, and val_bpb against a swept axis.
 
-    python tools/plot_runs.py LOG [LOG ...] --out curves.png [--labels a,b] [--metric val_bpb|val_loss]
+    python -m tools plot_runs LOG [LOG ...] --out curves.png [--labels a,b] [--metric val_bpb|val_loss]
 
 Works on plain log files (logs/<RUN_ID>.txt), so runs made outside a sweep plot the same way as sweep runs
-(`tools/sweep.py plot` uses these functions). PNG via matplotlib's Agg backend.
+(`python -m tools sweep plot` uses these functions). PNG via matplotlib's Agg backend.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import os
+import io
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import logparse  # noqa: E402
-from logparse import LogError, RunLog  # noqa: E402
+from tools import common as C
+from tools.common import ToolError
+from tools.runs import logparse
+from tools.runs.logparse import RunLog
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (PNG files, no display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _save(fig, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, out)
+def save_png(fig, out: Path, **savefig) -> None:
+    """Write a matplotlib figure as a PNG, atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig)
+    C.atomic_write(out, buf.getvalue())
 
 
 def plot_loss_curves(runs: list[tuple[str, RunLog]], out: str | Path, metric: str = "val_bpb",
@@ -40,7 +39,7 @@ def plot_loss_curves(runs: list[tuple[str, RunLog]], out: str | Path, metric: st
     """Train loss (left) and validation `metric` (right) against the step, one line per run."""
     if metric not in ("val_bpb", "val_loss"):
         raise ValueError(f"metric must be val_bpb or val_loss, not {metric!r}")
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, run in runs:
         if run.train:
@@ -63,7 +62,7 @@ def plot_loss_curves(runs: list[tuple[str, RunLog]], out: str | Path, metric: st
     if title:
         fig.suptitle(title)
     out = Path(out)
-    _save(fig, out)
+    save_png(fig, out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -79,7 +78,7 @@ def _as_float(v) -> float | None:
 def plot_metric_vs_axis(points: list[tuple[str, float]], axis: str, out: str | Path, metric: str = "val_bpb",
                         title: str | None = None) -> Path:
     """Scatter of `metric` against the values of one axis (numbers on a log scale when they span > 20x)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     xs = [_as_float(x) for x, _ in points]
     ys = [y for _, y in points]
@@ -103,7 +102,7 @@ def plot_metric_vs_axis(points: list[tuple[str, float]], axis: str, out: str | P
     ax.set_title(title or f"{metric} vs {axis}")
     ax.grid(alpha=0.3)
     out = Path(out)
-    _save(fig, out)
+    save_png(fig, out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -116,18 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="val_bpb", choices=("val_bpb", "val_loss"))
     ap.add_argument("--title", default=None)
     args = ap.parse_args(argv)
-    try:
-        runs = [logparse.parse_log(p) for p in args.logs]
-        labels = args.labels.split(",") if args.labels else [r.run_id or Path(r.path).stem for r in runs]
-        if len(labels) != len(runs):
-            raise LogError(f"{len(labels)} labels for {len(runs)} logs")
-        out = plot_loss_curves(list(zip(labels, runs)), args.out, args.metric, args.title)
-    except (LogError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    runs = [logparse.parse_log(p) for p in args.logs]
+    labels = args.labels.split(",") if args.labels else [r.run_id or Path(r.path).stem for r in runs]
+    if len(labels) != len(runs):
+        raise ToolError(f"{len(labels)} labels for {len(runs)} logs")
+    out = plot_loss_curves(list(zip(labels, runs)), args.out, args.metric, args.title)
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

@@ -1,6 +1,6 @@
 """Which scheme fits under 16,000,000 bytes, and what does it cost? A schemes x codecs table for one checkpoint.
 
-    python tools/fit.py MODEL [--schemes int8,int6,int6-gptq,int5-emb6,...] [--codecs zlib,zstd,lzma,brotli]
+    python -m tools fit MODEL [--schemes int8,int6,int6-gptq,int5-emb6,...] [--codecs zlib,zstd,lzma,brotli]
                         [--level zstd=19 ...] [--data DIR [--max-tokens N] [--seq-len N] [--stride N] [--batch-seqs N]
                         [--gptq-batches N] [--calib-seq-len N] [--batch-tokens N]] [--bf16 auto|0|1] [--code PATH] [--json]
 
@@ -11,7 +11,7 @@ used as is. Columns: artifact bytes, code bytes (train_gpt.py, or --code), total
 parameter, relative reconstruction error ||W - deq(W)|| / ||W|| over all float tensors and, with --data, the
 round-trip val_bpb and its difference to the unquantized checkpoint (each distinct set of round-trip weights is scored
 once: codecs, -packed and -shuffle change bytes, not weights). -gptq schemes need --data (calibration batches from the
-training shards, see tools/pack.py). Rows that fit come first, best first (lowest val_bpb with --data, else lowest
+training shards, see tools/artifacts/pack.py). Rows that fit come first, best first (lowest val_bpb with --data, else lowest
 error; ties: smallest total).
 """
 from __future__ import annotations
@@ -21,15 +21,15 @@ import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import pack as P  # noqa: E402
-import score as S  # noqa: E402
-from common import ToolError, tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.artifacts import model_file as M
+from tools.artifacts import pack as P
+from tools.artifacts import score as S
+from tools.common import ToolError
 
 DEFAULT_SCHEMES = ("int8", "int7", "int6", "int6-emb6", "int5-emb6", "int4-emb5-packed")
 DEFAULT_CODECS = tuple(tg.CODEC_IDS)
@@ -38,7 +38,7 @@ DEFAULT_CODECS = tuple(tg.CODEC_IDS)
 def table_row(scheme: str, artifact_bytes: int, code_bytes: int, params: int, rel_error: float,
               val_bpb: float | None = None, base_bpb: float | None = None, seconds: float = 0.0) -> dict:
     """One row of the table; the arithmetic lives here (and is tested)."""
-    total, cap = artifact_bytes + code_bytes, C.CHALLENGE_CAP_BYTES
+    total, cap = artifact_bytes + code_bytes, C.SUBMISSION_CAP_BYTES
     return {"scheme": scheme, "artifact_bytes": artifact_bytes, "code_bytes": code_bytes, "total_bytes": total,
             "margin": cap - total, "fits": total <= cap, "bytes_per_param": artifact_bytes / params if params else None,
             "rel_error": rel_error, "val_bpb": val_bpb,
@@ -96,7 +96,7 @@ def run_fit(state: dict, config: dict, schemes: list, code: int, data: dict | No
     needs_gptq = any(s.gptq for s in schemes)
     if needs_gptq and data is None:
         raise ToolError("-gptq schemes need --data DIR (calibration batches from its training shards)")
-    rt = C.runtime(bf16=bf16) if data is not None else None
+    rt = M.runtime(bf16=bf16) if data is not None else None
     evaluator, hessians = None, None
     if data is not None:
         model = tg.model_from_state(state, config, "checkpoint").eval()
@@ -127,7 +127,7 @@ def run_fit(state: dict, config: dict, schemes: list, code: int, data: dict | No
         roundtrip, _ = tg.unpack_artifact(blob, scheme.spec)
         key = weights_key(scheme)
         if key not in errors:
-            errors[key] = C.relative_error(state, roundtrip)
+            errors[key] = M.relative_error(state, roundtrip)
         if evaluator and key not in scored:
             t1 = time.perf_counter()
             scored[key] = (evaluator(roundtrip)[1], time.perf_counter() - t1)
@@ -152,7 +152,7 @@ def format_table(rows: list[dict], base: dict) -> str:
         if has_bpb:
             line += f" {r['val_bpb']:>9.4f} {r['delta_bpb']:>+8.4f}"
         lines.append(line + ("" if r["fits"] else "  over"))
-    foot = f"params: {base['params']}  cap: {C.CHALLENGE_CAP_BYTES}"
+    foot = f"params: {base['params']}  cap: {C.SUBMISSION_CAP_BYTES}"
     if base.get("val_bpb") is not None:
         foot += f"  unquantized val_bpb: {base['val_bpb']:.4f} over {base['targets']} targets"
     return "\n".join(lines + [foot])
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     schemes = parse_matrix(args.schemes, args.codecs, parse_levels(args.level))
     data = data_settings(args)
-    state, config, _ = C.load_model_file(args.model)
+    state, config, _ = M.load_model_file(args.model)
     rows, base = run_fit(state, config, schemes, C.code_bytes(args.code), data, not args.no_progress, args.bf16)
     if args.json:
         print(json.dumps({"checkpoint": str(args.model), "base": base, "rows": rows}, indent=1))

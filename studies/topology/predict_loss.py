@@ -9,12 +9,12 @@ Predictors (all extrapolate to the run's final step):
                (leave-one-run-out in the backtest). Needs logs/<RUN_ID>.topology.csv from `topology.py run`.
 
 Usage:
-    python tools/predict_loss.py predict LOG_or_RUN [--fraction 0.3] [--json]
-    python tools/predict_loss.py backtest RUN [RUN ...] [--fractions 0.2 0.3 0.5] [--json]
-and from Python, for a sweep driver:
-    from predict_loss import should_stop
+    python -m studies.topology.predict_loss predict LOG_or_RUN [--fraction 0.3] [--json]
+    python -m studies.topology.predict_loss backtest RUN [RUN ...] [--fractions 0.2 0.3 0.5] [--json]
+and from Python, for a sweep driver (`python -m tools sweep run --early-stop-margin M` calls it):
+    from studies.topology.predict_loss import should_stop
     stop, predicted, reason = should_stop("logs/run7.txt", best_final=1.32, margin=0.02, min_fraction=0.3)
-See tools/TOPOLOGY.md.
+See studies/topology/README.md.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,25 +29,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tools import common as C
+from tools.common import ToolError
+from tools.runs import logparse
+
 B_BOUNDS = (0.01, 3.0)
 B_PRIOR = 0.5  # exponent used when there are too few points (2 or 3) to fit it
 MIN_POINTS_FULL_FIT = 4
 
 
-class PredictError(Exception):
-    """A one-line user-facing error of this tool."""
-
-
 # ----------------------------------------------------------------------------------------------
 # Reading runs
 # ----------------------------------------------------------------------------------------------
-
-_SOURCE_BEGIN = re.compile(r"^===== train_gpt\.py source begin")
-_SOURCE_END = re.compile(r"^===== train_gpt\.py source end")
-_VAL_RE = re.compile(r"^step:(\d+)/(\d+) val_loss:(\S+) val_bpb:(\S+)")
-_TRAIN_RE = re.compile(r"^step:(\d+)/(\d+) train_loss:(\S+)")
-_FINAL_RE = re.compile(r"^final_int8_zlib_roundtrip(?:_exact)? val_loss:(\S+) val_bpb:(\S+)")
-
 
 @dataclass
 class RunData:
@@ -80,43 +72,13 @@ class RunData:
 
 
 def parse_log(path: Path) -> dict[str, Any]:
-    """Validation / train lines of a training log (the embedded source is skipped)."""
-    val: dict[int, tuple[float, float]] = {}
-    train: dict[int, float] = {}
-    total = 0
-    final = (math.nan, math.nan)
-    in_source = False
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            if _SOURCE_BEGIN.match(line):
-                in_source = True
-                continue
-            if in_source:
-                in_source = not _SOURCE_END.match(line)
-                continue
-            m = _VAL_RE.match(line)
-            if m:
-                try:
-                    val[int(m.group(1))] = (float(m.group(3)), float(m.group(4)))
-                    total = max(total, int(m.group(2)))
-                except ValueError:
-                    pass
-                continue
-            m = _TRAIN_RE.match(line)
-            if m:
-                try:
-                    train[int(m.group(1))] = float(m.group(3))
-                    total = max(total, int(m.group(2)))
-                except ValueError:
-                    pass
-                continue
-            m = _FINAL_RE.match(line)
-            if m:
-                try:
-                    final = (float(m.group(1)), float(m.group(2)))
-                except ValueError:
-                    pass
-    return {"val": val, "train": train, "total_steps": total, "roundtrip": final}
+    """What the predictors need of a training log (finished or still being written), read by tools/runs/logparse.py:
+    {"val": {step: (val_loss, val_bpb)}, "total_steps": N of the step lines, "roundtrip": (val_loss, val_bpb) of the
+    final round trip (nan while the run is unfinished)}."""
+    run = logparse.parse_log(path)
+    final = (run.exact_val_loss, run.exact_val_bpb) if run.finished else (math.nan, math.nan)
+    return {"val": {p.step: (p.val_loss, p.val_bpb) for p in run.val},
+            "total_steps": max((p.total for p in run.train + run.val), default=0), "roundtrip": final}
 
 
 def _resolve(target: str | Path) -> tuple[str, Path | None, Path | None, Path]:
@@ -134,11 +96,11 @@ def _resolve(target: str | Path) -> tuple[str, Path | None, Path | None, Path]:
             logs = sorted((p / "logs").glob("*.txt"))
             if len(logs) != 1:
                 names = ", ".join(x.stem for x in logs) or "none"
-                raise PredictError(f"{p}: expected exactly one logs/<RUN_ID>.txt, found {names}; pass the log itself")
+                raise ToolError(f"{p}: expected exactly one logs/<RUN_ID>.txt, found {names}; pass the log itself")
             run_id, out_dir = logs[0].stem, p
         txt, js = out_dir / "logs" / f"{run_id}.txt", out_dir / "logs" / f"{run_id}.json"
         return run_id, (txt if txt.is_file() else None), (js if js.is_file() else None), out_dir
-    raise PredictError(f"no such run, log or directory: {p}")
+    raise ToolError(f"no such run, log or directory: {p}")
 
 
 def read_features_csv(path: Path) -> dict[int, dict[str, float]]:
@@ -155,7 +117,7 @@ def read_run(target: str | Path) -> RunData:
     The log's validation lines win; the summary's val_history fills in when there is no log."""
     run_id, txt, js, out_dir = _resolve(target)
     if txt is None and js is None:
-        raise PredictError(f"no logs/{run_id}.txt or logs/{run_id}.json for {target}")
+        raise ToolError(f"no logs/{run_id}.txt or logs/{run_id}.json for {target}")
     val: dict[int, tuple[float, float]] = {}
     total = 0
     roundtrip = (math.nan, math.nan)
@@ -163,14 +125,14 @@ def read_run(target: str | Path) -> RunData:
         parsed = parse_log(txt)
         val, total, roundtrip = parsed["val"], parsed["total_steps"], parsed["roundtrip"]
     if js is not None and not val:
+        summary = C.read_json(js, "summary")
         try:
-            summary = json.loads(js.read_text())
-        except ValueError as exc:
-            raise PredictError(f"{js}: not JSON ({exc})") from exc
-        for item in summary.get("val_history") or []:
-            val[int(item["step"])] = (float(item["val_loss"]), float(item.get("val_bpb", math.nan)))
-        total = int(summary.get("iterations") or summary.get("steps") or (max(val) if val else 0))
-        roundtrip = (float(summary.get("val_loss", math.nan)), float(summary.get("val_bpb", math.nan)))
+            for item in summary.get("val_history") or []:
+                val[int(item["step"])] = (float(item["val_loss"]), float(item.get("val_bpb", math.nan)))
+            total = int(summary.get("iterations") or summary.get("steps") or (max(val) if val else 0))
+            roundtrip = (float(summary.get("val_loss", math.nan)), float(summary.get("val_bpb", math.nan)))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ToolError(f"{js}: not a run summary ({type(exc).__name__}: {exc})") from None
     steps = np.array(sorted(val), dtype=np.int64)
     run = RunData(
         run_id=run_id,
@@ -185,7 +147,10 @@ def read_run(target: str | Path) -> RunData:
     )
     csv_path = (txt or js).parent / f"{run_id}.topology.csv"
     if csv_path.is_file():
-        run.features = read_features_csv(csv_path)
+        try:
+            run.features = read_features_csv(csv_path)
+        except (KeyError, ValueError) as exc:
+            raise ToolError(f"{csv_path}: not a topology features table ({type(exc).__name__}: {exc})") from None
     return run
 
 
@@ -232,7 +197,7 @@ def fit_power_law(steps: Sequence[float], losses: Sequence[float]) -> PowerLaw:
     keep = (t > 0) & np.isfinite(y)
     t, y = t[keep], y[keep]
     if t.size == 0:
-        raise PredictError("no validation points after step 0 to fit")
+        raise ToolError("no validation points after step 0 to fit")
     if t.size == 1:
         return PowerLaw(0.0, B_PRIOR, float(y[0]), 1, "constant")
     c_max = float(y.min())
@@ -347,7 +312,7 @@ def backtest(runs: list[RunData], fractions: Sequence[float] = (0.2, 0.3, 0.5), 
     Returns {"fractions": {f: {predictor: MAE}}, "rows": [...]}. The target is the run's last logged value
     of `metric` (pre-quantization)."""
     if not runs:
-        raise PredictError("backtest needs at least one finished run")
+        raise ToolError("backtest needs at least one finished run")
     rows = []
     table: dict[str, dict[str, float]] = {}
     for f in fractions:
@@ -356,7 +321,7 @@ def backtest(runs: list[RunData], fractions: Sequence[float] = (0.2, 0.3, 0.5), 
             target = run.final_loss if metric == "val_loss" else run.final_bpb
             try:
                 pred = curve_prediction(run, f, metric)
-            except PredictError:
+            except ToolError:
                 pred = math.nan
             info.append((run, target, pred, prefix_feature_vector(run, f)))
         errs: dict[str, list[float]] = {"curve": [], "curve+bias": [], "curve+topo": []}
@@ -443,16 +408,6 @@ def should_stop(prefix: Any, best_final: float | None, margin: float = 0.02, min
 # Command line
 # ----------------------------------------------------------------------------------------------
 
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Predict a run's final validation loss from a prefix; "
                                      "backtest the predictors over finished runs.")
@@ -469,45 +424,41 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--metric", choices=("val_loss", "val_bpb"), default="val_loss")
     sp.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        if args.cmd == "predict":
-            if not 0 < args.fraction <= 1:
-                raise PredictError("--fraction must be in (0, 1]")
-            run = read_run(args.run)
-            steps, values = prefix_points(run, args.fraction, args.metric)
-            target_step = run.final_step if args.fraction < 1 else run.total_steps
-            fit = fit_power_law(steps, values)
-            out = {"run_id": run.run_id, "metric": args.metric, "points": int(fit.n_points),
-                   "fit": {"a": fit.a, "b": fit.b, "c": fit.c, "method": fit.method},
-                   "final_step": target_step, "predicted": float(fit(target_step)),
-                   "actual_last": float(values[-1]) if len(values) else None}
-            if args.json:
-                print(json.dumps(_clean(out), indent=1))
-            else:
-                print(f"{run.run_id}: {fit.n_points} points; L(t) = {fit.a:.4g} * t^-{fit.b:.3f} + {fit.c:.4f} "
-                      f"({fit.method}); predicted {args.metric} at step {target_step}: {out['predicted']:.4f}")
+    if args.cmd == "predict":
+        if not 0 < args.fraction <= 1:
+            raise ToolError("--fraction must be in (0, 1]")
+        run = read_run(args.run)
+        steps, values = prefix_points(run, args.fraction, args.metric)
+        target_step = run.final_step if args.fraction < 1 else run.total_steps
+        fit = fit_power_law(steps, values)
+        out = {"run_id": run.run_id, "metric": args.metric, "points": int(fit.n_points),
+               "fit": {"a": fit.a, "b": fit.b, "c": fit.c, "method": fit.method},
+               "final_step": target_step, "predicted": float(fit(target_step)),
+               "actual_last": float(values[-1]) if len(values) else None}
+        if args.json:
+            print(json.dumps(C.finite_or_none(out), indent=1))
         else:
-            if any(not 0 < f <= 1 for f in args.fractions):
-                raise PredictError("--fractions must be in (0, 1]")
-            runs = [read_run(r) for r in args.runs]
-            for r in runs:
-                if r.val_steps.size == 0:
-                    raise PredictError(f"{r.run_id}: no validation points")
-            res = backtest(runs, args.fractions, args.alpha, args.metric)
-            if args.json:
-                print(json.dumps(_clean(res), indent=1))
-            else:
-                with_feats = sum(1 for r in runs if r.features)
-                print(f"{len(runs)} runs ({with_feats} with topology features); MAE of the final {args.metric}:")
-                print(f"{'fraction':>8}  {'curve':>9}  {'curve+bias':>10}  {'curve+topo':>10}")
-                for f, row in res["fractions"].items():
-                    cells = [f"{row[k]:.4f}" if math.isfinite(row[k]) else "-" for k in ("curve", "curve+bias", "curve+topo")]
-                    print(f"{float(f):>8.0%}  {cells[0]:>9}  {cells[1]:>10}  {cells[2]:>10}")
-    except (PredictError, OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            print(f"{run.run_id}: {fit.n_points} points; L(t) = {fit.a:.4g} * t^-{fit.b:.3f} + {fit.c:.4f} "
+                  f"({fit.method}); predicted {args.metric} at step {target_step}: {out['predicted']:.4f}")
+    else:
+        if any(not 0 < f <= 1 for f in args.fractions):
+            raise ToolError("--fractions must be in (0, 1]")
+        runs = [read_run(r) for r in args.runs]
+        for r in runs:
+            if r.val_steps.size == 0:
+                raise ToolError(f"{r.run_id}: no validation points")
+        res = backtest(runs, args.fractions, args.alpha, args.metric)
+        if args.json:
+            print(json.dumps(C.finite_or_none(res), indent=1))
+        else:
+            with_feats = sum(1 for r in runs if r.features)
+            print(f"{len(runs)} runs ({with_feats} with topology features); MAE of the final {args.metric}:")
+            print(f"{'fraction':>8}  {'curve':>9}  {'curve+bias':>10}  {'curve+topo':>10}")
+            for f, row in res["fractions"].items():
+                cells = [f"{row[k]:.4f}" if math.isfinite(row[k]) else "-" for k in ("curve", "curve+bias", "curve+topo")]
+                print(f"{float(f):>8.0%}  {cells[0]:>9}  {cells[1]:>10}  {cells[2]:>10}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(C.run_cli(main))

@@ -1,13 +1,13 @@
 """Benchmark packing schemes on a trained checkpoint: bytes per parameter, round-trip val_bpb penalty, pack and score time.
 
-    python tools/bench_pack.py MODEL [--data data/datasets/shakespeare_sp1024] [--schemes ...] [--codecs ...]
+    python -m bench.bench_pack MODEL [--data data/datasets/shakespeare_sp1024] [--schemes ...] [--codecs ...]
                                [--max-tokens 32768] [--seq-len 1024] [--stride 1024] [--batch-seqs 8]
                                [--markdown OUT.md] [--json]
 
 Every scheme x codec is packed by train_gpt.pack_artifact and read back by train_gpt.unpack_artifact; each distinct
 set of round-trip weights is scored once on the first --max-tokens validation targets (the same tokens for every
 scheme, so the penalties are paired differences). Also compares one-code-per-byte with bit-packed codes (-packed) and
-plain with byte-shuffled payloads (-shuffle) for each codec, and times one end-to-end pack (tools/pack.py's path)
+plain with byte-shuffled payloads (-shuffle) for each codec, and times one end-to-end pack (the pack command's path)
 + score of the best scheme within --target-bpp. Issue target: <= 0.70 bytes/param with <= 0.01 bpb penalty.
 """
 from __future__ import annotations
@@ -17,14 +17,13 @@ import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import fit  # noqa: E402
-import pack as P  # noqa: E402
-import score as S  # noqa: E402
-from common import tg  # noqa: E402
+import train_gpt as tg
+from tools import common as C
+from tools.artifacts import fit
+from tools.artifacts import model_file as M
+from tools.artifacts import pack as P
+from tools.artifacts import score as S
 
 DEFAULT_DATA = str(C.REPO / "data" / "datasets" / "shakespeare_sp1024")
 DEFAULT_SCHEMES = ("int8", "int7", "int6", "int6-packed", "int6-shuffle", "int6-gptq", "int5-emb6", "int5-emb6-packed",
@@ -91,7 +90,7 @@ def main(argv=None) -> int:
     args.stride = args.stride or args.seq_len
     data = fit.data_settings(args)
     schemes = fit.parse_matrix(args.schemes, args.codecs)
-    state, config, _ = C.load_model_file(args.model)
+    state, config, _ = M.load_model_file(args.model)
     rows, base = fit.run_fit(state, config, schemes, C.code_bytes(), data, not args.no_progress, args.bf16)
     ok = [r for r in rows if r["bytes_per_param"] <= args.target_bpp and r["delta_bpb"] <= args.target_penalty]
     best = min(ok, key=lambda r: (r["delta_bpb"], r["artifact_bytes"])) if ok else \
@@ -101,7 +100,7 @@ def main(argv=None) -> int:
               "best": best if ok else None}
     # end to end: what a user runs (load the checkpoint, pack, verify, then score the artifact)
     t0 = time.perf_counter()
-    st, cfg, _ = C.load_model_file(args.model)
+    st, cfg, _ = M.load_model_file(args.model)
     blob = P.pack(st, cfg, tg.Scheme.parse(best["scheme"]), args.data, args.gptq_batches, args.calib_seq_len,
                   args.batch_tokens, args.bf16)
     rt_state, meta = tg.unpack_artifact(blob)
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
     full = len(tg.load_val_tokens(args.data, 1, cfg["vocab_size"])) - 1
     t1 = time.perf_counter()
     S.score_model(tg.model_from_state(rt_state, meta["config"]).eval(), tokens, luts, args.seq_len, args.stride,
-                  args.batch_seqs, C.runtime(bf16=args.bf16))
+                  args.batch_seqs, M.runtime(bf16=args.bf16))
     score_s = time.perf_counter() - t1
     report["end_to_end"] = {"scheme": best["scheme"], "pack_seconds": pack_s, "score_seconds": score_s,
                             "targets": len(tokens) - 1, "tokens_per_second": (len(tokens) - 1) / score_s,
