@@ -1747,8 +1747,11 @@ def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
 def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
     """Build the model a stored config describes, after checking the config's types and bounds and that the stored
     tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
-    if not isinstance(config, dict) or set(config) != {f.name for f in fields(ModelConfig)}:
-        raise GolfError(f"{what}: the model config does not list exactly the fields of ModelConfig")
+    known = {f.name: f.default for f in fields(ModelConfig)}
+    if not isinstance(config, dict) or set(config) - set(known):
+        raise GolfError(f"{what}: the model config is not an object of ModelConfig fields "
+                        f"(unknown: {sorted(set(config) - set(known)) if isinstance(config, dict) else type(config).__name__})")
+    config = {**known, **config}  # a field added since the file was written keeps its default (every switch: off)
     for f in fields(ModelConfig):
         v = config[f.name]
         if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):
