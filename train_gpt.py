@@ -48,6 +48,7 @@ class Hyperparameters:
     # schedule
     iterations: int = 20000
     warmup_steps: int = 20  # compile warm-up steps, undone before training starts
+    lr_warmup_steps: int = 0  # linear learning-rate warm-up over the first N steps (the seed recipe has none)
     warmdown_iters: int = 3500
     train_batch_tokens: int = 131072
     train_seq_len: int = 2048
@@ -196,7 +197,7 @@ class Hyperparameters:
         for f in fields(self):
             value = getattr(self, f.name)
             need(not isinstance(value, float) or math.isfinite(value), f"{f.name.upper()}={value} must be a finite number")
-        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "warmdown_iters", "val_loss_every",
+        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "lr_warmup_steps", "warmdown_iters", "val_loss_every",
                      "train_log_every", "checkpoint_every", "checkpoint_keep", "bigram_dim", "max_wallclock_seconds",
                      "grad_clip_norm", "logit_softcap", "matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr",
                      "weight_decay", "muon_momentum_warmup_steps", "muon_backend_steps", "qk_gain_init"):
@@ -1063,15 +1064,16 @@ def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = T
 def lr_multiplier(step: int, elapsed_ms: float, h: Hyperparameters, reserve_ms: float = 0.0) -> float:
     """Linear warmdown over the last WARMDOWN_ITERS steps: of ITERATIONS, and of the wallclock cap when one is set
     (WARMDOWN_ITERS steps at the average step time so far, elapsed_ms/step, before the cap less the time reserved
-    for the calibration after training); the earlier wins, and MIN_LR is the floor. elapsed_ms is the training time
-    when `step` begins (0 before any step has been timed: no warmdown yet)."""
+    for the calibration after training); the earlier wins, and MIN_LR is the floor. LR_WARMUP_STEPS ramps the
+    start. elapsed_ms is the training time when `step` begins (0 before any step has been timed: no warmdown yet)."""
+    warmup = min(1.0, (step + 1) / h.lr_warmup_steps) if h.lr_warmup_steps else 1.0
     if h.warmdown_iters == 0:
-        return 1.0
-    mult = min(1.0, max(h.iterations - step, 0) / h.warmdown_iters)
+        return warmup
+    mult = min(warmup, max(h.iterations - step, 0) / h.warmdown_iters)
     if h.max_wallclock_seconds > 0 and step > 0 and elapsed_ms > 0:
         remaining_ms = max(h.max_wallclock_seconds * 1000 - reserve_ms - elapsed_ms, 0.0)
         mult = min(mult, remaining_ms / (h.warmdown_iters * elapsed_ms / step))
-    return max(mult, h.min_lr)
+    return max(mult, min(h.min_lr, warmup))
 
 
 def ema_update(average: dict, weights: dict, decay: float) -> None:
@@ -1747,8 +1749,11 @@ def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
 def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
     """Build the model a stored config describes, after checking the config's types and bounds and that the stored
     tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
-    if not isinstance(config, dict) or set(config) != {f.name for f in fields(ModelConfig)}:
-        raise GolfError(f"{what}: the model config does not list exactly the fields of ModelConfig")
+    known = {f.name: f.default for f in fields(ModelConfig)}
+    if not isinstance(config, dict) or set(config) - set(known):
+        raise GolfError(f"{what}: the model config is not an object of ModelConfig fields "
+                        f"(unknown: {sorted(set(config) - set(known)) if isinstance(config, dict) else type(config).__name__})")
+    config = {**known, **config}  # a field added since the file was written keeps its default (every switch: off)
     for f in fields(ModelConfig):
         v = config[f.name]
         if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):

@@ -139,11 +139,11 @@ BAD_CONFIGS = [
     ("string width", with_config(model_dim="64"), "is not a int"),
     ("bool width", with_config(num_heads=True), "is not a int"),
     ("NaN rope base", with_config(rope_base=float("nan")), "out of range"),
-    ("missing field", with_config(bigram_dim=...), "exactly the fields"),
-    ("extra field", with_config(evil=1), "exactly the fields"),
+    ("missing field whose default does not fit", with_config(bigram_dim=...), "do not match the model config"),
+    ("extra field", with_config(evil=1), "(unknown: ['evil'])"),
     ("heads do not divide the width", with_config(num_heads=5), "inconsistent|do not match"),
     ("shapes do not match", with_config(model_dim=32, num_heads=2, num_kv_heads=1), "do not match the model config"),
-    ("config is a list", with_config([1, 2]), "exactly the fields"),
+    ("config is a list", with_config([1, 2]), "not an object of ModelConfig fields"),
 ]
 
 
@@ -319,3 +319,13 @@ def test_score_cli_refuses_with_one_line_and_little_memory(kind, tmp_path, data,
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
     assert peak_gib < 2.5, peak_gib  # refused before anything of that size is allocated
+
+
+def test_a_config_written_before_a_switch_existed_loads_with_the_switch_off(tmp_path):
+    """Fields added to ModelConfig later default to off, so an older artifact still builds the model it describes."""
+    path = tmp_path / "older.ptz"
+    path.write_bytes(with_config(xsa_last_n=..., smear_gate=..., loop_repeats=...))
+    state, meta = tg.read_artifact(path)
+    assert "xsa_last_n" not in meta["config"]
+    model = tg.model_from_state(state, meta["config"], "older")
+    assert model.cfg.xsa_last_n == 0 and model.cfg.smear_gate is False and model.smear is None

@@ -178,6 +178,9 @@ def test_min_lr_floor_and_weight_decay_taper():
     assert [tg.lr_multiplier(s, 0, h) for s in (0, 50, 75, 99, 100)] == [1.0, 1.0, 0.5, 0.1, 0.1]
     assert [tg.weight_decay_multiplier(p, h) for p in (0.0, 0.5, 0.75, 1.0)] == [1.0, 1.0, 0.625, 0.25]
     assert tg.training_progress(30, 0.0, h) == 0.3
+    warm = tg.Hyperparameters.from_env({"ITERATIONS": "100", "WARMDOWN_ITERS": "50", "MAX_WALLCLOCK_SECONDS": "0",
+                                        "LR_WARMUP_STEPS": "10", "MIN_LR": "0.1"})
+    assert [tg.lr_multiplier(s, 0, warm) for s in (0, 4, 9, 20, 75)] == [0.1, 0.5, 1.0, 1.0, 0.5]
 
 
 def test_muon_variants():
