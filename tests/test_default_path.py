@@ -145,7 +145,9 @@ def test_ordinary_environment_variables_are_not_mistaken_for_settings():
     assert {n: tg.setting_name_problem(n, settings) for n in ordinary} == {n: None for n in ordinary}
     assert tg.setting_name_problem("SEEDS", settings).endswith("(did you mean SEED?)")
     assert tg.setting_name_problem("ITERATONS", settings).endswith("(did you mean ITERATIONS?)")
-    assert tg.setting_name_problem("EMA_DECAY", settings).startswith("EMA_DECAY is a setting of the challenge's record")
+    assert tg.setting_name_problem("ADAM_WD", settings).startswith("ADAM_WD is a setting of the challenge's record")
+    assert not settings & tg.RECORD_ONLY_SETTINGS  # a record's name that golf now has is golf's own setting
+    assert tg.setting_name_problem("EMA_DECAY", settings) is None
     with pytest.raises(tg.GolfError, match="MATRX_LR"):
         tg.Hyperparameters.from_env({"MATRX_LR": "0.5"})
 
