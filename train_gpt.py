@@ -2488,7 +2488,7 @@ class Trainer:
         eval_ms = 1000 * (time.perf_counter() - t0)
         flops = eval_flops(self.model, h, len(self.val_tokens) - 1, facts) / rt.world_size
         h100_s = flops * rt.world_size / (8 * 0.4 * H100_BF16_DENSE_FLOPS)
-        self.log(f"eval budget: {eval_ms / 1000:.1f}s on this machine; estimated {h100_s:.1f}s on 8xH100 "
+        self.log(f"eval budget: {eval_ms / 1000:.1f}s on this machine; estimated {h100_s:.3g}s on 8xH100 "
                  f"({flops * rt.world_size:.3g} FLOPs at 40% of the H100's dense bf16 peak); limit 600s"
                  + (f"; ttt adapted {facts['adapted']} of {facts['chunks']} chunks"
                     + (" (CUT SHORT by EVAL_TIME_CAP_SECONDS)" if facts["cut_short"] else "") if facts else ""))

@@ -242,6 +242,7 @@ def past_the_default_limit(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_bomb_past_the_default_limit_is_refused_by_every_tool(past_the_default_limit, data, capsys):
     errors = tool_errors(past_the_default_limit, data, capsys)
     assert all("decompression bomb" in e for e in errors.values()), errors
@@ -304,6 +305,7 @@ def _score_cli(path: Path, data: Path) -> tuple[subprocess.CompletedProcess, flo
     return r, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2**20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["num_layers=200000", "bomb", "pickle", "JSON list header"])
 def test_score_cli_refuses_with_one_line_and_little_memory(kind, tmp_path, data, past_the_default_limit):
     """A 214 KB artifact whose config says num_layers=200000 made score.py use 5.6 GB before it was killed."""

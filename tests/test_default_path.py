@@ -34,6 +34,7 @@ def train_lines(stdout: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_readme_challenge_command_in_miniature_stops_at_the_cap_and_prints_the_final_lines(tiny_data, tmp_path):
     """`torchrun --standalone --nproc_per_node=1 train_gpt.py` from a folder holding the dataset at the default
     DATA_PATH: the cap, warm-up, warmdown, compile, precision, threads and output folder are all the defaults."""
@@ -74,6 +75,7 @@ def reserved_ms(stdout: str) -> float:
     return float(next(l for l in stdout.splitlines() if l.startswith("stopping_early")).split("reserved:")[1][:-2])
 
 
+@pytest.mark.slow
 def test_warmdown_follows_the_cap_from_full_lr_to_zero(tiny_data, tmp_path):
     # one thread: two threads spin-waiting on a shared, busy machine can make a tiny step 100x slower
     settings = dict(**MINIATURE, DATA_PATH=tiny_data, TRAIN_LOG_EVERY=1, CPU_THREADS=1)
@@ -97,6 +99,7 @@ def test_warmdown_follows_the_cap_from_full_lr_to_zero(tiny_data, tmp_path):
     assert rows[-1]["train_time"] + reserved >= 1000 * cap_s > rows[-2]["train_time"] + 0.9 * reserved
 
 
+@pytest.mark.slow
 def test_warm_up_steps_do_not_count_towards_the_cap(tiny_data, tmp_path):
     env = clean_env(**MINIATURE, DATA_PATH=tiny_data, OUT_DIR=tmp_path, MAX_WALLCLOCK_SECONDS=1, WARMUP_STEPS=40,
                     TRAIN_LOG_EVERY=1, CPU_THREADS=1)
@@ -107,6 +110,7 @@ def test_warm_up_steps_do_not_count_towards_the_cap(tiny_data, tmp_path):
     assert rows[0]["lr_scale"] == 1.0 and rows[-1]["train_time"] + reserved_ms(result.stdout) >= 1000 and len(rows) >= 2
 
 
+@pytest.mark.slow
 def test_over_budget_run_writes_everything_then_exits_non_zero_with_the_over_budget_line_last(tiny_data, tmp_path):
     env = clean_env(**MINIATURE, DATA_PATH=tiny_data, OUT_DIR=tmp_path, RUN_ID="over", ITERATIONS=2, WARMUP_STEPS=0,
                     SIZE_CAP_BYTES=50_000, ARTIFACT="int8+zlib")
@@ -120,6 +124,7 @@ def test_over_budget_run_writes_everything_then_exits_non_zero_with_the_over_bud
     assert (tmp_path / "models" / "over.ptz").exists() and (tmp_path / "models" / "over.safetensors").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, expected", [
     ("MATRX_LR", "error: MATRX_LR is not a setting of train_gpt.py (did you mean MATRIX_LR?)"),
     ("matrix_lr", "error: matrix_lr is not a setting of train_gpt.py (did you mean MATRIX_LR?)"),

@@ -117,6 +117,7 @@ def interpreted():
     return _spawn("interpret", interpret=True)
 
 
+@pytest.mark.slow
 @needs_triton
 @pytest.mark.parametrize("case", list(FP32_CASES))
 def test_fused_loss_and_grads_match_reference_in_fp32(interpreted, case):
@@ -124,6 +125,7 @@ def test_fused_loss_and_grads_match_reference_in_fp32(interpreted, case):
         assert r["ok"], f"{case} {k}: max |fused - ref| = {r['max_abs']:.3g} with max |ref| = {r['ref_max']:.3g}"
 
 
+@pytest.mark.slow
 @needs_triton
 @pytest.mark.parametrize("case", ["bf16_inputs", "fp32_params_bf16_autocast"])
 def test_bf16_paths_match_reference_within_bf16_rounding_and_keep_dtypes(interpreted, case):
@@ -134,16 +136,19 @@ def test_bf16_paths_match_reference_within_bf16_rounding_and_keep_dtypes(interpr
     assert fused == ref
 
 
+@pytest.mark.slow
 @needs_triton
 def test_per_token_loss_works_under_inference_mode(interpreted):
     assert interpreted["no_grad_eval"]["ok"], interpreted["no_grad_eval"]
 
 
+@pytest.mark.slow
 @needs_triton
 def test_fused_loss_runs_inside_a_torch_compiled_function(interpreted):
     assert interpreted["inside_torch_compile"]["ok"], interpreted["inside_torch_compile"]
 
 
+@pytest.mark.slow
 @needs_triton
 def test_kernels_compile_to_sm90_cubin_without_a_gpu():
     try:
@@ -155,12 +160,14 @@ def test_kernels_compile_to_sm90_cubin_without_a_gpu():
     assert len(res) == 4 and all(n > 1000 for n in res.values()), res
 
 
+@pytest.mark.slow
 def test_module_imports_without_triton_and_keeps_the_reference():
     res = _spawn("no_triton", interpret=False)
     assert res["available"] is False and res["has_fused"] is False
     assert 0 < res["ref_loss"] < 100
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
 def test_bench_without_gpu_reports_memory_saved_and_exits_zero():
     p = subprocess.run(module_command("bench.bench_fused_ce", "--json"), env=subprocess_env(), capture_output=True,

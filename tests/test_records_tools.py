@@ -63,6 +63,7 @@ NEW = dict(name="X", author="a", github_id="g", date="2026-01-02")
 
 # ----------------------------------------------------------------------------- parser
 
+@pytest.mark.slow
 def test_parser_reads_every_part_of_a_real_log(tiny_logs):
     run = logparse.parse_log(tiny_logs[0])
     summary = logparse.load_summary(tiny_logs[0].with_suffix(".json"))
@@ -112,6 +113,7 @@ def test_summaries_with_nan_are_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- the counted code
 
+@pytest.mark.slow
 def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_path):
     src = TRAIN_GPT.read_bytes()
     code = record.wrap(src)
@@ -130,6 +132,7 @@ def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_pa
     assert outs[0].split()[:4] == outs[1].split()[:4] == ["42", "def", "f():", "__main__"]
 
 
+@pytest.mark.slow
 def test_defaults_are_read_with_ast_and_match_the_dataclass():
     defaults = record.hparam_defaults(TRAIN_GPT.read_bytes())
     assert defaults == {f.name.upper(): str(f.default) for f in fields(train_gpt.Hyperparameters)}
@@ -155,6 +158,7 @@ def test_building_a_record_never_runs_code_from_a_log(tmp_path):
 
 # ----------------------------------------------------------------------------- new
 
+@pytest.mark.slow
 def test_new_record_from_two_tiny_cpu_runs(tiny_record, tiny_logs):
     d = tiny_record
     assert d.name == "2026-11-25_TinyCPU" and d.parent.name == "track_non_record_16mb"
@@ -192,6 +196,7 @@ def test_new_record_from_two_tiny_cpu_runs(tiny_record, tiny_logs):
     assert record.check_record(d) == ([], [])
 
 
+@pytest.mark.slow
 def test_check_run_reproduces_the_final_line_in_an_empty_folder(tiny_record, tiny_data, tmp_path, capsys):
     """The record's self-extracting train_gpt.py, run alone with the logged settings, ends on the log's exact line."""
     assert C.run_cli(record.main, ["check", str(tiny_record), "--run", "--data", str(tiny_data), "--seed", "1", "--json"]) == 0
@@ -371,6 +376,7 @@ def test_statistics_refuse_non_finite_inputs(tmp_path, capsys):
     assert "not a finite number" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_significance_cli_against_number_and_folder(tiny_record, capsys):
     assert C.run_cli(record.main, ["significance", str(tiny_record), "--against", "9.0", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -382,6 +388,7 @@ def test_significance_cli_against_number_and_folder(tiny_record, capsys):
 
 # ----------------------------------------------------------------------------- check
 
+@pytest.mark.slow
 def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
     sub = json.loads((d / "submission.json").read_text())
@@ -401,6 +408,7 @@ def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
     assert any("not a finite number" in p for p in record.check_record(d)[0])
 
 
+@pytest.mark.slow
 def test_check_catches_a_modified_train_gpt(tiny_record, tmp_path):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
     source = record.unwrap((d / "train_gpt.py").read_bytes())

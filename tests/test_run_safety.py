@@ -47,6 +47,7 @@ def test_settings_out_of_range_are_refused_before_training(name, value, message)
     assert message in str(e.value)
 
 
+@pytest.mark.slow
 def test_the_same_run_id_never_replaces_an_earlier_run(tiny_data, tmp_path):
     env = tiny_env(tiny_data, tmp_path, RUN_ID="same", ITERATIONS=2, VAL_LOSS_EVERY=0)
     first = run_train(env)
@@ -60,6 +61,7 @@ def test_the_same_run_id_never_replaces_an_earlier_run(tiny_data, tmp_path):
     assert "hparam SEED=7" in (tmp_path / "logs" / "same.txt").read_text()
 
 
+@pytest.mark.slow
 def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_files(tiny_data, tmp_path):
     assert len({tg.default_run_id() for _ in range(50)}) == 50
     env = {k: v for k, v in tiny_env(tiny_data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0).items() if k != "RUN_ID"}
@@ -74,6 +76,7 @@ def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_fi
     assert len(list((tmp_path / "models").glob("*.ptz"))) == 2
 
 
+@pytest.mark.slow
 def test_out_dir_that_is_a_file_stops_the_run_with_one_line(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -82,12 +85,14 @@ def test_out_dir_that_is_a_file_stops_the_run_with_one_line(tiny_data, tmp_path)
     assert "is not a writable folder" in _error_of(tiny_env(tiny_data, blocker / "sub"), cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(tiny_data, tmp_path):
     assert "VOCAB_SIZE=1024" in _error_of(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", VOCAB_SIZE=1024))
     assert not (tmp_path / "logs" / "fixme.txt").exists()
     assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
 
 
+@pytest.mark.slow
 def test_resume_refuses_files_that_are_not_this_runs_checkpoints(tiny_data, tmp_path):
     env = tiny_env(tiny_data, tmp_path, RUN_ID="base", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
     assert run_train(env).returncode == 0
@@ -110,6 +115,7 @@ def test_resume_refuses_files_that_are_not_this_runs_checkpoints(tiny_data, tmp_
     assert "torn.ckpt" in _error_of({**env, "RUN_ID": "r7", "RESUME": str(tmp_path / "torn.ckpt")})
 
 
+@pytest.mark.slow
 def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(tiny_data, tmp_path):
     env = tiny_env(tiny_data, tmp_path / "a", RUN_ID="moved", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
     (tmp_path / "a").mkdir()
@@ -121,6 +127,7 @@ def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(tin
     assert (tmp_path / "b" / "logs" / "moved.txt").read_text().startswith("===== train_gpt.py source begin (")
 
 
+@pytest.mark.slow
 def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(tiny_data, tmp_path):
     dead = 4_000_000  # a pid that no process has (checked below)
     while True:
@@ -139,6 +146,7 @@ def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(t
     assert not any(p.exists() for p in stale) and alive.exists()
 
 
+@pytest.mark.slow
 def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refused_up_front(tiny_data, tmp_path):
     ok = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000))
     assert ok.returncode == 0, ok.stderr
@@ -151,6 +159,7 @@ def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refus
     assert "EVAL_BATCH_SEQS=2000000 needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
 
 
+@pytest.mark.slow
 def test_final_lines_are_those_of_the_artifact_on_disk(tiny_data, tmp_path):
     """EVAL_ARTIFACT scores a shipped artifact with the same code: the final exact line is reproduced."""
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ship", ITERATIONS=3, VAL_LOSS_EVERY=0))
@@ -175,6 +184,7 @@ def test_non_finite_weights_in_an_artifact_are_refused():
         tg.unpack_artifact(blob)
 
 
+@pytest.mark.slow
 def test_a_step_fitted_to_the_cap_fits_and_is_the_finest_that_does():
     torch.manual_seed(0)
     cfg = tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=128, bigram_dim=16)

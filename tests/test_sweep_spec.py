@@ -114,6 +114,7 @@ def test_example_spec_parses_and_dry_run_prints_commands(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # a dry run starts nothing
 
 
+@pytest.mark.slow
 def test_slurm_script_has_one_array_task_per_run(tmp_path):
     p = _spec(tmp_path, 'name = "sl"\nseeds = [1, 2]\n[grid]\nMATRIX_LR = [0.02, 0.04]\n')
     spec = sweep.load_spec(p)
@@ -133,6 +134,7 @@ def test_slurm_script_has_one_array_task_per_run(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_run_one_runs_a_single_named_run_in_the_sweep_layout(tmp_path):
     fake = write_fake_trainer(tmp_path / "fake_train.py")
     p = _spec(tmp_path, 'name = "one"\n[grid]\nMATRIX_LR = [0.02, 0.04]\n')
@@ -166,6 +168,7 @@ def _states(tmp_path, sweep_name):
     return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs" / sweep_name).glob("*/state.json")}
 
 
+@pytest.mark.slow
 def test_gpu_slots_run_in_parallel_with_one_device_each(tmp_path):
     r, _ = _drive(tmp_path, 'name = "g"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03, 0.04]\n', "--gpus", "0,1",
                   fake_env={"FAKE_STEP_SLEEP": "0.03"})
@@ -176,6 +179,7 @@ def test_gpu_slots_run_in_parallel_with_one_device_each(tmp_path):
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two runs overlapped in time
 
 
+@pytest.mark.slow
 def test_cpu_core_budget_sets_threads_and_parallelism(tmp_path):
     r, _ = _drive(tmp_path, 'name = "c"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03]\n', "--cpu-cores", "2",
                   "--cores-per-run", "1", fake_env={"FAKE_STEP_SLEEP": "0.03"})
@@ -185,6 +189,7 @@ def test_cpu_core_budget_sets_threads_and_parallelism(tmp_path):
     assert {i["CUDA_VISIBLE_DEVICES"] for i in infos} == {os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_with_stderr_and_the_sweep_goes_on(tmp_path):
     text = 'name = "f"\n[[configs]]\nMATRIX_LR = 0.01\n[[configs]]\nFAKE_FAIL = 1\n[[configs]]\nMATRIX_LR = 0.03\n'
     r, p = _drive(tmp_path, text)
@@ -203,6 +208,7 @@ def test_failed_run_is_recorded_with_stderr_and_the_sweep_goes_on(tmp_path):
     assert _states(tmp_path, "f")[failed["name"]]["attempts"] == 2
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_driver_interrupts_runs_and_a_restart_finishes_them(tmp_path):
     text = 'name = "t"\n[grid]\nMATRIX_LR = [0.01, 0.02, 0.03]\n'
     proc, p = _drive(tmp_path, text, fake_env={"FAKE_STEP_SLEEP": "0.08"}, wait=False)
@@ -227,6 +233,7 @@ def test_sigterm_to_the_driver_interrupts_runs_and_a_restart_finishes_them(tmp_p
     assert sorted(s["attempts"] for s in st.values()) == [1, 1, 2]
 
 
+@pytest.mark.slow
 def test_driver_recovers_a_run_that_finished_while_unrecorded(tmp_path):
     text = 'name = "rec"\n[grid]\nMATRIX_LR = [0.01]\n'
     r, p = _drive(tmp_path, text)
@@ -251,6 +258,7 @@ def should_stop(prefix, best_final, margin, min_fraction):
 '''
 
 
+@pytest.mark.slow
 def test_early_stop_hook_stops_a_run_with_the_predictors_reason(tmp_path):
     (tmp_path / "stub_predict.py").write_text(STUB)
     text = 'name = "es"\n[grid]\nMATRIX_LR = [0.01, 0.9]\n'
@@ -270,6 +278,7 @@ def test_early_stop_hook_stops_a_run_with_the_predictors_reason(tmp_path):
     assert _states(tmp_path, "es")[stopped["name"]]["attempts"] == 1
 
 
+@pytest.mark.slow
 def test_early_stop_with_the_real_predictor(tmp_path):
     text = 'name = "esr"\n[grid]\nMATRIX_LR = [0.01, 0.5]\n'
     r, _ = _drive(tmp_path, text, "--early-stop-margin", "0.05", "--early-stop-min-fraction", "0.3",
@@ -295,6 +304,7 @@ def test_spec_settings_are_checked_like_train_gpt_checks_them():
     assert len(sweep.expand_spec({"name": "s", "base": {"OMP_NUM_THREADS": 1}, "grid": {"MATRIX_LR": [0.01, 0.02]}}).runs) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ['name = "b"\ngrid = [1, 2]\n', 'name = "b"\nbase = 3\n'])
 def test_a_list_for_grid_or_a_number_for_base_is_one_error_line_for_every_command(tmp_path, text):
     """These specs once gave a traceback."""
@@ -316,6 +326,7 @@ def _wait_running(tmp_path, sweep_name, timeout=60):
     raise AssertionError("no run started")
 
 
+@pytest.mark.slow
 def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path):
     """`run-one` once took only its own lock, so it ran a run that `sweep run` was running."""
     text = 'name = "race"\n[grid]\nMATRIX_LR = [0.01, 0.02]\n'
@@ -367,6 +378,7 @@ def test_run_one_cannot_race_the_sweep_driver_nor_the_driver_a_run_one(tmp_path)
     assert sorted(s["status"] for s in st.values()) == ["done", "done"] and all(s["attempts"] == 1 for s in st.values())
 
 
+@pytest.mark.slow
 def test_an_over_budget_run_is_finished_and_its_row_says_so(tmp_path):
     r, p = _drive(tmp_path, 'name = "ob"\n[grid]\nMATRIX_LR = [0.01]\n', fake_env={"FAKE_OVER_BUDGET": "1"})
     assert r.returncode == 0, r.stderr

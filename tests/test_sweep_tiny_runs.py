@@ -65,6 +65,7 @@ def killed_and_resumed(tiny_data, tmp_path_factory):
             "first_mtime": first_mtime, "first_log": first_log, "resume": r, "args": args, "env": env, "script": script}
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_and_records_every_run_exactly_once(killed_and_resumed):
     k = killed_and_resumed
     spec, sdir = k["spec"], k["sdir"]
@@ -95,6 +96,7 @@ def test_killed_sweep_resumes_and_records_every_run_exactly_once(killed_and_resu
     assert "0 done, 0 failed, 0 stopped early, 0 interrupted, 3 already finished" in r.stdout
 
 
+@pytest.mark.slow
 def test_results_table_sorted_by_val_bpb_with_every_axis(killed_and_resumed):
     k = killed_and_resumed
     assert sweep.main(["table", str(k["spec_path"]), "--runs-dir", str(k["root"] / "runs")]) == 0
@@ -112,6 +114,7 @@ def test_results_table_sorted_by_val_bpb_with_every_axis(killed_and_resumed):
     assert md.count("\n| ") == 4 and "| run | status | MATRIX_LR |" in md
 
 
+@pytest.mark.slow
 def test_plots_from_the_sweep_and_from_plain_logs(killed_and_resumed, tmp_path):
     k = killed_and_resumed
     assert sweep.main(["plot", str(k["spec_path"]), "--runs-dir", str(k["root"] / "runs")]) == 0

@@ -211,6 +211,7 @@ def test_recipes_set_values_the_environment_can_override():
         tg.Hyperparameters.from_env({"RECIPE": "fast"})
 
 
+@pytest.mark.slow
 def test_every_switch_trains_end_to_end(tiny_data, tmp_path):
     """All switches at once on a tiny run: it learns, loops from LOOP_AT, averages, and ships an artifact."""
     env = tiny_env(tiny_data, tmp_path, NUM_LAYERS=4, ITERATIONS=12, WARMUP_STEPS=2, VAL_LOSS_EVERY=0, ROPE_DIMS=8, XSA_LAST_N=4,

@@ -62,6 +62,7 @@ def written(tmp_path_factory):
     return root, out, expected, state
 
 
+@pytest.mark.slow
 def test_train_gpt_alone_in_an_empty_folder_decodes_every_scheme_a_tool_writes(written, tmp_path):
     _, out, expected, _ = written
     alone = tmp_path / "alone"
@@ -91,6 +92,7 @@ def test_train_gpt_alone_in_an_empty_folder_decodes_every_scheme_a_tool_writes(w
     assert any(w[6] for w in widths)
 
 
+@pytest.mark.slow
 def test_each_round_trip_is_within_half_a_quantization_step_of_unclipped_weights(written):
     _, out, _, state = written
     for path in sorted(out.glob("*.ptz"))[:28:3]:
@@ -146,6 +148,7 @@ def test_no_tool_changes_or_bypasses_train_gpts_artifact_code():
                 assert node.name != "Scheme", f"{name} defines its own Scheme"
 
 
+@pytest.mark.slow
 def test_every_artifact_a_tool_writes_is_exactly_pack_artifacts_output(tmp_path, monkeypatch, capsys):
     state, config = trained_like_state(CONFIG, 1), asdict(CONFIG)
     src = tmp_path / "w.safetensors"
@@ -174,6 +177,7 @@ def test_every_artifact_a_tool_writes_is_exactly_pack_artifacts_output(tmp_path,
     assert not (tmp_path / "x.ptz").exists()
 
 
+@pytest.mark.slow
 def test_gptq_needs_data_and_uses_the_training_shards(tmp_path):
     data = make_byte_dataset(tmp_path / "data", train_docs=40, val_docs=4)
     state, config = trained_like_state(CONFIG, 2), asdict(CONFIG)

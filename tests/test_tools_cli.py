@@ -13,6 +13,7 @@ from tools import common as C
 from tools.artifacts import fit, inspect_artifact, pack, sample, score
 
 
+@pytest.mark.slow
 def test_the_run_writes_its_own_files(tiny_trained):
     _, run, stdout = tiny_trained
     summary = json.loads((run / "logs" / "tiny.json").read_text())
@@ -21,6 +22,7 @@ def test_the_run_writes_its_own_files(tiny_trained):
     assert f"artifact scheme: {summary['artifact_scheme']} file: " in stdout
 
 
+@pytest.mark.slow
 def test_score_with_default_bf16_reproduces_the_logged_final_round_trip_exactly(tiny_trained):
     """score.py's --bf16 defaults to auto like the run's BF16 (the tiny run leaves it at auto): the same settings give
     the log's final exact line digit for digit."""
@@ -34,6 +36,7 @@ def test_score_with_default_bf16_reproduces_the_logged_final_round_trip_exactly(
     assert f"precision:{precision} " in r.stdout
 
 
+@pytest.mark.slow
 def test_score_reads_checkpoints_raw_weights_and_packed_artifacts(tiny_trained, tmp_path, capsys):
     data, run, _ = tiny_trained
     ckpt = run / "checkpoints" / "tiny" / "step_000006.ckpt"
@@ -50,6 +53,7 @@ def test_score_reads_checkpoints_raw_weights_and_packed_artifacts(tiny_trained, 
     assert abs(results["a.ptz"]["val_bpb"] - results["step_000006.ckpt"]["val_bpb"]) < 0.05
 
 
+@pytest.mark.slow
 def test_pack_writes_the_same_bytes_twice_for_every_codec_and_gptq(tiny_trained, tmp_path, capsys):
     data, run, _ = tiny_trained
     src = run / "models" / "tiny.safetensors"
@@ -68,6 +72,7 @@ def test_pack_writes_the_same_bytes_twice_for_every_codec_and_gptq(tiny_trained,
         tg.model_from_state(state, meta["config"])
 
 
+@pytest.mark.slow
 def test_fit_table_arithmetic_and_order(tiny_trained, capsys):
     _, run, _ = tiny_trained
     code, out, err = cli(fit.main, [str(run / "models" / "tiny.safetensors"), "--schemes", "int8,int3-emb4,int6+zstd-5",
@@ -96,6 +101,7 @@ def test_fit_sorting_puts_the_best_fitting_row_first():
     assert rows[0]["delta_bpb"] == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_fit_with_data_scores_each_distinct_round_trip_once(tiny_trained, capsys):
     data, run, _ = tiny_trained
     code, out, err = cli(fit.main, [str(run / "models" / "tiny.safetensors"), "--schemes", "int8,int4-gptq",
@@ -111,6 +117,7 @@ def test_fit_with_data_scores_each_distinct_round_trip_once(tiny_trained, capsys
     assert abs(by["int8-emb8-bigram8+zlib"]["delta_bpb"]) < 0.01
 
 
+@pytest.mark.slow
 def test_inspect_lists_every_tensor_and_totals(tiny_trained, capsys):
     _, run, _ = tiny_trained
     art = run / "models" / "tiny.ptz"
@@ -125,6 +132,7 @@ def test_inspect_lists_every_tensor_and_totals(tiny_trained, capsys):
     assert all(t["est_compressed_bytes"] > 0 for t in rep["tensors"])
 
 
+@pytest.mark.slow
 def test_sample_compares_with_a_random_model(tiny_trained, capsys):
     data, run, _ = tiny_trained
     argv = [str(run / "models" / "tiny.ptz"), "--data", str(data), "--prompt", "to be or not to be", "--tokens", "12",
@@ -137,6 +145,7 @@ def test_sample_compares_with_a_random_model(tiny_trained, capsys):
     assert cli(sample.main, argv, capsys)[1] == out  # same seed, same text
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_error_line_and_exit_1(tiny_trained, tmp_path, capsys):
     data, run, _ = tiny_trained
     art = run / "models" / "tiny.ptz"
@@ -172,6 +181,7 @@ def test_bad_inputs_give_one_error_line_and_exit_1(tiny_trained, tmp_path, capsy
         assert code == 1 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (argv, err)
 
 
+@pytest.mark.slow
 def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
     import subprocess
     import sys
@@ -186,6 +196,7 @@ def test_score_under_torchrun_splits_windows_across_two_processes(tiny_trained):
     assert rep["world_size"] == 2 and rep["val_bpb"] == pytest.approx(logged, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_bench_pack_reports_penalties_layouts_and_the_end_to_end_time(tiny_trained, tmp_path, capsys):
     from bench import bench_pack
     data, run, _ = tiny_trained

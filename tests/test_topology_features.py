@@ -159,6 +159,7 @@ def test_a_state_dict_without_blocks_is_an_error():
         T.checkpoint_features({"w": torch.zeros(3, 3)})
 
 
+@pytest.mark.slow
 def test_features_cli_reports_a_missing_checkpoint_in_one_line():
     r = subprocess.run(module_command("studies.topology.topology", "features", "/nonexistent.ckpt"),
                        env=subprocess_env(), capture_output=True, text=True, timeout=60)

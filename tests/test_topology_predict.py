@@ -154,6 +154,7 @@ def test_backtest_without_features_reports_only_the_curve_predictors():
     assert math.isfinite(row["curve"]) and math.isfinite(row["curve+bias"]) and math.isnan(row["curve+topo"])
 
 
+@pytest.mark.slow
 def test_predict_and_backtest_cli(tmp_path):
     t = np.arange(0, 2001, 100)
     for i, c in enumerate([1.5, 1.6, 1.7]):

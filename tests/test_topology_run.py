@@ -34,6 +34,7 @@ def make_run(out: Path, run_id="tiny", steps=(10, 20, 30, 40, 50), total=50):
     return out / "logs" / f"{run_id}.txt"
 
 
+@pytest.mark.slow
 def test_run_writes_csv_spearman_and_png_next_to_the_log(tmp_path):
     log = make_run(tmp_path)
     res = T.run_features(log, max_points=20, use_ripser=False, progress=False)
@@ -70,6 +71,7 @@ def test_run_features_feed_the_predictor(tmp_path):
     assert vec["d_model_fro"] == pytest.approx(run.features[20]["model_fro"] - run.features[10]["model_fro"])
 
 
+@pytest.mark.slow
 def test_features_cli_on_a_checkpoint_prints_json(tmp_path):
     make_run(tmp_path)
     ckpt = tmp_path / "checkpoints" / "tiny" / "step_000010.ckpt"
@@ -82,6 +84,7 @@ def test_features_cli_on_a_checkpoint_prints_json(tmp_path):
     assert out["model"]["h1_total"] is None and out["settings"]["max_points"] == 20
 
 
+@pytest.mark.slow
 def test_run_cli_without_checkpoints_is_a_one_line_error(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "x.txt").write_text("step:10/10 val_loss:3.0 val_bpb:4.0\n")

@@ -25,6 +25,7 @@ def reference(tiny_data, tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_log_and_json_hold_the_final_figures(reference):
     out, stdout = reference
     log = (out / "logs" / "tiny.txt").read_text()
@@ -49,6 +50,7 @@ def test_log_and_json_hold_the_final_figures(reference):
     assert log.rstrip().endswith(exact)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_loss_at_every_step(tiny_data, reference, tmp_path):
     result = run_train(tiny_env(tiny_data, tmp_path, BF16=0))
     assert train_losses(result.stdout) == train_losses(reference[1])
@@ -57,6 +59,7 @@ def test_same_seed_gives_the_same_loss_at_every_step(tiny_data, reference, tmp_p
     assert train_losses(other_seed.stdout) != train_losses(reference[1])
 
 
+@pytest.mark.slow
 def test_compile_warm_up_steps_are_undone(tiny_data, reference, tmp_path):
     result = run_train(tiny_env(tiny_data, tmp_path, BF16=0, WARMUP_STEPS=3))
     assert result.returncode == 0, result.stderr
@@ -64,6 +67,7 @@ def test_compile_warm_up_steps_are_undone(tiny_data, reference, tmp_path):
     assert final_exact(result.stdout) == final_exact(reference[1])
 
 
+@pytest.mark.slow
 def test_two_processes_follow_the_one_process_loss_curve(tiny_data, reference, tmp_path):
     result = run_train(tiny_env(tiny_data, tmp_path, BF16=0), nproc=2)
     assert result.returncode == 0, result.stderr
@@ -78,6 +82,7 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_data, reference, t
     assert two == pytest.approx(one, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_exactly_the_same_final_loss(tiny_data, reference, tmp_path):
     env = tiny_env(tiny_data, tmp_path, BF16=0, CHECKPOINT_EVERY=2)
     proc = subprocess.Popen([sys.executable, str(TRAIN_GPT)], env=env, cwd=tmp_path,
@@ -96,6 +101,7 @@ def test_killed_run_resumes_to_exactly_the_same_final_loss(tiny_data, reference,
     assert final_exact(resumed.stdout) == final_exact(reference[1])
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_data, tmp_path):
     result = run_train(tiny_env(tiny_data, tmp_path, TIED_EMBED_LR="1e30", SCALAR_LR="1e30", CHECKPOINT_EVERY=2, TRAIN_LOG_EVERY=0))
     assert result.returncode != 0
@@ -113,6 +119,7 @@ def _error_of(env) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_stops_at_once_with_one_line(tiny_data, tmp_path):
     assert "NUM_LAYERS='two'" in _error_of(tiny_env(tiny_data, tmp_path, NUM_LAYERS="two"))
     assert "is not a directory" in _error_of(tiny_env(tmp_path / "missing", tmp_path))

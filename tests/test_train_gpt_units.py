@@ -226,6 +226,7 @@ def _naive_eval(model, tokens, luts, seq_len, stride):
     return loss / count, loss / math.log(2) / nbytes
 
 
+@pytest.mark.slow
 def test_sliding_evaluation_matches_a_per_token_reference(tmp_path):
     data = make_byte_dataset(tmp_path / "d", train_docs=2, val_docs=3)
     luts = tg.build_byte_luts(tg.load_tokenizer(data / "bytes.json"))
@@ -343,6 +344,7 @@ def test_tensor_file_round_trip_is_exact_and_standard_safetensors_layout(tmp_pat
     assert not list(tmp_path.glob(".*tmp*"))  # the atomic write left no temporary file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["int8+zlib", "int6-emb8-bigram5-packed-shuffle+brotli", "int4-sd3+lzma", "int5-emb6+zstd"])
 def test_artifact_round_trip_error_is_within_half_a_step_of_each_row_and_bytes_are_deterministic(spec, tmp_path):
     model = _tiny_model()

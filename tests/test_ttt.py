@@ -46,6 +46,7 @@ def run_ttt(tokens, **kw):
 
 @pytest.mark.parametrize("variant", [dict(TTT="sgd", TTT_STEPS=2), dict(TTT="sgd", TTT_PARAMS="matrices"),
                                      dict(TTT="lora", TTT_STEPS=2, TTT_CHUNK_TOKENS=40), dict(TTT="lora", TTT_RESET=0)])
+@pytest.mark.slow
 def test_a_tokens_score_never_depends_on_later_tokens(variant):
     tokens = val_tokens()
     p = 333
@@ -58,6 +59,7 @@ def test_a_tokens_score_never_depends_on_later_tokens(variant):
     assert any(before[j] != after[j] for j in range(p + 1, len(tokens) - 1))
 
 
+@pytest.mark.slow
 def test_adaptation_changes_the_scores():
     tokens = val_tokens()
     _, _, _, frozen = run_ttt(tokens, TTT="sgd", TTT_STEPS=0)
@@ -65,6 +67,7 @@ def test_adaptation_changes_the_scores():
     assert frozen[5] == adapted[5] and frozen[600] != adapted[600]  # the first chunk is scored before any update
 
 
+@pytest.mark.slow
 def test_ttt_with_zero_steps_is_the_plain_sliding_evaluation_exactly():
     tokens = val_tokens()
     loss, bpb, facts, _ = run_ttt(tokens, TTT="sgd", TTT_STEPS=0)
@@ -72,6 +75,7 @@ def test_ttt_with_zero_steps_is_the_plain_sliding_evaluation_exactly():
     assert (loss, bpb) == plain and facts["adapted"] == 0
 
 
+@pytest.mark.slow
 def test_doc_aware_evaluation_counts_the_same_bytes_and_scores_each_document_from_its_start():
     tokens = val_tokens()
     model = tiny_model()
@@ -100,6 +104,7 @@ def test_time_cap_stops_adaptation_and_says_so():
     assert messages and messages[0].startswith("ttt: EVAL_TIME_CAP_SECONDS=1e-09 reached: adaptation stopped after 0 of")
 
 
+@pytest.mark.slow
 def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tiny_data, tmp_path):
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ttt", ITERATIONS=4, VAL_LOSS_EVERY=0))
     assert run.returncode == 0, run.stderr
