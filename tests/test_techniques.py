@@ -206,6 +206,8 @@ def test_recipes_set_values_the_environment_can_override():
     assert (record.ema_decay, record.loop_repeats, record.train_batch_tokens, record.eval_stride) == (0.9965, 2, 786432, 64)
     overridden = tg.Hyperparameters.from_env({"RECIPE": "record", "NUM_LAYERS": "9", "EMA_DECAY": "0"})
     assert overridden.num_layers == 9 and overridden.ema_decay == 0.0 and overridden.xsa_last_n == 11
+    small = tg.Hyperparameters.from_env({"RECIPE": "cpu_small"})
+    assert (small.num_layers, small.model_dim, small.train_batch_tokens, small.mlp_act) == (4, 256, 16384, "leaky_relu2")
     assert tg.Hyperparameters.from_env({}) == tg.Hyperparameters()
     with pytest.raises(tg.GolfError, match="RECIPE='fast' must be one of seed, record, cpu_small"):
         tg.Hyperparameters.from_env({"RECIPE": "fast"})
