@@ -1,0 +1,75 @@
+"""ARTIFACT=auto: the candidates a run logs, the one it ships, the size forecast at each validation, and late QAT."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.helpers import final_exact, run_train, tiny_env
+import train_gpt as tg
+
+CANDIDATE = re.compile(r"^artifact candidate (\S+): (\d+) bytes \+ code (\d+) = (\d+) (fits, held-out loss ([0-9.]+)|fits|> \d+, does not fit)")
+
+
+def candidates(stdout: str) -> list[dict]:
+    rows = []
+    for line in stdout.splitlines():
+        m = CANDIDATE.match(line)
+        if m:
+            rows.append({"spec": m[1], "bytes": int(m[2]), "total": int(m[4]), "fits": not m[5].startswith(">"),
+                         "loss": float(m[6]) if m[6] else None})
+    return rows
+
+
+def shipped(stdout: str) -> str:
+    return next(l for l in stdout.splitlines() if l.startswith("artifact scheme: ")).split()[2]
+
+
+def test_late_qat_rounds_each_row_in_the_forward_pass_and_passes_the_gradient_straight_through():
+    torch.manual_seed(0)
+    layer, x = tg.Linear(16, 8, bias=False), torch.randn(4, 16)
+    layer.qat_bits = 4
+    y = layer(x)
+    w = layer.weight.detach()
+    scale = w.abs().amax(dim=1, keepdim=True) / 7
+    assert torch.allclose(y, x @ (torch.round(w / scale) * scale).T, atol=1e-6)
+    assert len(torch.unique(torch.round(w / scale))) <= 15
+    y.square().sum().backward()
+    # straight-through: the weight's gradient is that of a linear layer whose output was y (it does not see the rounding)
+    expected = (2 * y.detach()).T @ x
+    assert torch.allclose(layer.weight.grad, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_each_validation(tiny_data, tmp_path):
+    env = tiny_env(tiny_data, tmp_path, RUN_ID="auto", ITERATIONS=8, VAL_LOSS_EVERY=4, QAT_BITS="auto", QAT_LR_SCALE=0.5)
+    run = run_train(env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    rows = candidates(out)
+    assert [r["spec"] for r in rows] == [tg.Scheme.parse(s).spec for s in tg.AUTO_SCHEMES[:2]]  # two fit: it stops
+    assert all(r["fits"] and r["loss"] is not None for r in rows)
+    best = min(rows, key=lambda r: r["loss"])
+    assert shipped(out) == best["spec"]
+    assert f"Serialized model {best['spec']}: {best['bytes']} bytes" in out
+    forecasts = [l for l in out.splitlines() if l.startswith("artifact forecast: ")]
+    assert len(forecasts) == 2 and all("fits 16000000" in l for l in forecasts)  # at steps 4 and 8
+    # QAT_BITS=auto: the forecast scheme's width, once a step has run at an LR multiplier of at most 0.5 (with
+    # WARMDOWN_ITERS=4 of 8, the 7th step runs at 2/4), so from the 8th step on
+    qat = [l for l in out.splitlines() if l.startswith("qat: ")]
+    assert qat == [f"qat: int{tg.Scheme.parse(tg.AUTO_SCHEMES[0]).bits} fake quantization of the block matrices from step 7"]
+
+    # A cap between the two: the larger does not fit, the next ones are tried, and what ships fits (halfway, since
+    # a second run's bytes may differ by a few from the first's)
+    assert rows[0]["total"] - rows[1]["total"] > 1000
+    cap = (rows[0]["total"] + rows[1]["total"]) // 2
+    tight = run_train({**env, "RUN_ID": "tight", "SIZE_CAP_BYTES": str(cap)})
+    assert tight.returncode == 0, tight.stderr[-3000:]
+    rows = candidates(tight.stdout)
+    assert not rows[0]["fits"] and sum(r["fits"] for r in rows) >= 1
+    chosen = next(r for r in rows if r["spec"] == shipped(tight.stdout))
+    assert chosen["fits"] and chosen["total"] <= cap
+    assert min((r["loss"] for r in rows if r["fits"]), default=None) == chosen["loss"]
+    assert final_exact(tight.stdout).startswith("final_int8_zlib_roundtrip_exact val_loss:")
