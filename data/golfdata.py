@@ -70,30 +70,27 @@ def json_kind(value) -> str:
     return type(value).__name__
 
 
-def expect_object(value, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise ToolError(f"{what} is {json_kind(value)}, expected an object")
+def expect_type(value, kind: type, what: str, noun: str):
+    """`value` if it is a `kind`, else one error line naming `what` and what it is."""
+    if not isinstance(value, kind):
+        raise ToolError(f"{what} is {json_kind(value)}, expected {noun}")
     return value
+
+
+def expect_object(value, what: str) -> dict:
+    return expect_type(value, dict, what, "an object")
 
 
 def expect_list(value, what: str) -> list:
-    if not isinstance(value, list):
-        raise ToolError(f"{what} is {json_kind(value)}, expected a list")
-    return value
+    return expect_type(value, list, what, "a list")
 
 
 def expect_str(value, what: str, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise ToolError(f"{what} is {json_kind(value)}, expected a string")
-    return value
+    return None if value is None and nullable else expect_type(value, str, what, "a string")
 
 
 def expect_bool(value, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise ToolError(f"{what} is {json_kind(value)}, expected true or false")
-    return value
+    return expect_type(value, bool, what, "true or false")
 
 
 def expect_int(value, what: str, *, lo: int | None = None, hi: int | None = None,
