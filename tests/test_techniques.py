@@ -208,6 +208,8 @@ def test_recipes_set_values_the_environment_can_override():
     assert overridden.num_layers == 9 and overridden.ema_decay == 0.0 and overridden.xsa_last_n == 11
     small = tg.Hyperparameters.from_env({"RECIPE": "cpu_small"})
     assert (small.num_layers, small.model_dim, small.train_batch_tokens, small.mlp_act) == (4, 256, 16384, "leaky_relu2")
+    assert (small.tied_embed_lr, small.iterations, small.warmdown_iters) == (0.015, 100, 33)
+    assert tg.Hyperparameters.from_env({"RECIPE": "cpu_small", "TIED_EMBED_LR": "0.05"}).tied_embed_lr == 0.05
     assert tg.Hyperparameters.from_env({}) == tg.Hyperparameters()
     with pytest.raises(tg.GolfError, match="RECIPE='fast' must be one of seed, record, cpu_small"):
         tg.Hyperparameters.from_env({"RECIPE": "fast"})
