@@ -246,12 +246,13 @@ RECIPES = {
         TRAIN_BATCH_TOKENS="786432", WARMDOWN_ITERS="3700", MIN_LR="0.1", MATRIX_LR="0.026", TIED_EMBED_LR="0.03",
         SCALAR_LR="0.02", MUON_MOMENTUM="0.97", MUON_MOMENTUM_WARMUP_START="0.92", MUON_MOMENTUM_WARMUP_STEPS="1500",
         WEIGHT_DECAY="0.095", BETA2="0.99", MUON_ROW_NORM="1", MUON_NS="polar", VAL_LOSS_EVERY="0", EVAL_STRIDE="64"),
-    # The CPU-small shape and 100-step schedule of docs/techniques.md with what helped there: LeakyReLU^2, and a
-    # tied-embedding LR of 0.015 (at 0.09 Adam's first steps blow the logits up: loss 6.96 -> 18.4 at step 2).
+    # The CPU-small shape and 100-step schedule of docs/techniques.md with what helped there: LeakyReLU^2, an untied
+    # zero-initialised head (a tied table's LR must stay low for the logits' sake) and Muon's row norm + Polar Express.
     "cpu_small": dict(
         NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384",
-        MLP_ACT="leaky_relu2", TIED_EMBED_LR="0.015", ITERATIONS="100", WARMDOWN_ITERS="33", WARMUP_STEPS="0",
-        MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", EVAL_SEQ_LEN="256", EVAL_STRIDE="256"),
+        MLP_ACT="leaky_relu2", TIE_EMBEDDINGS="0", MUON_ROW_NORM="1", MUON_NS="polar", ITERATIONS="100",
+        WARMDOWN_ITERS="33", WARMUP_STEPS="0", MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", EVAL_SEQ_LEN="256",
+        EVAL_STRIDE="256"),
 }
 
 

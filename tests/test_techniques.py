@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import train_gpt as tg
-from tests.helpers import final_exact, run_train, tiny_env
+from tests.helpers import final_exact, run_train, subprocess_env, tiny_env
 
 BASE = tg.ModelConfig(vocab_size=260, num_layers=4, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64,
                       bigram_dim=8)
@@ -208,11 +208,28 @@ def test_recipes_set_values_the_environment_can_override():
     assert overridden.num_layers == 9 and overridden.ema_decay == 0.0 and overridden.xsa_last_n == 11
     small = tg.Hyperparameters.from_env({"RECIPE": "cpu_small"})
     assert (small.num_layers, small.model_dim, small.train_batch_tokens, small.mlp_act) == (4, 256, 16384, "leaky_relu2")
-    assert (small.tied_embed_lr, small.iterations, small.warmdown_iters) == (0.015, 100, 33)
-    assert tg.Hyperparameters.from_env({"RECIPE": "cpu_small", "TIED_EMBED_LR": "0.05"}).tied_embed_lr == 0.05
+    assert (small.tie_embeddings, small.muon_row_norm, small.muon_ns) == (False, True, "polar")
+    assert (small.iterations, small.warmdown_iters) == (100, 33)
+    assert tg.Hyperparameters.from_env({"RECIPE": "cpu_small", "TIE_EMBEDDINGS": "1"}).tie_embeddings is True
     assert tg.Hyperparameters.from_env({}) == tg.Hyperparameters()
     with pytest.raises(tg.GolfError, match="RECIPE='fast' must be one of seed, record, cpu_small"):
         tg.Hyperparameters.from_env({"RECIPE": "fast"})
+
+
+@pytest.mark.slow
+def test_cpu_small_preset_runs_as_a_user_types_it(tiny_data, tmp_path):
+    """RECIPE=cpu_small with nothing else changed but the data and the number of steps (the tiny byte corpus, one
+    step instead of 100, about a minute on one core): its shape, its untied head, a final score from its artifact."""
+    env = subprocess_env(RECIPE="cpu_small", DATA_PATH=tiny_data, VOCAB_SIZE=260, ITERATIONS=1, OUT_DIR=tmp_path,
+                         RUN_ID="small")
+    result = run_train(env, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("hparam RECIPE=cpu_small", "hparam NUM_LAYERS=4", "hparam MODEL_DIM=256", "hparam TIE_EMBEDDINGS=False",
+                 "hparam MLP_ACT=leaky_relu2", "hparam MUON_NS=polar", "hparam TRAIN_BATCH_TOKENS=16384", "step:1/1 "):
+        assert line in result.stdout, line
+    # the untied head starts at zero, so the untrained model predicts the uniform distribution
+    assert f"untrained train_loss:{math.log(260):.4f} ln(vocab):{math.log(260):.4f}" in result.stdout
+    final_exact(result.stdout)
 
 
 @pytest.mark.slow
