@@ -250,7 +250,7 @@ RECIPES = {
     # zero-initialised head (a tied table's LR must stay low for the logits' sake) and Muon's row norm + Polar Express.
     "cpu_small": dict(
         NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384",
-        MLP_ACT="leaky_relu2", TIE_EMBEDDINGS="0", MUON_ROW_NORM="1", MUON_NS="polar", ITERATIONS="100",
+        MLP_ACT="leaky_relu2", TIE_EMBEDDINGS="0", EMBED_LR="0.3", MUON_ROW_NORM="1", MUON_NS="polar", ITERATIONS="100",
         WARMDOWN_ITERS="33", WARMUP_STEPS="0", MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", EVAL_SEQ_LEN="256",
         EVAL_STRIDE="256"),
 }

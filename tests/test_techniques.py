@@ -209,7 +209,7 @@ def test_recipes_set_values_the_environment_can_override():
     small = tg.Hyperparameters.from_env({"RECIPE": "cpu_small"})
     assert (small.num_layers, small.model_dim, small.train_batch_tokens, small.mlp_act) == (4, 256, 16384, "leaky_relu2")
     assert (small.tie_embeddings, small.muon_row_norm, small.muon_ns) == (False, True, "polar")
-    assert (small.iterations, small.warmdown_iters) == (100, 33)
+    assert (small.embed_lr, small.iterations, small.warmdown_iters) == (0.3, 100, 33)
     assert tg.Hyperparameters.from_env({"RECIPE": "cpu_small", "TIE_EMBEDDINGS": "1"}).tie_embeddings is True
     assert tg.Hyperparameters.from_env({}) == tg.Hyperparameters()
     with pytest.raises(tg.GolfError, match="RECIPE='fast' must be one of seed, record, cpu_small"):
@@ -218,10 +218,11 @@ def test_recipes_set_values_the_environment_can_override():
 
 @pytest.mark.slow
 def test_cpu_small_preset_runs_as_a_user_types_it(tiny_data, tmp_path):
-    """RECIPE=cpu_small with nothing else changed but the data and the number of steps (the tiny byte corpus, one
-    step instead of 100, about a minute on one core): its shape, its untied head, a final score from its artifact."""
-    env = subprocess_env(RECIPE="cpu_small", DATA_PATH=tiny_data, VOCAB_SIZE=260, ITERATIONS=1, OUT_DIR=tmp_path,
-                         RUN_ID="small")
+    """RECIPE=cpu_small with nothing of the preset changed but the number of steps (one instead of 100), on the tiny
+    byte corpus, with a smaller calibration and artifact choice to save time: its shape, its untied head, and a
+    final score from its own artifact."""
+    env = subprocess_env(RECIPE="cpu_small", DATA_PATH=tiny_data, VOCAB_SIZE=260, ITERATIONS=1, GPTQ_BATCHES=2,
+                         ARTIFACT_EVAL_TOKENS=4096, OUT_DIR=tmp_path, RUN_ID="small")
     result = run_train(env, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     for line in ("hparam RECIPE=cpu_small", "hparam NUM_LAYERS=4", "hparam MODEL_DIM=256", "hparam TIE_EMBEDDINGS=False",
