@@ -114,7 +114,6 @@ def test_example_spec_parses_and_dry_run_prints_commands(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # a dry run starts nothing
 
 
-
 @pytest.mark.parametrize("spec_path", sorted((REPO / "sweeps").glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_spec_expands_to_runs_train_gpt_accepts(spec_path):
     """A spec in sweeps/ is how docs/techniques.md's figures are reproduced: every run it expands to must resolve to
@@ -125,6 +124,7 @@ def test_every_shipped_spec_expands_to_runs_train_gpt_accepts(spec_path):
     for run in spec.runs:
         h = train_gpt.Hyperparameters.from_env({**run.env, "RUN_ID": run.name})
         assert h.seed == int(run.env.get("SEED", h.seed))
+
 
 @pytest.mark.slow
 def test_slurm_script_has_one_array_task_per_run(tmp_path):
