@@ -209,7 +209,7 @@ def test_recipes_set_values_the_environment_can_override():
     small = tg.Hyperparameters.from_env({"RECIPE": "cpu_small"})
     assert (small.num_layers, small.model_dim, small.train_batch_tokens, small.mlp_act) == (4, 256, 16384, "leaky_relu2")
     assert (small.tie_embeddings, small.muon_row_norm, small.muon_ns) == (False, True, "polar")
-    assert (small.embed_lr, small.iterations, small.warmdown_iters) == (0.3, 100, 33)
+    assert (small.embed_lr, small.bigram_buckets, small.iterations, small.warmdown_iters) == (0.3, 65536, 100, 33)
     assert tg.Hyperparameters.from_env({"RECIPE": "cpu_small", "TIE_EMBEDDINGS": "1"}).tie_embeddings is True
     assert tg.Hyperparameters.from_env({}) == tg.Hyperparameters()
     with pytest.raises(tg.GolfError, match="RECIPE='fast' must be one of seed, record, cpu_small"):
@@ -226,7 +226,8 @@ def test_cpu_small_preset_runs_as_a_user_types_it(tiny_data, tmp_path):
     result = run_train(env, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     for line in ("hparam RECIPE=cpu_small", "hparam NUM_LAYERS=4", "hparam MODEL_DIM=256", "hparam TIE_EMBEDDINGS=False",
-                 "hparam MLP_ACT=leaky_relu2", "hparam MUON_NS=polar", "hparam TRAIN_BATCH_TOKENS=16384", "step:1/1 "):
+                 "hparam MLP_ACT=leaky_relu2", "hparam MUON_NS=polar", "hparam BIGRAM_BUCKETS=65536",
+                 "hparam TRAIN_BATCH_TOKENS=16384", "step:1/1 "):
         assert line in result.stdout, line
     # the untied head starts at zero, so the untrained model predicts the uniform distribution
     assert f"untrained train_loss:{math.log(260):.4f} ln(vocab):{math.log(260):.4f}" in result.stdout
