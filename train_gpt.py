@@ -793,7 +793,7 @@ if triton is not None:
         return z
 
     @triton.jit
-    def _ce_fwd(L, stride, Y, LOSS, LSE, V, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
+    def _ce_fwd(L, stride, Y, LOSS, LSE, V: tl.constexpr, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         L += row * stride
         m = float("-inf")
@@ -812,7 +812,7 @@ if triton is not None:
         tl.store(LOSS + row, lse - zy)
 
     @triton.jit
-    def _ce_bwd(L, stride, Y, LSE, G, g_stride, V, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
+    def _ce_bwd(L, stride, Y, LSE, G, g_stride, V: tl.constexpr, cap, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         L += row * stride
         y = tl.load(Y + row)

@@ -87,12 +87,12 @@ def worker(mode):
         from triton.compiler import ASTSource
         from train_gpt import _ce_bwd, _ce_fwd
 
-        common = {"L": "*bf16", "stride": "i32", "Y": "*i64", "V": "i32", "cap": "fp32", "HAS_CAP": "constexpr", "BLOCK_V": "constexpr"}
+        common = {"L": "*bf16", "stride": "i32", "Y": "*i64", "V": "constexpr", "cap": "fp32", "HAS_CAP": "constexpr", "BLOCK_V": "constexpr"}
         sigs = {_ce_fwd: {**common, "LOSS": "*fp32", "LSE": "*fp32"}, _ce_bwd: {**common, "LSE": "*fp32", "G": "*fp32", "g_stride": "i32"}}
         for fn, sig in sigs.items():
             sig = {a: sig[a] for a in fn.arg_names}
             for cap in (True, False):
-                k = triton.compile(ASTSource(fn, sig, constexprs={"HAS_CAP": cap, "BLOCK_V": 1024}), target=GPUTarget("cuda", 90, 32))
+                k = triton.compile(ASTSource(fn, sig, constexprs={"V": 1024, "HAS_CAP": cap, "BLOCK_V": 1024}), target=GPUTarget("cuda", 90, 32))
                 res[f"{fn.__name__}_cap{int(cap)}"] = len(k.asm["cubin"])
     elif mode == "no_triton":
         sys.modules["triton"] = None  # makes `import triton` raise ImportError
