@@ -11,6 +11,7 @@ from tests.helpers import final_exact, run_train, tiny_env
 import train_gpt as tg
 
 CANDIDATE = re.compile(r"^artifact candidate (\S+): (\d+) bytes \+ code (\d+) = (\d+) (fits, held-out loss ([0-9.]+)|fits|> \d+, does not fit)")
+NOT_PACKED = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) > (\d+) by more than 3%, not packed")
 
 
 def candidates(stdout: str) -> list[dict]:
@@ -48,7 +49,7 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     run = run_train(env)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    rows = candidates(out)
+    rows = first = candidates(out)
     assert [r["spec"] for r in rows] == [tg.Scheme.parse(s).spec for s in tg.AUTO_SCHEMES[:2]]  # two fit: it stops
     assert all(r["fits"] and r["loss"] is not None for r in rows)
     best = min(rows, key=lambda r: r["loss"])
@@ -61,15 +62,34 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     qat = [l for l in out.splitlines() if l.startswith("qat: ")]
     assert qat == [f"qat: int{tg.Scheme.parse(tg.AUTO_SCHEMES[0]).bits} fake quantization of the block matrices from step 7"]
 
-    # A cap between the two: the larger does not fit, the next ones are tried, and what ships fits (halfway, since
-    # a second run's bytes may differ by a few from the first's)
+    # A cap between the two (int8 is ~12% bigger here): the larger is over by more than the forecast's slack, so it
+    # is not even packed; the next ones are tried, and what ships fits
     assert rows[0]["total"] - rows[1]["total"] > 1000
     cap = (rows[0]["total"] + rows[1]["total"]) // 2
     tight = run_train({**env, "RUN_ID": "tight", "SIZE_CAP_BYTES": str(cap)})
     assert tight.returncode == 0, tight.stderr[-3000:]
+    skipped = [NOT_PACKED.match(l) for l in tight.stdout.splitlines() if NOT_PACKED.match(l)]
+    assert [m[1] for m in skipped] == [rows[0]["spec"]]
+    code = int(skipped[0][3])
+    assert int(skipped[0][2]) > tg.FORECAST_SLACK * (cap - code) and rows[0]["total"] > cap  # it would not have fit
     rows = candidates(tight.stdout)
-    assert not rows[0]["fits"] and sum(r["fits"] for r in rows) >= 1
+    assert rows[0]["spec"] == tg.Scheme.parse(tg.AUTO_SCHEMES[1]).spec and sum(r["fits"] for r in rows) >= 1
     chosen = next(r for r in rows if r["spec"] == shipped(tight.stdout))
     assert chosen["fits"] and chosen["total"] <= cap
     assert min((r["loss"] for r in rows if r["fits"]), default=None) == chosen["loss"]
     assert final_exact(tight.stdout).startswith("final_int8_zlib_roundtrip_exact val_loss:")
+
+    # A cap 15% under int7's bytes: neither fixed step is packed, the forecast at each validation names the step it
+    # fits to the cap, and a fitted-step candidate ships inside the cap
+    cap = code + int(0.85 * first[1]["bytes"])
+    fitted = run_train({**env, "RUN_ID": "fitted", "SIZE_CAP_BYTES": str(cap)})
+    assert fitted.returncode == 0, fitted.stderr[-3000:]
+    assert [NOT_PACKED.match(l)[1] for l in fitted.stdout.splitlines() if NOT_PACKED.match(l)] == [r["spec"] for r in first]
+    forecasts = [l for l in fitted.stdout.splitlines() if l.startswith("artifact forecast: ")]
+    assert len(forecasts) == 2, forecasts
+    assert all(re.match(rf"artifact forecast: int8-emb8-bigram8-sd[0-9.]+-gptq\+brotli ~\d+ bytes \+ code {code} \(fits {cap};", l)
+               for l in forecasts), forecasts
+    rows = candidates(fitted.stdout)
+    assert rows and all("-sd" in r["spec"] for r in rows)
+    chosen = next(r for r in rows if r["spec"] == shipped(fitted.stdout))
+    assert chosen["fits"] and chosen["total"] <= cap
