@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one command that proves the CUDA paths and measures the default recipe. Allow 10 minutes on one
-# H100 (on 2026-11-27 the tests took 50 s and each packed artifact candidate about a minute; docs/gpu.md). It needs a small dataset built beforehand (GPU machines are often offline), for example:
+# H100 (on 2026-11-27 the tests took 50 s and each packed artifact candidate about a minute; docs/gpu.md).
+# It needs a small dataset built beforehand (GPU machines are often offline), for example:
 #   python -m data.shakespeare --out data/datasets/shakespeare_sp1024
 #   bash tools/gpu_check.sh data/datasets/shakespeare_sp1024
 # It runs: the CUDA-only tests (compile, flash attention, fused cross-entropy against the reference), the
