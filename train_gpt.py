@@ -1971,9 +1971,10 @@ def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, b
 
 
 # ARTIFACT=auto tries these in order and ships the best-scoring one that fits: int8, int7, then a step fitted to the
-# cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit. A fixed-step candidate
-# whose forecast is over the budget by more than FORECAST_SLACK is not packed: brotli at quality 11 takes about a
-# minute per default-size candidate, and packed bytes have stayed within 0.981-1.003x of the forecast (measured).
+# cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit. A candidate whose
+# forecast (at its coarsest step, for sd) is over the budget by more than FORECAST_SLACK is not packed: brotli at
+# quality 11 takes about a minute per default-size candidate, and packed bytes have stayed within 0.981-1.003x of
+# the forecast (docs/measurements.md).
 AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
                 "int8-emb6-bigram6-sd-gptq+brotli", "int8-emb4-bigram4-sd-gptq+brotli")
 FORECAST_SLACK = 1.03
@@ -2424,10 +2425,11 @@ class Trainer:
         reference = heldout_loss(state) if len(specs) > 1 else None
         for spec in specs:
             scheme, t0 = Scheme.parse(spec), time.perf_counter()
-            forecast = forecast_bytes(state, scheme) if len(specs) > 1 and scheme.sd >= 0 else 0
+            coarsest = scheme if scheme.sd >= 0 else replace(scheme, sd=256.0)  # a fitted step goes no coarser
+            forecast = forecast_bytes(state, coarsest) if len(specs) > 1 else 0
             if forecast > FORECAST_SLACK * (h.size_cap_bytes - code):
-                tried.append((scheme.spec, forecast, False, None))
-                self.log(f"artifact candidate {scheme.spec}: forecast ~{forecast} bytes + code {code} > {h.size_cap_bytes}"
+                tried.append((coarsest.spec, f"~{forecast} bytes by the forecast", False, None))
+                self.log(f"artifact candidate {coarsest.spec}: forecast ~{forecast} bytes + code {code} > {h.size_cap_bytes}"
                          f" by more than {FORECAST_SLACK - 1:.0%}, not packed [{time.perf_counter() - t0:.1f}s]")
                 continue
             if scheme.sd < 0:
@@ -2436,7 +2438,7 @@ class Trainer:
                 blob = pack_artifact(state, config, scheme, self.hessians)
             fits = len(blob) + code <= h.size_cap_bytes
             loss = heldout_loss(unpack_artifact(blob)[0]) if fits and len(specs) > 1 else None
-            tried.append((scheme.spec, len(blob), fits, loss))
+            tried.append((scheme.spec, f"{len(blob)} bytes", fits, loss))
             self.log(f"artifact candidate {scheme.spec}: {len(blob)} bytes + code {code} = {len(blob) + code} "
                      + (f"fits, held-out loss {loss:.5f} ({loss - reference:+.5f} vs unquantized)" if loss is not None
                         else "fits" if fits else f"> {h.size_cap_bytes}, does not fit") + f" [{time.perf_counter() - t0:.1f}s]")
@@ -2449,7 +2451,7 @@ class Trainer:
             return blob, scheme  # a forced scheme ships even when over the cap (the run then exits non-zero)
         if best is None:
             raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {tried[-1][0]}, "
-                            f"is {tried[-1][1]} bytes + {code} bytes of code (train a smaller model, or set ARTIFACT)")
+                            f"is {tried[-1][1]} + {code} bytes of code (train a smaller model, or set ARTIFACT)")
         return best[0], best[1]
 
     def finish(self) -> dict:

@@ -93,3 +93,20 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     assert rows and all("-sd" in r["spec"] for r in rows)
     chosen = next(r for r in rows if r["spec"] == shipped(fitted.stdout))
     assert chosen["fits"] and chosen["total"] <= cap
+
+
+@pytest.mark.slow
+def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(tiny_data, tmp_path):
+    """A cap no scheme can meet, even at the coarsest fitted step: nothing is packed (on the default shape each
+    packing takes about a minute), the error names the smallest candidate, and the raw weights are on disk."""
+    code = len(open(tg.__file__, "rb").read())
+    cap = code + 2000
+    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="huge", ITERATIONS=2, VAL_LOSS_EVERY=0, SIZE_CAP_BYTES=str(cap)))
+    assert run.returncode == 1, run.stderr[-2000:]
+    skipped = [NOT_PACKED.match(l)[1] for l in run.stdout.splitlines() if NOT_PACKED.match(l)]
+    assert len(skipped) == len(tg.AUTO_SCHEMES) and not candidates(run.stdout)
+    assert skipped[-1] == tg.Scheme.parse(tg.AUTO_SCHEMES[-1].replace("-sd-", "-sd256-")).spec
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and " bytes by the forecast + " in errors[0]
+    assert errors[0].startswith(f"error: no artifact scheme fits SIZE_CAP_BYTES={cap}: the smallest, {skipped[-1]}, is ~")
+    assert (tmp_path / "models" / "huge.safetensors").is_file() and not (tmp_path / "models" / "huge.ptz").exists()
