@@ -2426,8 +2426,8 @@ class Trainer:
         for spec in specs:
             scheme, t0 = Scheme.parse(spec), time.perf_counter()
             coarsest = scheme if scheme.sd >= 0 else replace(scheme, sd=256.0)  # a fitted step goes no coarser
-            forecast = forecast_bytes(state, coarsest) if len(specs) > 1 else 0  # a forced scheme is always packed
-            if len(specs) > 1 and forecast > FORECAST_SLACK * (h.size_cap_bytes - code):
+            # a forced scheme is always packed; auto skips a candidate forecast well over the budget
+            if len(specs) > 1 and (forecast := forecast_bytes(state, coarsest)) > FORECAST_SLACK * (h.size_cap_bytes - code):
                 tried.append((coarsest.spec, f"~{forecast} bytes by the forecast", False, None))
                 self.log(f"artifact candidate {coarsest.spec}: forecast ~{forecast} bytes + code {code} > {h.size_cap_bytes}"
                          f" by more than {FORECAST_SLACK - 1:.0%}, not packed [{time.perf_counter() - t0:.1f}s]")

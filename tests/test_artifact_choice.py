@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,7 +100,7 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
 def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(tiny_data, tmp_path):
     """A cap no scheme can meet, even at the coarsest fitted step: nothing is packed (on the default shape each
     packing takes about a minute), the error names the smallest candidate, and the raw weights are on disk."""
-    code = len(open(tg.__file__, "rb").read())
+    code = len(Path(tg.__file__).read_bytes())
     cap = code + 2000
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="huge", ITERATIONS=2, VAL_LOSS_EVERY=0, SIZE_CAP_BYTES=str(cap)))
     assert run.returncode == 1, run.stderr[-2000:]
