@@ -44,7 +44,7 @@ from data.golfdata import (
     check_pure_byte_spec,
     shard_bytes,
 )
-from tools.common import (
+from common import (
     DIR_MODE,
     ToolError,
     clean_stale_temporaries,

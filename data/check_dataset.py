@@ -19,7 +19,7 @@ from pathlib import Path
 
 import train_gpt
 from data.golfdata import check_pure_byte_spec, read_golf_manifest
-from tools.common import ToolError, read_json, run_cli
+from common import ToolError, read_json, run_cli
 
 
 def check(data_path: str, tokenizer: str = "", vocab_size: int | None = None, full: bool = False) -> dict:

@@ -1,9 +1,9 @@
 """What the data/ commands share: the shard writer, manifests and their JSON types, the byte vocabulary.
 
 The data/ commands WRITE the formats that train_gpt.py READS (train_gpt.read_shard_header and load_shard are the one
-reader, train_gpt.validate_dataset the one validation); the shard format is the one in the design notes: 256
-little-endian int32 header words (magic, version, token count, zeros), then uint16 tokens. Errors, atomic writes,
-temporaries and the CLI runner are tools/common.py's.
+reader, train_gpt.validate_dataset the one validation). The shard format: 256 little-endian int32 header words
+(magic 20240520, version 1, token count, zeros), then the tokens as little-endian uint16 (data/README.md). Errors,
+atomic writes, temporaries and the CLI runner are the repository's shared module's (common.py).
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from tools import common as C
-from tools.common import ToolError
+import common as C
+from common import ToolError
 
+# train_gpt.py's reader holds the same three constants. Writing a shard must not need torch, which importing
+# train_gpt.py would load, so the constants are repeated here and tests/test_conventions.py holds them equal.
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_WORDS = 256

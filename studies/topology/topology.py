@@ -35,8 +35,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tools import common as C
-from tools.common import ToolError
+import common as C
+from common import ToolError
 
 # The per-matrix features, in table order.
 FEATURES = ("np", "np_norm", "h0_total", "h0_count", "h0_max", "h1_total", "h1_count", "h1_max", "fro")

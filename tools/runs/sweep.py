@@ -37,8 +37,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools import common as C
-from tools.common import ToolError
+import common as C
+from common import ToolError
 from tools.runs import logparse, plot_runs
 
 FINAL_STATES = ("done", "failed", "stopped_early")
