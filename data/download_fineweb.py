@@ -15,9 +15,9 @@ Local layout (under --output-root, default: this data/ folder), the one train_gp
   data/tokenizers/fineweb_1024_bpe.model
   data/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin   (+ a golf manifest.json)
 
-Files already present and complete are skipped; an interrupted file resumes (from its `.partial`
-with --mirror; from the huggingface_hub cache otherwise). Every file is checked before it gets its
-final name: size, shard header against file size, and SHA-256 where the hub (LFS) or the
+Files already present and complete are skipped; an interrupted file resumes (with --mirror from its partial,
+`.NAME.partial-<host>-<pid>-<random>`; from the huggingface_hub cache otherwise). Every file is checked before it
+gets its final name: size, shard header against file size, and SHA-256 where the hub (LFS) or the
 manifest's optional "files" map {path: {"size": n, "sha256": h}} gives one.
 --mirror DIR reads a local directory laid out like the repository instead of the hub
 (for machines without internet).
@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from data.golfdata import (
     expect_str,
     safe_relative_path,
 )
-from tools.common import ToolError, clean_stale_temporaries, lock, read_json, run_cli
+from common import TEMP_NAME_RE, ToolError, clean_stale_temporaries, lock, read_json, run_cli, temp_prefix
 
 try:
     from tqdm import tqdm
@@ -331,10 +332,38 @@ def check_file(path: Path, planned: Planned, *, hash_it: bool, bos_id: int | Non
 
 # ----------------------------------------------------------------------------- download
 
+def partials_of(final: Path) -> list[Path]:
+    """The resume files an interrupted download left for `final`, smallest first: `.NAME.partial-<host>-<pid>-<rnd>`
+    (the one temporary-name convention, kind `partial`), and `NAME.partial` of earlier versions of this command."""
+    prefix = f".{final.name}.partial-"
+    try:
+        names = [entry.name for entry in os.scandir(final.parent)]
+    except OSError:
+        return []
+    found = [final.parent / n for n in names if n.startswith(prefix) and TEMP_NAME_RE.match(n)]
+    legacy = final.with_name(final.name + ".partial")
+    if legacy.is_file():
+        found.append(legacy)
+    return sorted(found, key=lambda p: p.stat().st_size)
+
+
+def claim_partial(final: Path) -> Path:
+    """This process's resume file for `final`: the longest partial an interrupted run left (the others are removed),
+    renamed to this process's name, or a name not yet used. Called with the output root locked: no other download is
+    writing any of them."""
+    mine = final.with_name(temp_prefix(final.name, "partial") + secrets.token_hex(4))
+    left = partials_of(final)
+    for stale in left[:-1]:
+        stale.unlink(missing_ok=True)
+    if left:
+        os.replace(left[-1], mine)
+    return mine
+
+
 def fetch_one(source, planned: Planned, bar, bos_id: int | None) -> dict:
-    """Fetch planned.remote into planned.local via a `.partial` file; verify; rename into place."""
-    part = planned.local.with_name(planned.local.name + ".partial")
+    """Fetch planned.remote into planned.local via its partial (claim_partial); verify; rename into place."""
     planned.local.parent.mkdir(parents=True, exist_ok=True)
+    part = claim_partial(planned.local)
     resumed_from = part.stat().st_size if part.exists() else 0
     moved = source.fetch(planned.remote, part, planned.expected.size, bar)
     try:
@@ -408,7 +437,6 @@ def _download(source, variant: str, train_shards: int, output_root: Path, remote
         if not p.local.exists():
             todo.append(p)
             continue
-        stale_part = p.local.with_name(p.local.name + ".partial")
         try:
             known = previous.get(p.local.name)
             reuse_docs = known is not None and known.get("bytes") == p.local.stat().st_size and "docs" in known
@@ -417,7 +445,7 @@ def _download(source, variant: str, train_shards: int, output_root: Path, remote
             if reuse_docs:
                 facts["docs"] = known["docs"]
             report["files"].append({"path": str(p.local), "role": p.role, "status": "present", **facts})
-            if stale_part.exists():  # the file is complete: an old partial of it is no longer resume state
+            for stale_part in partials_of(p.local):  # the file is complete: a partial of it is no longer resume state
                 stale_part.unlink()
         except ToolError as exc:
             _log(f"note: {p.local} is incomplete or corrupt ({exc}); downloading it again")

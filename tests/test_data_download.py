@@ -10,7 +10,7 @@ import train_gpt
 from data import download_fineweb as dl
 from data import golfdata
 from tests.helpers import SP_MODEL, make_mirror
-from tools import common as C
+import common as C
 
 
 @pytest.fixture()
@@ -41,7 +41,7 @@ def test_downloads_manifest_tokenizer_val_and_a_prefix_of_train_shards(mirror, t
                                                         "fineweb_val_000000.bin"]
     for p in ds.glob("*.bin"):
         assert p.read_bytes() == (mirror / "datasets" / "datasets" / "fineweb10B_sp1024" / p.name).read_bytes()
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial")) and not list(out.rglob(".*.partial-*"))
     # train_gpt finds the tokenizer through the dataset directory's manifest and validates everything
     tok = train_gpt.resolve_tokenizer_path(ds, "")
     assert tok.resolve() == (out / "tokenizers" / "fineweb_1024_bpe.model").resolve()
@@ -63,10 +63,13 @@ def test_rerun_skips_complete_files_and_fetches_only_new_shards(mirror, tmp_path
     assert json.loads((out / "datasets/fineweb10B_sp1024/manifest.json").read_text())["splits"]["train"]["docs"] == 63
 
 
-def test_interrupted_file_resumes_from_its_partial(mirror, tmp_path):
+@pytest.mark.parametrize("part_name", [f".fineweb_train_000001.bin.partial-{C.HOST}-99999999-abc123",  # a dead pid
+                                       "fineweb_train_000001.bin.partial"],  # as earlier versions named it
+                         ids=["partial", "legacy_partial"])
+def test_interrupted_file_resumes_from_its_partial(mirror, tmp_path, part_name):
     out = tmp_path / "data"
     src = mirror / "datasets" / "datasets" / "fineweb10B_sp1024" / "fineweb_train_000001.bin"
-    part = shard_path(out, "sp1024", "train", 1).with_name("fineweb_train_000001.bin.partial")
+    part = shard_path(out, "sp1024", "train", 1).with_name(part_name)
     part.parent.mkdir(parents=True)
     part.write_bytes(src.read_bytes()[:1500])  # what an interrupted copy leaves behind
     report = run(mirror, out, train_shards=2)
@@ -79,7 +82,7 @@ def test_interrupted_file_resumes_from_its_partial(mirror, tmp_path):
 def test_a_partial_with_wrong_bytes_is_fetched_again(mirror, tmp_path):
     out = tmp_path / "data"
     src = mirror / "datasets" / "datasets" / "fineweb10B_sp1024" / "fineweb_val_000000.bin"
-    part = shard_path(out, "sp1024", "val", 0).with_name("fineweb_val_000000.bin.partial")
+    part = shard_path(out, "sp1024", "val", 0).with_name(f".fineweb_val_000000.bin.partial-{C.HOST}-99999999-x1")
     part.parent.mkdir(parents=True)
     part.write_bytes(b"\0" * 1024)  # a bad header: the resumed file fails its check, then a clean fetch
     run(mirror, out, train_shards=0)
@@ -94,6 +97,7 @@ def test_a_truncated_shard_on_the_source_is_detected_and_not_installed(mirror, t
         run(mirror, out, train_shards=2)
     assert shard_path(out, "sp1024", "train", 0).is_file()
     assert not shard_path(out, "sp1024", "train", 1).exists() and not list(out.rglob("*.partial"))
+    assert not list(out.rglob(".*.partial-*"))
 
 
 def test_a_hash_mismatch_from_the_manifest_is_detected(mirror, tmp_path):

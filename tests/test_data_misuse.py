@@ -23,7 +23,7 @@ from data import download_fineweb as dl
 from data import golfdata
 from data import shakespeare as shk
 from tests.helpers import ascii_docs, cli, make_mirror, make_sdist, subprocess_env, write_jsonl
-from tools import common as C
+import common as C
 
 
 def one_error_line(rc: int, err: str) -> str:
@@ -233,7 +233,8 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_pa
     keep = [f".ds.building-{host}-{alive}-live01",          # its process is running
             f".ds.building-otherhost-{gone}-remote1",        # another machine's (shared filesystem)
             ".ds.building-legacy12",                         # no owner recorded
-            "fineweb_val_000000.bin.partial",                # download resume state, not a temporary
+            "fineweb_val_000000.bin.partial",                # download resume state of earlier versions
+            f".fineweb_val_000000.bin.partial-{host}-{gone}-r3sume",  # download resume state: kept for the next run
             ".hidden_user_file"]
     for name in keep:
         (tmp_path / name).write_bytes(b"x")
@@ -388,17 +389,22 @@ def test_download_removes_stale_temporaries_and_partials_of_complete_files_but_r
     ds = out / "datasets" / "fineweb10B_byte260"
     stale_tmp = ds / f".manifest.json.tmp-{C.HOST}-{dead_pid()}-k1lled"
     stale_tmp.write_text("{")
-    done_part = ds / "fineweb_val_000000.bin.partial"  # its file is complete: garbage
+    done_part = ds / f".fineweb_val_000000.bin.partial-{C.HOST}-{dead_pid()}-d0ne"  # its file is complete: garbage
     done_part.write_bytes(b"\0" * 10)
+    legacy_done_part = ds / "fineweb_val_000000.bin.partial"  # the same, named as earlier versions named it
+    legacy_done_part.write_bytes(b"\0" * 10)
     src = byte_mirror / "datasets" / "datasets" / "fineweb10B_byte260" / "fineweb_train_000001.bin"
-    resume_part = ds / "fineweb_train_000001.bin.partial"  # its file is missing: resume state
+    resume_part = ds / f".fineweb_train_000001.bin.partial-{C.HOST}-{dead_pid()}-r3sume"  # its file is missing: resume
     resume_part.write_bytes(src.read_bytes()[:1100])
+    shorter_part = ds / f".fineweb_train_000001.bin.partial-otherhost-{dead_pid()}-sh0rt"  # less of it: dropped
+    shorter_part.write_bytes(src.read_bytes()[:500])
     rc, report, err = cli(dl.main, [*argv[:-3], "2", "--no-progress", "--json"], capsys)
     assert rc == 0, err
     files = {Path(f["path"]).name: f for f in json.loads(report)["files"]}
     assert files["fineweb_train_000001.bin"]["status"] == "resumed"
     assert files["fineweb_train_000001.bin"]["resumed_from"] == 1100
-    assert not stale_tmp.exists() and not done_part.exists() and not resume_part.exists()
+    assert not stale_tmp.exists() and not done_part.exists() and not legacy_done_part.exists()
+    assert not resume_part.exists() and not shorter_part.exists()
     assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".partial")]
 
 
@@ -417,8 +423,11 @@ def test_an_interrupted_download_keeps_its_partial_for_the_next_run(byte_mirror,
             "--no-progress", "--json"]
     monkeypatch.setattr(dl.MirrorSource, "fetch", interrupted)
     assert cli(dl.main, argv, capsys)[0] == 130
-    part = out / "datasets" / "fineweb10B_byte260" / "fineweb_train_000000.bin.partial"
-    assert part.stat().st_size == 1500 and not part.with_suffix("").exists()
+    ds = out / "datasets" / "fineweb10B_byte260"
+    (part,) = ds.glob(".fineweb_train_000000.bin.partial-*")  # the one temporary-name convention, kind partial
+    m = C.TEMP_NAME_RE.match(part.name)
+    assert m and m.group("final") == "fineweb_train_000000.bin" and int(m.group("pid")) == os.getpid()
+    assert part.stat().st_size == 1500 and not (ds / "fineweb_train_000000.bin").exists()
     monkeypatch.setattr(dl.MirrorSource, "fetch", real_fetch)
     rc, report, err = cli(dl.main, argv, capsys)
     assert rc == 0, err
