@@ -33,7 +33,7 @@ class GolfError(Exception):
     """A problem the user can fix; reported as one line and a non-zero exit."""
 
 
-# ----------------------------------------------------------------------------- hyperparameters
+# ----------------------------------------------------------------------------- settings
 
 @dataclass
 class Hyperparameters:
@@ -334,6 +334,126 @@ def check_setting_names(environ) -> None:
         problem = setting_name_problem(name, settings)
         if problem:
             raise GolfError(problem)
+
+
+# ----------------------------------------------------------------------------- runtime: device, precision, threads
+
+@dataclass
+class Runtime:
+    rank: int
+    world_size: int
+    device: torch.device
+    bf16: bool  # bf16 autocast and bf16 Newton-Schulz
+    compile: bool
+    choices: str = ""  # what was chosen for precision, compile and threads, and why (logged)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+def cpu_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU multiplies bf16 matrices in hardware (x86 AVX-512 BF16 or AMX, Arm BF16), from the flags the
+    kernel reports; None where they cannot be read (not Linux)."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    flags = {f for line in lines if line.split(":")[0].strip() in ("flags", "Features") for f in line.split(":", 1)[1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 256, seconds: float = 0.1, device="cpu") -> float:
+    """Measured GFLOP/s of an n x n x n matrix product in dtype on this device (at least 3 repetitions)."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def choose_bf16(setting: str, device_type: str, native: bool | None, measure=matmul_gflops) -> tuple[bool, str]:
+    """BF16=auto: on for CUDA; on a CPU only where bf16 matmul is native (from the CPU flags, or measured against fp32
+    where the flags are unknown). Returns (use bf16, the reason for the log; a 'warning:' prefix when forced on slowly)."""
+    if device_type == "cuda":
+        return setting != "0", f"BF16={setting} on CUDA"
+    if setting == "0":
+        return False, "BF16=0"
+    if setting == "1" and native:
+        return True, "BF16=1, CPU has native bf16 matmul"
+    if native is None or setting == "1":
+        fp32, bf16 = measure(torch.float32), measure(torch.bfloat16)
+        speed = f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f} ({fp32 / bf16:.1f}x slower)" if bf16 < fp32 else \
+            f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f}"
+        if setting == "1":
+            return True, f"warning: BF16=1 on a CPU without native bf16 matmul, {speed}; BF16=auto would use fp32"
+        return bf16 >= fp32, f"BF16=auto, CPU flags unknown, measured {speed}"
+    return native, f"BF16=auto, CPU {'has' if native else 'has no'} native bf16 matmul (avx512_bf16/amx_bf16/bf16 flags)"
+
+
+def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -> tuple[int, str]:
+    """CPU_THREADS, else an explicit OMP_NUM_THREADS (not the 1 that torchrun puts there for several processes),
+    else this process's share of the cores it may run on."""
+    if setting > 0:
+        return setting, f"CPU_THREADS={setting}"
+    omp = environ.get("OMP_NUM_THREADS", "")
+    torchrun_default = local_world_size > 1 and omp == "1" and "TORCHELASTIC_RUN_ID" in environ
+    if omp.isdigit() and int(omp) > 0 and not torchrun_default:
+        return int(omp), f"OMP_NUM_THREADS={omp}"
+    return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
+
+
+def setup_runtime(h: Hyperparameters) -> Runtime:
+    """The one place with device-specific choices: CUDA gets NCCL, TF32, bf16 and compile by default; CPU gets gloo,
+    its share of the cores, and bf16 only where the CPU multiplies bf16 natively."""
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if 8 % world_size:
+        raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches)")
+    use_cuda = h.device == "cuda" or (h.device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise GolfError("DEVICE=cuda but no CUDA device is available")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        threads = ""
+    else:
+        device = torch.device("cpu")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        count, why = cpu_thread_count(h.cpu_threads, os.environ, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), cores)
+        torch.set_num_threads(count)
+        threads = f" threads:{count} ({why})"
+    if world_size > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    bf16, why_bf16 = choose_bf16(h.bf16, device.type, None if use_cuda else cpu_native_bf16())
+    # On CPU the first compiled step costs minutes and pays back only on long runs; see the README's measurements.
+    compile_model = use_cuda if h.compile == "auto" else h.compile == "1"
+    why_compile = f"COMPILE={h.compile}" + (" (on for CUDA, off on CPU)" if h.compile == "auto" else "")
+    choices = f"precision:{'bf16' if bf16 else 'fp32'} ({why_bf16}) compile:{int(compile_model)} ({why_compile}){threads}"
+    return Runtime(rank, world_size, device, bf16, compile_model, choices)
+
+
+def hardware_line(rt: Runtime) -> str:
+    if rt.device.type == "cuda":
+        name = f"{torch.cuda.get_device_name(rt.device)} x{rt.world_size}"
+    else:
+        name = f"cpu {platform.processor() or platform.machine()} threads:{torch.get_num_threads()} x{rt.world_size} processes"
+    return f"hardware: {name} torch:{torch.__version__} python:{platform.python_version()}"
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 # ----------------------------------------------------------------------------- data
@@ -760,6 +880,108 @@ class BigramHash(nn.Module):
         return self.proj(e) if self.proj is not None else e
 
 
+class SmearGate(nn.Module):
+    """Mix each token's embedding with the previous token's through a learned gate read from its first channels:
+    x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}. Never across a BOS (the previous token is another document's).
+    Zero-initialised, so it starts as the identity."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.bos_id = cfg.bos_id
+        self.w = nn.Parameter(torch.zeros(GATE_INPUTS))
+        self.lam = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        prev = F.pad(x[:, :-1], (0, 0, 1, 0))  # position 0 has no previous token
+        gate = torch.sigmoid(x[..., :GATE_INPUTS] @ self.w.to(x.dtype))[..., None]
+        return x + self.lam.to(x.dtype) * gate * prev * (ids != self.bos_id)[..., None].to(x.dtype)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.bigram = BigramHash(cfg) if cfg.bigram_buckets else None
+        self.smear = SmearGate(cfg) if cfg.smear_gate else None
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.looping = False  # depth recurrence: the trainer turns it on at LOOP_AT of training
+        self.eval_doc_mask = False  # DOC_EVAL: keep attention within documents even if training did not
+        most = len(self.layer_order(looping=True))  # U-Net skips pair virtual layers: enough weights for the longest order
+        self.skip_weights = nn.Parameter(torch.ones(min(most // 2, most - most // 2), cfg.model_dim))
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
+        self.fused_ce = False  # the Triton cross-entropy; the trainer turns it on for CUDA
+        if init:  # off only to learn the parameter shapes on the meta device
+            self.reset_parameters()
+
+    def layer_order(self, looping: bool | None = None) -> list[int]:
+        """The blocks in the order they run: with depth recurrence on, LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
+        (the same parameters each time)."""
+        cfg, order = self.cfg, list(range(self.cfg.num_layers))
+        if (self.looping if looping is None else looping) and cfg.loop_repeats:
+            loop = order[cfg.loop_start:cfg.loop_end + 1]
+            order = order[:cfg.loop_end + 1] + loop * cfg.loop_repeats + order[cfg.loop_end + 1:]
+        return order
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        overtone_init_(self.tok_emb.weight, self.cfg.tied_embed_init_std)
+        for block in self.blocks:  # zero-init output projections: every block starts as the identity
+            nn.init.zeros_(block.attn.proj.weight)
+            nn.init.zeros_(block.mlp.proj.weight)
+        if self.bigram is not None:
+            if self.bigram.proj is not None:
+                nn.init.normal_(self.bigram.embed.weight, std=0.02)
+                nn.init.zeros_(self.bigram.proj.weight)
+            else:
+                nn.init.zeros_(self.bigram.embed.weight)
+        if self.lm_head is not None:
+            nn.init.zeros_(self.lm_head.weight)
+
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(ids)
+        if self.bigram is not None:
+            x = x + self.bigram(ids)
+        if self.smear is not None:
+            x = self.smear(x, ids)
+        x = x0 = rms_norm(x)
+        doc_mask = self.cfg.doc_mask or self.eval_doc_mask
+        varlen = ids if doc_mask and ids.is_cuda and flash_attn_varlen_func is not None else None
+        mask = document_mask(ids, self.cfg.bos_id) if doc_mask and varlen is None else None
+        order = self.layer_order()
+        num_encoder, skips = len(order) // 2, []
+        for i, layer in enumerate(order):
+            if i >= num_encoder and skips:  # U-Net: decoder step j reads encoder step (n-1-j)'s output
+                x = x + self.skip_weights[i - num_encoder].to(x.dtype) * skips.pop()
+            x = self.blocks[layer](x, x0, varlen, mask)
+            if i < num_encoder:
+                skips.append(x)
+        return rms_norm(x)
+
+    def output_weight(self) -> torch.Tensor:
+        return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return softcapped_logits(h, self.output_weight(), self.cfg.logit_softcap)
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        h = self.hidden(ids)
+        ce = fused_softcap_ce if self.fused_ce else reference_softcap_ce
+        loss = ce(h.reshape(-1, h.size(-1)), self.output_weight(), targets.reshape(-1), self.cfg.logit_softcap, reduction)
+        return loss if reduction == "mean" else loss.view_as(targets)
+
+
+def overtone_init_(weight: torch.Tensor, std: float) -> None:
+    """Normal init, then reshape the singular-value spectrum to a power law S_k ~ k^-0.5 with the same Frobenius norm."""
+    nn.init.normal_(weight, std=std)
+    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    target = torch.arange(1, s.numel() + 1, dtype=torch.float32) ** -0.5
+    target *= s.norm() / target.norm()
+    weight.copy_((u * target) @ vh)
+
+
+# ----------------------------------------------------------------------------- fused cross-entropy (Triton, CUDA)
+
 # Fused soft-capped cross-entropy (Triton, CUDA only; proven against the reference under TRITON_INTERPRET=1).
 # Logits are computed chunk by chunk and overwritten in place by their gradient: the (N, V) fp32 logits, their
 # soft-capped copy and the softmax are never all materialised.
@@ -872,107 +1094,7 @@ if triton is not None:
         return _SoftcapCE.apply(x, W, targets.contiguous(), float(softcap), reduction, chunk, block_v, dt)
 
 
-class SmearGate(nn.Module):
-    """Mix each token's embedding with the previous token's through a learned gate read from its first channels:
-    x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}. Never across a BOS (the previous token is another document's).
-    Zero-initialised, so it starts as the identity."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.bos_id = cfg.bos_id
-        self.w = nn.Parameter(torch.zeros(GATE_INPUTS))
-        self.lam = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        prev = F.pad(x[:, :-1], (0, 0, 1, 0))  # position 0 has no previous token
-        gate = torch.sigmoid(x[..., :GATE_INPUTS] @ self.w.to(x.dtype))[..., None]
-        return x + self.lam.to(x.dtype) * gate * prev * (ids != self.bos_id)[..., None].to(x.dtype)
-
-
-class GPT(nn.Module):
-    def __init__(self, cfg: ModelConfig, init: bool = True):
-        super().__init__()
-        self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
-        self.bigram = BigramHash(cfg) if cfg.bigram_buckets else None
-        self.smear = SmearGate(cfg) if cfg.smear_gate else None
-        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
-        self.looping = False  # depth recurrence: the trainer turns it on at LOOP_AT of training
-        self.eval_doc_mask = False  # DOC_EVAL: keep attention within documents even if training did not
-        most = len(self.layer_order(looping=True))  # U-Net skips pair virtual layers: enough weights for the longest order
-        self.skip_weights = nn.Parameter(torch.ones(min(most // 2, most - most // 2), cfg.model_dim))
-        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.model_dim, cfg.vocab_size, bias=False)
-        self.fused_ce = False  # the Triton cross-entropy; the trainer turns it on for CUDA
-        if init:  # off only to learn the parameter shapes on the meta device
-            self.reset_parameters()
-
-    def layer_order(self, looping: bool | None = None) -> list[int]:
-        """The blocks in the order they run: with depth recurrence on, LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
-        (the same parameters each time)."""
-        cfg, order = self.cfg, list(range(self.cfg.num_layers))
-        if (self.looping if looping is None else looping) and cfg.loop_repeats:
-            loop = order[cfg.loop_start:cfg.loop_end + 1]
-            order = order[:cfg.loop_end + 1] + loop * cfg.loop_repeats + order[cfg.loop_end + 1:]
-        return order
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        overtone_init_(self.tok_emb.weight, self.cfg.tied_embed_init_std)
-        for block in self.blocks:  # zero-init output projections: every block starts as the identity
-            nn.init.zeros_(block.attn.proj.weight)
-            nn.init.zeros_(block.mlp.proj.weight)
-        if self.bigram is not None:
-            if self.bigram.proj is not None:
-                nn.init.normal_(self.bigram.embed.weight, std=0.02)
-                nn.init.zeros_(self.bigram.proj.weight)
-            else:
-                nn.init.zeros_(self.bigram.embed.weight)
-        if self.lm_head is not None:
-            nn.init.zeros_(self.lm_head.weight)
-
-    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tok_emb(ids)
-        if self.bigram is not None:
-            x = x + self.bigram(ids)
-        if self.smear is not None:
-            x = self.smear(x, ids)
-        x = x0 = rms_norm(x)
-        doc_mask = self.cfg.doc_mask or self.eval_doc_mask
-        varlen = ids if doc_mask and ids.is_cuda and flash_attn_varlen_func is not None else None
-        mask = document_mask(ids, self.cfg.bos_id) if doc_mask and varlen is None else None
-        order = self.layer_order()
-        num_encoder, skips = len(order) // 2, []
-        for i, layer in enumerate(order):
-            if i >= num_encoder and skips:  # U-Net: decoder step j reads encoder step (n-1-j)'s output
-                x = x + self.skip_weights[i - num_encoder].to(x.dtype) * skips.pop()
-            x = self.blocks[layer](x, x0, varlen, mask)
-            if i < num_encoder:
-                skips.append(x)
-        return rms_norm(x)
-
-    def output_weight(self) -> torch.Tensor:
-        return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return softcapped_logits(h, self.output_weight(), self.cfg.logit_softcap)
-
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        h = self.hidden(ids)
-        ce = fused_softcap_ce if self.fused_ce else reference_softcap_ce
-        loss = ce(h.reshape(-1, h.size(-1)), self.output_weight(), targets.reshape(-1), self.cfg.logit_softcap, reduction)
-        return loss if reduction == "mean" else loss.view_as(targets)
-
-
-def overtone_init_(weight: torch.Tensor, std: float) -> None:
-    """Normal init, then reshape the singular-value spectrum to a power law S_k ~ k^-0.5 with the same Frobenius norm."""
-    nn.init.normal_(weight, std=std)
-    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-    target = torch.arange(1, s.numel() + 1, dtype=torch.float32) ** -0.5
-    target *= s.norm() / target.norm()
-    weight.copy_((u * target) @ vh)
-
-
-# ----------------------------------------------------------------------------- optimizer
+# ----------------------------------------------------------------------------- optimizers and schedules
 
 # Newton-Schulz coefficients (a, b, c) per iteration; the last triple repeats for more iterations. "standard" is the
 # classic quintic; "polar" is the Polar Express schedule the top records use.
@@ -1104,221 +1226,7 @@ def muon_momentum_at(step: int, h: Hyperparameters) -> float:
     return (1 - frac) * h.muon_momentum_warmup_start + frac * h.muon_momentum
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-def window_starts(num_targets: int, seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sliding windows over the targets tokens[1:]. Window k starts at min(k*stride, T-seq_len) and scores the
-    targets after the previous window's end, so every target is scored exactly once, each with at least
-    seq_len-stride tokens of context (except the first window's). stride == seq_len is the non-overlapping pass."""
-    length = min(seq_len, num_targets)
-    count = max(0, math.ceil((num_targets - length) / stride)) + 1
-    starts = np.minimum(np.arange(count, dtype=np.int64) * stride, num_targets - length)
-    ends = starts + length
-    first_scored = np.concatenate([[0], ends[:-1]]) - starts  # offset within each window of its first scored target
-    return starts, first_scored
-
-
-def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, length: int, batch_seqs: int,
-                  device, autocast, out: list, per_target: dict | None = None) -> None:
-    """Score windows tokens[s : s+length+1] (targets from offset `first` on) in batches; append each window's (loss
-    sum, targets, bytes) to `out`, and with per_target, each scored target's loss by its index."""
-    base_bytes, has_space, is_boundary = luts
-    positions = torch.arange(length, device=device)
-    batch_seqs = max(1, min(batch_seqs, len(starts)))  # never pad past the windows there are
-    for b in range(0, len(starts), batch_seqs):
-        # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
-        real = np.arange(b, b + batch_seqs) < len(starts)
-        rows = np.minimum(np.arange(b, b + batch_seqs), len(starts) - 1)
-        window = torch.from_numpy(tokens[starts[rows, None] + np.arange(length + 1)].astype(np.int64)).to(device)
-        x, y = window[:, :-1], window[:, 1:]
-        with autocast:
-            losses = model(x, y, reduction="none").float()
-        scored = positions[None, :] >= torch.from_numpy(np.where(real, first[rows], length)).to(device)[:, None]
-        nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
-        sums = torch.stack([(losses.double() * scored).sum(1), scored.sum(1).double(), (nbytes * scored).sum(1).double()], 1)
-        out.extend(sums[: int(real.sum())].tolist())
-        if per_target is not None:
-            for r in range(int(real.sum())):
-                for j in range(int(first[rows[r]]), length):
-                    per_target[int(starts[rows[r]]) + j] = losses[r, j].item()
-
-
-def totals_of(window_sums: list, world_size: int, device) -> tuple[float, float]:
-    """(val_loss, val_bpb) from per-window sums: summed exactly (math.fsum), so the batching cannot change a digit."""
-    totals = torch.tensor([math.fsum(w[i] for w in window_sums) for i in range(3)], dtype=torch.float64, device=device)
-    if world_size > 1:
-        dist.all_reduce(totals)
-    loss_sum, count, nbytes = totals.tolist()
-    return loss_sum / count, loss_sum / math.log(2) / nbytes
-
-
-def device_luts(luts, device) -> tuple:
-    return tuple(torch.as_tensor(t, device=device) for t in luts)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
-             device: torch.device, autocast, rank: int = 0, world_size: int = 1, per_target: dict | None = None) -> tuple[float, float]:
-    """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
-    starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
-    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
-    sums, was_training = [], model.training
-    model.eval()
-    score_windows(model, val_tokens, device_luts(luts, device), starts[lo:hi], first_scored[lo:hi], min(seq_len, len(val_tokens) - 1),
-                  batch_seqs, device, autocast, sums, per_target)
-    model.train(was_training)
-    return totals_of(sums, world_size, device)
-
-
-# Score-first test-time training (TTT): the model adapts on validation text only after that text has been scored.
-#   sgd:  the validation stream in chunks of TTT_CHUNK_TOKENS; each chunk's sliding windows are scored, then the
-#         chunk trains the weights (TTT_PARAMS) for TTT_STEPS epochs of SGD with momentum, the learning rate falling
-#         along a cosine over the chunks. Under torchrun every process scores its share of each chunk's windows
-#         and trains on its share of the chunk's sequences; gradients are averaged, so all processes adapt alike.
-#   lora: each document alone, from its own start, in chunks of TTT_CHUNK_TOKENS; each chunk is scored, then
-#         TTT_STEPS Adam steps train rank-TTT_LORA_RANK adapters on TTT_LORA_TARGETS; with TTT_RESET=1 the adapters
-#         restart at every document. Under torchrun each process takes a share of the documents.
-# Both start from the model they are given: in the run, the artifact as read back from disk.
-def ttt_lr_at(chunk: int, chunks: int, lr: float) -> float:
-    return lr * 0.5 * (1 + math.cos(math.pi * chunk / max(chunks - 1, 1)))
-
-
-def attach_lora(model: "GPT", targets: str, rank: int) -> list[nn.Parameter]:
-    """Low-rank adapters (A random, B zero: no change until trained) on the named block matrices of every block."""
-    names = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.proj", "fc": "mlp.fc", "down": "mlp.proj"}
-    params = []
-    for block in model.blocks:
-        for key in targets.split(","):
-            linear = block.get_submodule(names[key])
-            a = nn.Parameter(torch.randn(rank, linear.in_features, device=linear.weight.device) / math.sqrt(linear.in_features))
-            b = nn.Parameter(torch.zeros(linear.out_features, rank, device=linear.weight.device))
-            linear.lora = (a, b)
-            params += [a, b]
-    return params
-
-
-def detach_lora(model: "GPT") -> None:
-    for m in model.modules():
-        if isinstance(m, Linear):
-            m.lora = None
-
-
-def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: "Hyperparameters", device, autocast, rank: int = 0,
-                 world_size: int = 1, log=print, per_target: dict | None = None) -> tuple[float, float, dict]:
-    """(val_loss, val_bpb, facts) of score-first TTT; facts: chunks, chunks adapted, whether the time cap cut it short."""
-    t0, luts, facts = time.perf_counter(), device_luts(luts, device), {"cut_short": False, "adapted": 0}
-    sums, L = [], min(h.eval_seq_len, len(tokens) - 1)
-    over_time = lambda: h.eval_time_cap_seconds > 0 and time.perf_counter() - t0 > h.eval_time_cap_seconds
-    if h.ttt == "sgd":
-        params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
-        opt = torch.optim.SGD(params, lr=h.ttt_lr, momentum=h.ttt_momentum)
-        starts, first = window_starts(len(tokens) - 1, L, h.eval_stride)
-        chunk_of = (starts + first) // h.ttt_chunk_tokens
-        chunks = int(chunk_of[-1]) + 1
-        for c in range(chunks):
-            mine = np.nonzero(chunk_of == c)[0]
-            mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
-            model.eval()
-            with torch.no_grad():
-                score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
-            if c == chunks - 1 or not h.ttt_steps or facts["cut_short"]:
-                continue
-            if over_time():
-                facts["cut_short"] = True
-                log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {c} of {chunks - 1} chunks")
-                continue
-            # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
-            c0, c1 = c * h.ttt_chunk_tokens, min((c + 1) * h.ttt_chunk_tokens, len(tokens) - 1)
-            rows = np.arange(c0, c1 - L + 1, L)
-            for group in opt.param_groups:
-                group["lr"] = ttt_lr_at(c, chunks, h.ttt_lr)
-            model.train()
-            steps = math.ceil(len(rows) / (h.ttt_batch_seqs * world_size))
-            for _ in range(h.ttt_steps):
-                for s in range(steps):
-                    global_batch = rows[s * h.ttt_batch_seqs * world_size:(s + 1) * h.ttt_batch_seqs * world_size]
-                    batch = global_batch[rank::world_size]
-                    if len(batch):  # this process's share of the step's rows; the gradient sum is the batch mean's
-                        window = torch.from_numpy(tokens[batch[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
-                        with autocast:
-                            loss = model(window[:, :-1], window[:, 1:])
-                        (loss * len(batch) / len(global_batch)).backward()
-                    for p in params:
-                        if p.grad is None:
-                            p.grad = torch.zeros_like(p)
-                        if world_size > 1:
-                            dist.all_reduce(p.grad)
-                    nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-            facts["adapted"] += 1
-        facts["chunks"] = chunks
-    else:  # lora, one document at a time
-        bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
-        edges = np.unique(np.concatenate([[0], bos, [len(tokens) - 1]]))
-        docs = list(zip(edges[:-1], edges[1:]))[rank::world_size]
-        params = attach_lora(model, h.ttt_lora_targets, h.ttt_lora_rank)
-        opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
-        chunks = 0
-        for d, (s, e) in enumerate(docs):  # targets s..e-1 (the last predicts the next document's BOS)
-            if h.ttt_reset and d:
-                with torch.no_grad():
-                    for b in params[1::2]:
-                        b.zero_()
-                opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
-            for c0 in range(s, e, min(h.ttt_chunk_tokens, L)):  # a chunk is scored in one window of up to L tokens
-                c1 = min(c0 + min(h.ttt_chunk_tokens, L), e)
-                w0 = max(s, c1 - L)
-                x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
-                y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
-                adapt = h.ttt_steps and c1 < e and not facts["cut_short"]
-                model.train(bool(adapt))
-                with torch.set_grad_enabled(bool(adapt)), autocast:
-                    losses = model(x, y, reduction="none").float()
-                scored = losses[0, c0 - w0:]
-                nbytes = luts[0][y[0, c0 - w0:]].int() + (luts[1][y[0, c0 - w0:]] & ~luts[2][x[0, c0 - w0:]]).int()
-                sums.append([scored.double().sum().item(), float(scored.numel()), nbytes.double().sum().item()])
-                if per_target is not None:
-                    per_target.update({c0 + j: v for j, v in enumerate(scored.tolist())})
-                chunks += 1
-                if not adapt:
-                    continue
-                if over_time():
-                    facts["cut_short"] = True
-                    log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {chunks} chunks")
-                    continue
-                for step in range(h.ttt_steps):
-                    if step:
-                        with autocast:
-                            losses = model(x, y, reduction="none").float()
-                        scored = losses[0, c0 - w0:]
-                    scored.mean().backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                facts["adapted"] += 1
-        detach_lora(model)
-        facts["chunks"] = chunks
-    model.eval()
-    facts["seconds"] = time.perf_counter() - t0
-    return (*totals_of(sums, world_size, device), facts)
-
-
-def eval_flops(model: "GPT", h: "Hyperparameters", val_targets: int, facts: dict | None) -> float:
-    """Matmul FLOPs of the final evaluation: 2 per weight per token forward over every window (sliding windows see
-    each token about EVAL_SEQ_LEN/EVAL_STRIDE times), plus attention; TTT adds 4 per weight per trained token."""
-    weights = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and n != "tok_emb.weight")
-    weights = weights * len(model.layer_order()) / max(len(model.blocks), 1) + model.cfg.vocab_size * model.cfg.model_dim
-    per_token = 2 * weights + 2 * len(model.layer_order()) * h.eval_seq_len * model.cfg.model_dim
-    forward_tokens = val_targets * max(h.eval_seq_len / h.eval_stride, 1) if h.ttt != "lora" else \
-        val_targets * max(h.eval_seq_len / h.ttt_chunk_tokens, 1)
-    trained = val_targets * h.ttt_steps if h.ttt != "0" and facts else 0
-    return per_token * forward_tokens + 2 * per_token * trained
-
-
-H100_BF16_DENSE_FLOPS = 989e12  # per GPU, the SXM card's dense bf16 figure; estimates assume 40% of it
-
-
-# ----------------------------------------------------------------------------- tensor files, quantization, artifact
+# ----------------------------------------------------------------------------- training
 
 # Tensor files use the safetensors layout: u64 header length, JSON header (dtype, shape, byte range per tensor,
 # and "__metadata__"), raw little-endian bytes. Nothing is ever unpickled.
@@ -1400,584 +1308,6 @@ def load_tensors(path) -> tuple[dict, dict]:
     except OSError as e:
         raise GolfError(f"cannot read {path}: {e.strerror}") from None
     return tensors_from_bytes(buf, str(path))
-
-
-# Codecs: the whole quantized payload is compressed as one stream. Every decompressor is bounded (output past the
-# limit is a decompression bomb) and refuses truncated streams and trailing bytes. The level is not stored.
-CODEC_IDS = {"zlib": 1, "zstd": 2, "lzma": 3, "brotli": 4}
-CODEC_LEVELS = {"zlib": (9, 0, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "brotli": (11, 0, 11)}  # default, min, max
-
-
-def _bomb(limit: int) -> GolfError:
-    return GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
-
-
-def compress(data: bytes, codec: str, level: int) -> bytes:
-    if codec == "zlib":
-        return zlib.compress(data, level)
-    if codec == "lzma":
-        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=level)
-    if codec == "zstd":
-        import zstandard
-        return zstandard.ZstdCompressor(level=level).compress(data)
-    import brotli
-    return brotli.compress(data, quality=level)
-
-
-def decompress_bounded(data: bytes, codec: str, limit: int) -> bytes:
-    if codec in ("zlib", "lzma"):
-        d = zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        out = d.decompress(data, limit + 1) if codec == "zlib" else d.decompress(data, max_length=limit + 1)
-        if len(out) > limit or getattr(d, "unconsumed_tail", b""):
-            raise _bomb(limit)
-    elif codec == "zstd":
-        import zstandard
-        d, out, step = zstandard.ZstdDecompressor().decompressobj(), bytearray(), 512  # <= ~16 MiB out per step
-        for i in range(0, len(data), step):
-            out += d.decompress(data[i:i + step])
-            if len(out) > limit:
-                raise _bomb(limit)
-            if d.eof:
-                if i + step < len(data):
-                    raise GolfError("trailing bytes after the compressed stream")
-                break
-    else:
-        import brotli
-        d, out = brotli.Decompressor(), bytearray()
-        for i in range(0, len(data), 4096):  # brotli expands at most ~1000x: <= ~4 MiB out per piece
-            out += d.process(data[i:i + 4096])
-            if len(out) > limit:
-                raise _bomb(limit)
-            if d.is_finished() and i + 4096 < len(data):
-                raise GolfError("trailing bytes after the compressed stream")
-    if not (d.is_finished() if codec == "brotli" else d.eof):
-        raise GolfError("compressed stream is truncated")
-    if getattr(d, "unused_data", b""):
-        raise GolfError("trailing bytes after the compressed stream")
-    return bytes(out)
-
-
-@dataclass(frozen=True)
-class Scheme:
-    """How a float state dict becomes an artifact.
-    Spec: int<B>[-emb<B>][-bigram<B>][-sd<K>][-gptq][-packed][-shuffle]+<codec>[-<level>].
-    B is the signed code width of a role (16 = kept fp16): block matrices and the bigram projection (int<B>), the
-    token embedding and untied head (emb, default 8), the BigramHash table (bigram, default: the matrices' width).
-    Every row gets one fp16 scale: by default the clip level with the least reconstruction error; with sd<K> the
-    block matrices' rows use a step of K standard deviations over the code range instead (larger K: fewer bytes,
-    more error; a bare `sd` in ARTIFACT means: the smallest K whose artifact fits SIZE_CAP_BYTES). gptq:
-    error-compensating rounding with input statistics from training batches; packed: codes bit-packed instead of
-    one per byte; shuffle: the payload's even bytes, then its odd bytes, before compression."""
-    bits: int = 8
-    embed_bits: int = 8
-    bigram_bits: int = 8
-    gptq: bool = False
-    packed: bool = False
-    shuffle: bool = False
-    codec: str = "zlib"
-    level: int = 9
-    sd: float = 0.0  # 0: clip search; > 0: step = sd * row std / code range; -1: fitted to the cap (ARTIFACT only)
-
-    @classmethod
-    def parse(cls, spec: str) -> "Scheme":
-        quant, _, codec_part = spec.strip().lower().partition("+")
-        codec, _, level = codec_part.partition("-")
-        parts = quant.split("-")
-        def width(p: str, prefix: str) -> int:
-            if not p[len(prefix):].isdigit() or int(p[len(prefix):]) not in (2, 3, 4, 5, 6, 7, 8, 16):
-                raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a width of 2 to 8 bits (or 16 for fp16)")
-            return int(p[len(prefix):])
-        if codec not in CODEC_IDS or not parts[0].startswith("int"):
-            raise GolfError(f"artifact scheme {spec!r} must look like int6+brotli or int6-emb8-gptq+zstd-19 "
-                            f"(codecs: {', '.join(CODEC_IDS)})")
-        bits = width(parts[0], "int")
-        kw = dict(bits=bits, bigram_bits=bits, codec=codec, level=CODEC_LEVELS[codec][0])
-        for p in parts[1:]:
-            if p in ("gptq", "packed", "shuffle"):
-                kw[p] = True
-            elif p.startswith("sd"):
-                try:
-                    kw["sd"] = float(p[2:]) if p != "sd" else -1.0
-                except ValueError:
-                    kw["sd"] = 0.0
-                if not (kw["sd"] == -1.0 or 0.5 <= kw["sd"] <= 256):
-                    raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a step of 0.5 to 256 standard deviations")
-            elif p.startswith(("emb", "bigram")):
-                kw["embed_bits" if p.startswith("emb") else "bigram_bits"] = width(p, "emb" if p.startswith("emb") else "bigram")
-            else:
-                raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, sd<K>, gptq, packed, shuffle)")
-        if bits == 16:
-            raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
-        if level:
-            lo, hi = CODEC_LEVELS[codec][1:]
-            if not level.isdigit() or not lo <= int(level) <= hi:
-                raise GolfError(f"artifact scheme {spec!r}: {codec} level must be {lo}..{hi}")
-            kw["level"] = int(level)
-        return cls(**kw)
-
-    @property
-    def spec(self) -> str:
-        parts = [f"int{self.bits}", f"emb{self.embed_bits}", f"bigram{self.bigram_bits}"]
-        parts += [f"sd{self.sd:g}" if self.sd > 0 else "sd"] if self.sd else []
-        parts += [p for p in ("gptq", "packed", "shuffle") if getattr(self, p)]
-        level = "" if self.level == CODEC_LEVELS[self.codec][0] else f"-{self.level}"
-        return "-".join(parts) + f"+{self.codec}{level}"
-
-
-CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights", "gate", "smear")
-
-
-def tensor_role(name: str, t: torch.Tensor) -> str:
-    """Which width of a scheme a tensor gets: embed, bigram or matrix; float (fp16) for vectors and control tensors;
-    raw for integers."""
-    if not t.is_floating_point():
-        return "raw"
-    if t.ndim != 2 or any(c in name for c in CONTROL_NAMES):
-        return "float"
-    if name in ("tok_emb.weight", "lm_head.weight"):
-        return "embed"
-    return "bigram" if name == "bigram.embed.weight" else "matrix"
-
-
-CLIP_FRACTIONS = (1.0, 0.995, 0.985, 0.97, 0.95, 0.93, 0.9, 0.87, 0.84, 0.8, 0.75, 0.7, 0.65, 0.6)
-
-
-def row_scales(w: torch.Tensor, bits: int, importance: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row fp16 scale: the clip level (a fraction of the row's max |w|) whose rounding has the least squared
-    error, weighted per column by `importance` (the inputs' mean square, for GPTQ) when given."""
-    qmax = 2 ** (bits - 1) - 1
-    amax = w.abs().amax(dim=1)
-    best_err, best = torch.full_like(amax, float("inf")), torch.zeros_like(amax, dtype=torch.float16)
-    for frac in CLIP_FRACTIONS:
-        scale = (amax * frac / qmax).clamp_min(2 ** -24).half()
-        s = scale.float()[:, None]
-        err = (torch.clamp(torch.round(w / s), -qmax, qmax) * s - w) ** 2
-        err = (err * importance if importance is not None else err).sum(dim=1)
-        better = err < best_err
-        best_err, best = torch.where(better, err, best_err), torch.where(better, scale, best)
-    return best
-
-
-def scheme_scales(w: torch.Tensor, bits: int, scheme: Scheme, role: str, importance=None) -> torch.Tensor:
-    """Row scales for a tensor: a step of SD row standard deviations for matrices under sd<K>, else clip search."""
-    if scheme.sd > 0 and role in ("matrix", "bigram"):
-        return (scheme.sd * w.std(dim=1) / (2 ** (bits - 1) - 1)).clamp_min(2 ** -24).half()
-    return row_scales(w, bits, importance)
-
-
-def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.Tensor, block: int = 128) -> torch.Tensor:
-    """GPTQ: round columns one at a time (most active inputs first) and push each column's rounding error onto the
-    columns not yet rounded, through the inverse of the inputs' second moment H = E[x x^T], so that the layer's
-    output on such inputs moves as little as possible. Returns the integer codes."""
-    qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
-    W, H, s = w.float().clone(), hessian.double().clone(), scale.float()[:, None]
-    dead = H.diagonal() == 0
-    H[dead, dead], W[:, dead] = 1.0, 0.0
-    order = torch.argsort(H.diagonal(), descending=True)
-    W, H = W[:, order], H[order][:, order]
-    for damping in (0.01, 0.1, 1.0):  # more damping where a few batches leave H nearly singular
-        try:
-            damped = H + damping * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
-            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
-            break
-        except torch.linalg.LinAlgError:
-            Hinv = None
-    if Hinv is None:  # no usable statistics: round to nearest
-        return torch.clamp(torch.round(w.float() / s), -qmax, qmax).to(torch.int8)
-    Q = torch.zeros_like(W)
-    for i1 in range(0, cols, block):
-        i2 = min(i1 + block, cols)
-        W1, Hinv1, err1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2], torch.zeros_like(W[:, i1:i2])
-        for j in range(i2 - i1):
-            q = torch.clamp(torch.round(W1[:, j:j + 1] / s), -qmax, qmax)
-            Q[:, i1 + j] = q[:, 0]
-            err = (W1[:, j:j + 1] - q * s) / Hinv1[j, j]
-            W1[:, j:] -= err * Hinv1[j:j + 1, j:]
-            err1[:, j] = err[:, 0]
-        W[:, i2:] -= err1 @ Hinv[i1:i2, i2:]
-    return Q[:, torch.argsort(order)].to(torch.int8)
-
-
-def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Signed codes -> little-endian bitstream of `bits` bits per code (uint8)."""
-    u = (codes.to(torch.int16) + (1 << (bits - 1))).to(torch.uint8).numpy().reshape(-1, 1)
-    planes = np.unpackbits(u, axis=1, bitorder="little")[:, :bits]
-    return torch.from_numpy(np.packbits(planes.ravel(), bitorder="little"))
-
-
-def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    if packed.numel() * 8 < count * bits:
-        raise ValueError(f"{packed.numel()} packed bytes hold fewer than {count} codes of {bits} bits")
-    planes = np.unpackbits(packed.numpy(), bitorder="little")[:count * bits].reshape(count, bits)
-    u = np.packbits(np.pad(planes, ((0, 0), (0, 8 - bits))), axis=1, bitorder="little").ravel()
-    return torch.from_numpy(u.astype(np.int16) - (1 << (bits - 1)))
-
-
-def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = None) -> tuple[dict, dict]:
-    """(stored tensors, per-tensor info for the metadata). With scheme.gptq, matrices whose input statistics are in
-    `hessians` (name -> H) are rounded by GPTQ; the others round to nearest."""
-    tensors, info = {}, {}
-    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
-    for name, t in state.items():
-        role = tensor_role(name, t)
-        bits = widths.get(role)
-        if bits is None:
-            tensors[name], info[name] = t, {"q": "raw"}
-            continue
-        if bits == 16:
-            tensors[name], info[name] = t.half(), {"q": "fp16"}
-            continue
-        w = t.float()
-        H = hessians.get(name) if scheme.gptq and hessians else None
-        scale = scheme_scales(w, bits, scheme, role, None if H is None else H.diagonal()[None, :].float())
-        if H is not None:
-            codes = gptq_round(w, scale, bits, H)
-        else:
-            qmax = 2 ** (bits - 1) - 1
-            codes = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
-        tensors[name + ".scale"] = scale
-        if scheme.packed and bits < 8:
-            tensors[name], info[name] = pack_codes(codes, bits), {"q": "int_row_packed", "bits": bits, "shape": list(w.shape)}
-        else:
-            tensors[name], info[name] = codes, {"q": "int_row", "bits": bits}
-    return tensors, info
-
-
-def dequantize(tensors: dict, name: str, info) -> torch.Tensor:
-    """One stored tensor back to float; ValueError/KeyError on anything inconsistent."""
-    kind = info.get("q") if isinstance(info, dict) else None
-    if kind == "raw":
-        return tensors[name]
-    if kind == "fp16":
-        if tensors[name].dtype != torch.float16:
-            raise ValueError("an fp16 tensor is not stored as F16")
-        return tensors[name].float()
-    if kind not in ("int_row", "int_row_packed"):
-        raise ValueError(f"unknown quantization {kind!r}")
-    bits, scale = info.get("bits"), tensors[name + ".scale"]
-    if type(bits) is not int or not 2 <= bits <= 8 or scale.dtype != torch.float16 or scale.ndim != 1:
-        raise ValueError(f"bad width {bits!r} or scale {tuple(scale.shape)} {scale.dtype}")
-    if kind == "int_row_packed":
-        shape = info.get("shape")
-        if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v > 0 for v in shape)):
-            raise ValueError(f"bad packed shape {shape!r}")
-        codes = unpack_codes(tensors[name], bits, shape[0] * shape[1]).reshape(shape)
-    else:
-        codes = tensors[name]
-        if codes.dtype != torch.int8 or codes.ndim != 2:
-            raise ValueError("codes are not a 2-D int8 tensor")
-    if codes.size(0) != scale.numel():
-        raise ValueError(f"{codes.size(0)} rows of codes but {scale.numel()} row scales")
-    if codes.numel() and int(codes.to(torch.int16).abs().max()) > 2 ** (bits - 1) - 1:
-        raise ValueError(f"codes do not fit {bits} bits")
-    return codes.float() * scale.float()[:, None]
-
-
-# The artifact: magic, version, codec id, flags (1 = byte-shuffled), SHA-256 of the compressed payload, payload.
-# The payload is the safetensors-layout bytes of the stored tensors, with the scheme, model config and per-tensor
-# quantization in the metadata. The hash is checked before anything is decompressed.
-ARTIFACT_MAGIC, ARTIFACT_VERSION, ARTIFACT_HEAD = b"GOLF", 2, 39
-
-
-def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
-    a = np.frombuffer(data, dtype=np.uint8)
-    if inverse:
-        out = np.empty_like(a)
-        out[0::2], out[1::2] = a[:(a.size + 1) // 2], a[(a.size + 1) // 2:]
-        return out.tobytes()
-    return np.concatenate([a[0::2], a[1::2]]).tobytes()
-
-
-def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
-    if scheme.sd < 0:
-        raise GolfError(f"artifact scheme {scheme.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
-    return encode_artifact(*quantize_state_dict(state, scheme, hessians), config, scheme)
-
-
-def encode_artifact(tensors: dict, info: dict, config: dict, scheme: Scheme) -> bytes:
-    """The container around quantize_state_dict's output (one quantization can then be tried with several codecs)."""
-    payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
-    payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
-    head = ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, CODEC_IDS[scheme.codec], int(scheme.shuffle)])
-    return head + hashlib.sha256(payload).digest() + payload
-
-
-def inflate_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict, str]:
-    """(stored tensors, metadata, codec) of an artifact, checked and decompressed but not dequantized."""
-    if len(blob) < ARTIFACT_HEAD or blob[:4] != ARTIFACT_MAGIC:
-        raise GolfError(f"{what}: not a golf artifact (bad magic or truncated header)")
-    if blob[4] != ARTIFACT_VERSION:
-        raise GolfError(f"{what}: artifact version {blob[4]} is not supported (expected {ARTIFACT_VERSION})")
-    codec = {v: k for k, v in CODEC_IDS.items()}.get(blob[5])
-    if codec is None or blob[6] > 1:
-        raise GolfError(f"{what}: unknown compression codec id {blob[5]} or flags {blob[6]}")
-    if hashlib.sha256(blob[ARTIFACT_HEAD:]).digest() != blob[7:ARTIFACT_HEAD]:
-        raise GolfError(f"{what}: integrity check failed (SHA-256 mismatch): the file is corrupt or was modified")
-    try:
-        inner = decompress_bounded(blob[ARTIFACT_HEAD:], codec, limit)
-    except GolfError as e:
-        raise GolfError(f"{what}: {e}") from None
-    except Exception as e:  # a codec library's own error on a corrupt stream
-        raise GolfError(f"{what}: corrupt {codec} stream ({e})") from None
-    tensors, metadata = tensors_from_bytes(byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
-    return tensors, metadata, codec
-
-
-def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
-    """(float state dict, metadata) of an artifact, whatever its scheme and codec; GolfError on anything wrong."""
-    tensors, metadata, _ = inflate_artifact(blob, what, limit)
-    infos = metadata.get("tensors")
-    if not isinstance(infos, dict) or not infos:
-        raise GolfError(f"{what}: the metadata lists no tensors")
-    state = {}
-    for name, info in infos.items():
-        try:
-            state[name] = dequantize(tensors, name, info)
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise GolfError(f"{what}: tensor {name!r} cannot be decoded ({e})") from None
-        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
-            raise GolfError(f"{what}: tensor {name!r} holds non-finite weights")
-    return state, metadata
-
-
-def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
-    try:
-        blob = Path(path).read_bytes()
-    except OSError as e:
-        raise GolfError(f"cannot read {path}: {e.strerror}") from None
-    return unpack_artifact(blob, str(path), limit)
-
-
-def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
-    """Build the model a stored config describes, after checking the config's types and bounds and that the stored
-    tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
-    known = {f.name: f.default for f in fields(ModelConfig)}
-    if not isinstance(config, dict) or set(config) - set(known):
-        raise GolfError(f"{what}: the model config is not an object of ModelConfig fields "
-                        f"(unknown: {sorted(set(config) - set(known)) if isinstance(config, dict) else type(config).__name__})")
-    config = {**known, **config}  # a field added since the file was written keeps its default (every switch: off)
-    for f in fields(ModelConfig):
-        v = config[f.name]
-        if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):
-            raise GolfError(f"{what}: model config {f.name}={v!r} is not a {type(f.default).__name__}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and 0 <= v <= 1 << 20):
-            raise GolfError(f"{what}: model config {f.name}={v!r} is out of range")
-    cfg = ModelConfig(**config)
-    layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
-    if layers != set(range(cfg.num_layers)) or min(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) < 1:
-        raise GolfError(f"{what}: the config's {cfg.num_layers} layers do not match the {len(layers)} stored blocks")
-    try:
-        with torch.device("meta"):
-            shapes = {k: tuple(v.shape) for k, v in GPT(cfg, init=False).state_dict().items()}
-    except (RuntimeError, ValueError, ZeroDivisionError) as e:
-        raise GolfError(f"{what}: the model config is inconsistent ({e})") from None
-    stored = {k: tuple(v.shape) for k, v in state.items()}
-    if stored != shapes:
-        diff = sorted(set(stored.items()) ^ set(shapes.items()))[:3]
-        raise GolfError(f"{what}: the stored tensors do not match the model config (first differences: {diff})")
-    model = GPT(cfg)
-    model.load_state_dict(state, strict=True)
-    return model
-
-
-def forecast_bytes(state: dict, scheme: Scheme) -> int:
-    """Projected artifact bytes without compressing: each quantized tensor costs the order-0 entropy of its codes
-    (round to nearest with the scheme's clip search), plus its fp16 scales; float tensors cost 2 bytes each. Brotli
-    lands within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
-    total = 1024.0  # container and JSON header
-    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
-    for name, t in state.items():
-        bits = widths.get(tensor_role(name, t), 16)
-        if bits == 16:
-            total += 2 * t.numel()
-            continue
-        w = t.float()
-        scale = scheme_scales(w, bits, scheme, tensor_role(name, t)).float()[:, None]
-        qmax = 2 ** (bits - 1) - 1
-        counts = torch.bincount((torch.clamp(torch.round(w / scale), -qmax, qmax) + qmax).long().flatten()).float()
-        p = counts[counts > 0] / w.numel()
-        total += float(-(p * p.log2()).sum()) * w.numel() / 8 + 2 * w.size(0)
-    return int(total)
-
-
-# ----------------------------------------------------------------------------- training
-
-@dataclass
-class Runtime:
-    rank: int
-    world_size: int
-    device: torch.device
-    bf16: bool  # bf16 autocast and bf16 Newton-Schulz
-    compile: bool
-    choices: str = ""  # what was chosen for precision, compile and threads, and why (logged)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-
-
-def cpu_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
-    """Whether the CPU multiplies bf16 matrices in hardware (x86 AVX-512 BF16 or AMX, Arm BF16), from the flags the
-    kernel reports; None where they cannot be read (not Linux)."""
-    try:
-        lines = Path(cpuinfo).read_text().splitlines()
-    except OSError:
-        return None
-    flags = {f for line in lines if line.split(":")[0].strip() in ("flags", "Features") for f in line.split(":", 1)[1].split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 256, seconds: float = 0.1, device="cpu") -> float:
-    """Measured GFLOP/s of an n x n x n matrix product in dtype on this device (at least 3 repetitions)."""
-    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
-    a @ b
-    reps, t0 = 0, time.perf_counter()
-    while reps < 3 or time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def choose_bf16(setting: str, device_type: str, native: bool | None, measure=matmul_gflops) -> tuple[bool, str]:
-    """BF16=auto: on for CUDA; on a CPU only where bf16 matmul is native (from the CPU flags, or measured against fp32
-    where the flags are unknown). Returns (use bf16, the reason for the log; a 'warning:' prefix when forced on slowly)."""
-    if device_type == "cuda":
-        return setting != "0", f"BF16={setting} on CUDA"
-    if setting == "0":
-        return False, "BF16=0"
-    if setting == "1" and native:
-        return True, "BF16=1, CPU has native bf16 matmul"
-    if native is None or setting == "1":
-        fp32, bf16 = measure(torch.float32), measure(torch.bfloat16)
-        speed = f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f} ({fp32 / bf16:.1f}x slower)" if bf16 < fp32 else \
-            f"bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.1f}"
-        if setting == "1":
-            return True, f"warning: BF16=1 on a CPU without native bf16 matmul, {speed}; BF16=auto would use fp32"
-        return bf16 >= fp32, f"BF16=auto, CPU flags unknown, measured {speed}"
-    return native, f"BF16=auto, CPU {'has' if native else 'has no'} native bf16 matmul (avx512_bf16/amx_bf16/bf16 flags)"
-
-
-def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -> tuple[int, str]:
-    """CPU_THREADS, else an explicit OMP_NUM_THREADS (not the 1 that torchrun puts there for several processes),
-    else this process's share of the cores it may run on."""
-    if setting > 0:
-        return setting, f"CPU_THREADS={setting}"
-    omp = environ.get("OMP_NUM_THREADS", "")
-    torchrun_default = local_world_size > 1 and omp == "1" and "TORCHELASTIC_RUN_ID" in environ
-    if omp.isdigit() and int(omp) > 0 and not torchrun_default:
-        return int(omp), f"OMP_NUM_THREADS={omp}"
-    return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
-
-
-def setup_runtime(h: Hyperparameters) -> Runtime:
-    """The one place with device-specific choices: CUDA gets NCCL, TF32, bf16 and compile by default; CPU gets gloo,
-    its share of the cores, and bf16 only where the CPU multiplies bf16 natively."""
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if 8 % world_size:
-        raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches)")
-    use_cuda = h.device == "cuda" or (h.device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise GolfError("DEVICE=cuda but no CUDA device is available")
-    if use_cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        threads = ""
-    else:
-        device = torch.device("cpu")
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        count, why = cpu_thread_count(h.cpu_threads, os.environ, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), cores)
-        torch.set_num_threads(count)
-        threads = f" threads:{count} ({why})"
-    if world_size > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    bf16, why_bf16 = choose_bf16(h.bf16, device.type, None if use_cuda else cpu_native_bf16())
-    # On CPU the first compiled step costs minutes and pays back only on long runs; see the README's measurements.
-    compile_model = use_cuda if h.compile == "auto" else h.compile == "1"
-    why_compile = f"COMPILE={h.compile}" + (" (on for CUDA, off on CPU)" if h.compile == "auto" else "")
-    choices = f"precision:{'bf16' if bf16 else 'fp32'} ({why_bf16}) compile:{int(compile_model)} ({why_compile}){threads}"
-    return Runtime(rank, world_size, device, bf16, compile_model, choices)
-
-
-def hardware_line(rt: Runtime) -> str:
-    if rt.device.type == "cuda":
-        name = f"{torch.cuda.get_device_name(rt.device)} x{rt.world_size}"
-    else:
-        name = f"cpu {platform.processor() or platform.machine()} threads:{torch.get_num_threads()} x{rt.world_size} processes"
-    return f"hardware: {name} torch:{torch.__version__} python:{platform.python_version()}"
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-@torch.no_grad()
-def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
-    """GPTQ's statistics: for every quantized matrix (and the output head), the sum of x x^T over the inputs x it
-    sees on the given token batches, and the number of tokens. Divide the sums by the count for E[x x^T]."""
-    sums, hooks = {}, []
-    def hook(name):
-        def accumulate(module, inputs, output):
-            x = inputs[0].detach().reshape(-1, inputs[0].size(-1)).float()
-            sums[name] = sums.get(name, 0) + x.T @ x
-        return accumulate
-    for name, m in model.named_modules():
-        if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
-            hooks.append(m.register_forward_hook(hook(name + ".weight")))
-    head = "tok_emb.weight" if model.lm_head is None else "lm_head.weight"
-    tokens = torch.zeros((), dtype=torch.float64, device=model.tok_emb.weight.device)
-    try:
-        for x in batches:
-            with autocast:
-                hidden = model.hidden(x).reshape(-1, model.cfg.model_dim).float()
-            sums[head] = sums.get(head, 0) + hidden.T @ hidden
-            tokens += x.numel()
-    finally:
-        for handle in hooks:
-            handle.remove()
-    return sums, tokens
-
-
-def forecast_sd(state: dict, scheme: Scheme, budget: int) -> float:
-    """The finest step (fewest standard deviations, sd) whose entropy forecast fits the budget, by bisection."""
-    lo, hi = 2.0, 256.0
-    for _ in range(14):
-        mid = (lo * hi) ** 0.5
-        lo, hi = (lo, mid) if forecast_bytes(state, replace(scheme, sd=mid)) <= budget else (mid, hi)
-    return round(hi, 3)
-
-
-def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int) -> tuple[Scheme, bytes]:
-    """The finest step whose artifact fits the budget: the forecast's step, then packing for real and widening the
-    step by the bits still over, until it fits (at most 6 tries)."""
-    quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
-    sd = forecast_sd(state, scheme, budget)
-    for _ in range(6):
-        scheme = replace(scheme, sd=round(sd, 3))
-        blob = pack_artifact(state, config, scheme, hessians)
-        if len(blob) <= budget or sd >= 256:
-            break
-        sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
-    return scheme, blob
-
-
-# ARTIFACT=auto tries these in order and ships the best-scoring one that fits: int8, int7, then a step fitted to the
-# cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit. A candidate whose
-# forecast (at its coarsest step, for sd) is over the budget by more than FORECAST_SLACK is not packed: brotli at
-# quality 11 takes about a minute per default-size candidate, and packed bytes have stayed within 0.981-1.003x of
-# the forecast (docs/measurements.md).
-AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
-                "int8-emb6-bigram6-sd-gptq+brotli", "int8-emb4-bigram4-sd-gptq+brotli")
-FORECAST_SLACK = 1.03
 
 
 def default_run_id() -> str:
@@ -2533,6 +1863,682 @@ class Trainer:
             self.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
         return summary
 
+
+# ----------------------------------------------------------------------------- the artifact: schemes, quantizers, GPTQ, codecs, container, the automatic choice
+
+# Codecs: the whole quantized payload is compressed as one stream. Every decompressor is bounded (output past the
+# limit is a decompression bomb) and refuses truncated streams and trailing bytes. The level is not stored.
+CODEC_IDS = {"zlib": 1, "zstd": 2, "lzma": 3, "brotli": 4}
+CODEC_LEVELS = {"zlib": (9, 0, 9), "zstd": (22, 1, 22), "lzma": (9, 0, 9), "brotli": (11, 0, 11)}  # default, min, max
+
+
+def _bomb(limit: int) -> GolfError:
+    return GolfError(f"inflates to more than {limit} bytes: refused as a decompression bomb")
+
+
+def compress(data: bytes, codec: str, level: int) -> bytes:
+    if codec == "zlib":
+        return zlib.compress(data, level)
+    if codec == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=level)
+    if codec == "zstd":
+        import zstandard
+        return zstandard.ZstdCompressor(level=level).compress(data)
+    import brotli
+    return brotli.compress(data, quality=level)
+
+
+def decompress_bounded(data: bytes, codec: str, limit: int) -> bytes:
+    if codec in ("zlib", "lzma"):
+        d = zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        out = d.decompress(data, limit + 1) if codec == "zlib" else d.decompress(data, max_length=limit + 1)
+        if len(out) > limit or getattr(d, "unconsumed_tail", b""):
+            raise _bomb(limit)
+    elif codec == "zstd":
+        import zstandard
+        d, out, step = zstandard.ZstdDecompressor().decompressobj(), bytearray(), 512  # <= ~16 MiB out per step
+        for i in range(0, len(data), step):
+            out += d.decompress(data[i:i + step])
+            if len(out) > limit:
+                raise _bomb(limit)
+            if d.eof:
+                if i + step < len(data):
+                    raise GolfError("trailing bytes after the compressed stream")
+                break
+    else:
+        import brotli
+        d, out = brotli.Decompressor(), bytearray()
+        for i in range(0, len(data), 4096):  # brotli expands at most ~1000x: <= ~4 MiB out per piece
+            out += d.process(data[i:i + 4096])
+            if len(out) > limit:
+                raise _bomb(limit)
+            if d.is_finished() and i + 4096 < len(data):
+                raise GolfError("trailing bytes after the compressed stream")
+    if not (d.is_finished() if codec == "brotli" else d.eof):
+        raise GolfError("compressed stream is truncated")
+    if getattr(d, "unused_data", b""):
+        raise GolfError("trailing bytes after the compressed stream")
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How a float state dict becomes an artifact.
+    Spec: int<B>[-emb<B>][-bigram<B>][-sd<K>][-gptq][-packed][-shuffle]+<codec>[-<level>].
+    B is the signed code width of a role (16 = kept fp16): block matrices and the bigram projection (int<B>), the
+    token embedding and untied head (emb, default 8), the BigramHash table (bigram, default: the matrices' width).
+    Every row gets one fp16 scale: by default the clip level with the least reconstruction error; with sd<K> the
+    block matrices' rows use a step of K standard deviations over the code range instead (larger K: fewer bytes,
+    more error; a bare `sd` in ARTIFACT means: the smallest K whose artifact fits SIZE_CAP_BYTES). gptq:
+    error-compensating rounding with input statistics from training batches; packed: codes bit-packed instead of
+    one per byte; shuffle: the payload's even bytes, then its odd bytes, before compression."""
+    bits: int = 8
+    embed_bits: int = 8
+    bigram_bits: int = 8
+    gptq: bool = False
+    packed: bool = False
+    shuffle: bool = False
+    codec: str = "zlib"
+    level: int = 9
+    sd: float = 0.0  # 0: clip search; > 0: step = sd * row std / code range; -1: fitted to the cap (ARTIFACT only)
+
+    @classmethod
+    def parse(cls, spec: str) -> "Scheme":
+        quant, _, codec_part = spec.strip().lower().partition("+")
+        codec, _, level = codec_part.partition("-")
+        parts = quant.split("-")
+        def width(p: str, prefix: str) -> int:
+            if not p[len(prefix):].isdigit() or int(p[len(prefix):]) not in (2, 3, 4, 5, 6, 7, 8, 16):
+                raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a width of 2 to 8 bits (or 16 for fp16)")
+            return int(p[len(prefix):])
+        if codec not in CODEC_IDS or not parts[0].startswith("int"):
+            raise GolfError(f"artifact scheme {spec!r} must look like int6+brotli or int6-emb8-gptq+zstd-19 "
+                            f"(codecs: {', '.join(CODEC_IDS)})")
+        bits = width(parts[0], "int")
+        kw = dict(bits=bits, bigram_bits=bits, codec=codec, level=CODEC_LEVELS[codec][0])
+        for p in parts[1:]:
+            if p in ("gptq", "packed", "shuffle"):
+                kw[p] = True
+            elif p.startswith("sd"):
+                try:
+                    kw["sd"] = float(p[2:]) if p != "sd" else -1.0
+                except ValueError:
+                    kw["sd"] = 0.0
+                if not (kw["sd"] == -1.0 or 0.5 <= kw["sd"] <= 256):
+                    raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a step of 0.5 to 256 standard deviations")
+            elif p.startswith(("emb", "bigram")):
+                kw["embed_bits" if p.startswith("emb") else "bigram_bits"] = width(p, "emb" if p.startswith("emb") else "bigram")
+            else:
+                raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, sd<K>, gptq, packed, shuffle)")
+        if bits == 16:
+            raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
+        if level:
+            lo, hi = CODEC_LEVELS[codec][1:]
+            if not level.isdigit() or not lo <= int(level) <= hi:
+                raise GolfError(f"artifact scheme {spec!r}: {codec} level must be {lo}..{hi}")
+            kw["level"] = int(level)
+        return cls(**kw)
+
+    @property
+    def spec(self) -> str:
+        parts = [f"int{self.bits}", f"emb{self.embed_bits}", f"bigram{self.bigram_bits}"]
+        parts += [f"sd{self.sd:g}" if self.sd > 0 else "sd"] if self.sd else []
+        parts += [p for p in ("gptq", "packed", "shuffle") if getattr(self, p)]
+        level = "" if self.level == CODEC_LEVELS[self.codec][0] else f"-{self.level}"
+        return "-".join(parts) + f"+{self.codec}{level}"
+
+
+CONTROL_NAMES = ("resid_mix", "q_gain", "attn_scale", "mlp_scale", "skip_weights", "gate", "smear")
+
+
+def tensor_role(name: str, t: torch.Tensor) -> str:
+    """Which width of a scheme a tensor gets: embed, bigram or matrix; float (fp16) for vectors and control tensors;
+    raw for integers."""
+    if not t.is_floating_point():
+        return "raw"
+    if t.ndim != 2 or any(c in name for c in CONTROL_NAMES):
+        return "float"
+    if name in ("tok_emb.weight", "lm_head.weight"):
+        return "embed"
+    return "bigram" if name == "bigram.embed.weight" else "matrix"
+
+
+CLIP_FRACTIONS = (1.0, 0.995, 0.985, 0.97, 0.95, 0.93, 0.9, 0.87, 0.84, 0.8, 0.75, 0.7, 0.65, 0.6)
+
+
+def row_scales(w: torch.Tensor, bits: int, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row fp16 scale: the clip level (a fraction of the row's max |w|) whose rounding has the least squared
+    error, weighted per column by `importance` (the inputs' mean square, for GPTQ) when given."""
+    qmax = 2 ** (bits - 1) - 1
+    amax = w.abs().amax(dim=1)
+    best_err, best = torch.full_like(amax, float("inf")), torch.zeros_like(amax, dtype=torch.float16)
+    for frac in CLIP_FRACTIONS:
+        scale = (amax * frac / qmax).clamp_min(2 ** -24).half()
+        s = scale.float()[:, None]
+        err = (torch.clamp(torch.round(w / s), -qmax, qmax) * s - w) ** 2
+        err = (err * importance if importance is not None else err).sum(dim=1)
+        better = err < best_err
+        best_err, best = torch.where(better, err, best_err), torch.where(better, scale, best)
+    return best
+
+
+def scheme_scales(w: torch.Tensor, bits: int, scheme: Scheme, role: str, importance=None) -> torch.Tensor:
+    """Row scales for a tensor: a step of SD row standard deviations for matrices under sd<K>, else clip search."""
+    if scheme.sd > 0 and role in ("matrix", "bigram"):
+        return (scheme.sd * w.std(dim=1) / (2 ** (bits - 1) - 1)).clamp_min(2 ** -24).half()
+    return row_scales(w, bits, importance)
+
+
+@torch.no_grad()
+def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
+    """GPTQ's statistics: for every quantized matrix (and the output head), the sum of x x^T over the inputs x it
+    sees on the given token batches, and the number of tokens. Divide the sums by the count for E[x x^T]."""
+    sums, hooks = {}, []
+    def hook(name):
+        def accumulate(module, inputs, output):
+            x = inputs[0].detach().reshape(-1, inputs[0].size(-1)).float()
+            sums[name] = sums.get(name, 0) + x.T @ x
+        return accumulate
+    for name, m in model.named_modules():
+        if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
+            hooks.append(m.register_forward_hook(hook(name + ".weight")))
+    head = "tok_emb.weight" if model.lm_head is None else "lm_head.weight"
+    tokens = torch.zeros((), dtype=torch.float64, device=model.tok_emb.weight.device)
+    try:
+        for x in batches:
+            with autocast:
+                hidden = model.hidden(x).reshape(-1, model.cfg.model_dim).float()
+            sums[head] = sums.get(head, 0) + hidden.T @ hidden
+            tokens += x.numel()
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return sums, tokens
+
+
+def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """GPTQ: round columns one at a time (most active inputs first) and push each column's rounding error onto the
+    columns not yet rounded, through the inverse of the inputs' second moment H = E[x x^T], so that the layer's
+    output on such inputs moves as little as possible. Returns the integer codes."""
+    qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
+    W, H, s = w.float().clone(), hessian.double().clone(), scale.float()[:, None]
+    dead = H.diagonal() == 0
+    H[dead, dead], W[:, dead] = 1.0, 0.0
+    order = torch.argsort(H.diagonal(), descending=True)
+    W, H = W[:, order], H[order][:, order]
+    for damping in (0.01, 0.1, 1.0):  # more damping where a few batches leave H nearly singular
+        try:
+            damped = H + damping * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
+            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
+            break
+        except torch.linalg.LinAlgError:
+            Hinv = None
+    if Hinv is None:  # no usable statistics: round to nearest
+        return torch.clamp(torch.round(w.float() / s), -qmax, qmax).to(torch.int8)
+    Q = torch.zeros_like(W)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1, Hinv1, err1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2], torch.zeros_like(W[:, i1:i2])
+        for j in range(i2 - i1):
+            q = torch.clamp(torch.round(W1[:, j:j + 1] / s), -qmax, qmax)
+            Q[:, i1 + j] = q[:, 0]
+            err = (W1[:, j:j + 1] - q * s) / Hinv1[j, j]
+            W1[:, j:] -= err * Hinv1[j:j + 1, j:]
+            err1[:, j] = err[:, 0]
+        W[:, i2:] -= err1 @ Hinv[i1:i2, i2:]
+    return Q[:, torch.argsort(order)].to(torch.int8)
+
+
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Signed codes -> little-endian bitstream of `bits` bits per code (uint8)."""
+    u = (codes.to(torch.int16) + (1 << (bits - 1))).to(torch.uint8).numpy().reshape(-1, 1)
+    planes = np.unpackbits(u, axis=1, bitorder="little")[:, :bits]
+    return torch.from_numpy(np.packbits(planes.ravel(), bitorder="little"))
+
+
+def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    if packed.numel() * 8 < count * bits:
+        raise ValueError(f"{packed.numel()} packed bytes hold fewer than {count} codes of {bits} bits")
+    planes = np.unpackbits(packed.numpy(), bitorder="little")[:count * bits].reshape(count, bits)
+    u = np.packbits(np.pad(planes, ((0, 0), (0, 8 - bits))), axis=1, bitorder="little").ravel()
+    return torch.from_numpy(u.astype(np.int16) - (1 << (bits - 1)))
+
+
+def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = None) -> tuple[dict, dict]:
+    """(stored tensors, per-tensor info for the metadata). With scheme.gptq, matrices whose input statistics are in
+    `hessians` (name -> H) are rounded by GPTQ; the others round to nearest."""
+    tensors, info = {}, {}
+    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
+    for name, t in state.items():
+        role = tensor_role(name, t)
+        bits = widths.get(role)
+        if bits is None:
+            tensors[name], info[name] = t, {"q": "raw"}
+            continue
+        if bits == 16:
+            tensors[name], info[name] = t.half(), {"q": "fp16"}
+            continue
+        w = t.float()
+        H = hessians.get(name) if scheme.gptq and hessians else None
+        scale = scheme_scales(w, bits, scheme, role, None if H is None else H.diagonal()[None, :].float())
+        if H is not None:
+            codes = gptq_round(w, scale, bits, H)
+        else:
+            qmax = 2 ** (bits - 1) - 1
+            codes = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
+        tensors[name + ".scale"] = scale
+        if scheme.packed and bits < 8:
+            tensors[name], info[name] = pack_codes(codes, bits), {"q": "int_row_packed", "bits": bits, "shape": list(w.shape)}
+        else:
+            tensors[name], info[name] = codes, {"q": "int_row", "bits": bits}
+    return tensors, info
+
+
+def dequantize(tensors: dict, name: str, info) -> torch.Tensor:
+    """One stored tensor back to float; ValueError/KeyError on anything inconsistent."""
+    kind = info.get("q") if isinstance(info, dict) else None
+    if kind == "raw":
+        return tensors[name]
+    if kind == "fp16":
+        if tensors[name].dtype != torch.float16:
+            raise ValueError("an fp16 tensor is not stored as F16")
+        return tensors[name].float()
+    if kind not in ("int_row", "int_row_packed"):
+        raise ValueError(f"unknown quantization {kind!r}")
+    bits, scale = info.get("bits"), tensors[name + ".scale"]
+    if type(bits) is not int or not 2 <= bits <= 8 or scale.dtype != torch.float16 or scale.ndim != 1:
+        raise ValueError(f"bad width {bits!r} or scale {tuple(scale.shape)} {scale.dtype}")
+    if kind == "int_row_packed":
+        shape = info.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v > 0 for v in shape)):
+            raise ValueError(f"bad packed shape {shape!r}")
+        codes = unpack_codes(tensors[name], bits, shape[0] * shape[1]).reshape(shape)
+    else:
+        codes = tensors[name]
+        if codes.dtype != torch.int8 or codes.ndim != 2:
+            raise ValueError("codes are not a 2-D int8 tensor")
+    if codes.size(0) != scale.numel():
+        raise ValueError(f"{codes.size(0)} rows of codes but {scale.numel()} row scales")
+    if codes.numel() and int(codes.to(torch.int16).abs().max()) > 2 ** (bits - 1) - 1:
+        raise ValueError(f"codes do not fit {bits} bits")
+    return codes.float() * scale.float()[:, None]
+
+
+# The artifact: magic, version, codec id, flags (1 = byte-shuffled), SHA-256 of the compressed payload, payload.
+# The payload is the safetensors-layout bytes of the stored tensors, with the scheme, model config and per-tensor
+# quantization in the metadata. The hash is checked before anything is decompressed.
+ARTIFACT_MAGIC, ARTIFACT_VERSION, ARTIFACT_HEAD = b"GOLF", 2, 39
+
+
+def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
+    a = np.frombuffer(data, dtype=np.uint8)
+    if inverse:
+        out = np.empty_like(a)
+        out[0::2], out[1::2] = a[:(a.size + 1) // 2], a[(a.size + 1) // 2:]
+        return out.tobytes()
+    return np.concatenate([a[0::2], a[1::2]]).tobytes()
+
+
+def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
+    if scheme.sd < 0:
+        raise GolfError(f"artifact scheme {scheme.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
+    return encode_artifact(*quantize_state_dict(state, scheme, hessians), config, scheme)
+
+
+def encode_artifact(tensors: dict, info: dict, config: dict, scheme: Scheme) -> bytes:
+    """The container around quantize_state_dict's output (one quantization can then be tried with several codecs)."""
+    payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
+    payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
+    head = ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, CODEC_IDS[scheme.codec], int(scheme.shuffle)])
+    return head + hashlib.sha256(payload).digest() + payload
+
+
+def inflate_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict, str]:
+    """(stored tensors, metadata, codec) of an artifact, checked and decompressed but not dequantized."""
+    if len(blob) < ARTIFACT_HEAD or blob[:4] != ARTIFACT_MAGIC:
+        raise GolfError(f"{what}: not a golf artifact (bad magic or truncated header)")
+    if blob[4] != ARTIFACT_VERSION:
+        raise GolfError(f"{what}: artifact version {blob[4]} is not supported (expected {ARTIFACT_VERSION})")
+    codec = {v: k for k, v in CODEC_IDS.items()}.get(blob[5])
+    if codec is None or blob[6] > 1:
+        raise GolfError(f"{what}: unknown compression codec id {blob[5]} or flags {blob[6]}")
+    if hashlib.sha256(blob[ARTIFACT_HEAD:]).digest() != blob[7:ARTIFACT_HEAD]:
+        raise GolfError(f"{what}: integrity check failed (SHA-256 mismatch): the file is corrupt or was modified")
+    try:
+        inner = decompress_bounded(blob[ARTIFACT_HEAD:], codec, limit)
+    except GolfError as e:
+        raise GolfError(f"{what}: {e}") from None
+    except Exception as e:  # a codec library's own error on a corrupt stream
+        raise GolfError(f"{what}: corrupt {codec} stream ({e})") from None
+    tensors, metadata = tensors_from_bytes(byte_shuffle(inner, inverse=True) if blob[6] else inner, what)
+    return tensors, metadata, codec
+
+
+def unpack_artifact(blob: bytes, what: str = "artifact", limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
+    """(float state dict, metadata) of an artifact, whatever its scheme and codec; GolfError on anything wrong."""
+    tensors, metadata, _ = inflate_artifact(blob, what, limit)
+    infos = metadata.get("tensors")
+    if not isinstance(infos, dict) or not infos:
+        raise GolfError(f"{what}: the metadata lists no tensors")
+    state = {}
+    for name, info in infos.items():
+        try:
+            state[name] = dequantize(tensors, name, info)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise GolfError(f"{what}: tensor {name!r} cannot be decoded ({e})") from None
+        if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
+            raise GolfError(f"{what}: tensor {name!r} holds non-finite weights")
+    return state, metadata
+
+
+def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as e:
+        raise GolfError(f"cannot read {path}: {e.strerror}") from None
+    return unpack_artifact(blob, str(path), limit)
+
+
+def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
+    """Build the model a stored config describes, after checking the config's types and bounds and that the stored
+    tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
+    known = {f.name: f.default for f in fields(ModelConfig)}
+    if not isinstance(config, dict) or set(config) - set(known):
+        raise GolfError(f"{what}: the model config is not an object of ModelConfig fields "
+                        f"(unknown: {sorted(set(config) - set(known)) if isinstance(config, dict) else type(config).__name__})")
+    config = {**known, **config}  # a field added since the file was written keeps its default (every switch: off)
+    for f in fields(ModelConfig):
+        v = config[f.name]
+        if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):
+            raise GolfError(f"{what}: model config {f.name}={v!r} is not a {type(f.default).__name__}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and 0 <= v <= 1 << 20):
+            raise GolfError(f"{what}: model config {f.name}={v!r} is out of range")
+    cfg = ModelConfig(**config)
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    if layers != set(range(cfg.num_layers)) or min(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) < 1:
+        raise GolfError(f"{what}: the config's {cfg.num_layers} layers do not match the {len(layers)} stored blocks")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in GPT(cfg, init=False).state_dict().items()}
+    except (RuntimeError, ValueError, ZeroDivisionError) as e:
+        raise GolfError(f"{what}: the model config is inconsistent ({e})") from None
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if stored != shapes:
+        diff = sorted(set(stored.items()) ^ set(shapes.items()))[:3]
+        raise GolfError(f"{what}: the stored tensors do not match the model config (first differences: {diff})")
+    model = GPT(cfg)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def forecast_bytes(state: dict, scheme: Scheme) -> int:
+    """Projected artifact bytes without compressing: each quantized tensor costs the order-0 entropy of its codes
+    (round to nearest with the scheme's clip search), plus its fp16 scales; float tensors cost 2 bytes each. Brotli
+    lands within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
+    total = 1024.0  # container and JSON header
+    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
+    for name, t in state.items():
+        bits = widths.get(tensor_role(name, t), 16)
+        if bits == 16:
+            total += 2 * t.numel()
+            continue
+        w = t.float()
+        scale = scheme_scales(w, bits, scheme, tensor_role(name, t)).float()[:, None]
+        qmax = 2 ** (bits - 1) - 1
+        counts = torch.bincount((torch.clamp(torch.round(w / scale), -qmax, qmax) + qmax).long().flatten()).float()
+        p = counts[counts > 0] / w.numel()
+        total += float(-(p * p.log2()).sum()) * w.numel() / 8 + 2 * w.size(0)
+    return int(total)
+
+
+def forecast_sd(state: dict, scheme: Scheme, budget: int) -> float:
+    """The finest step (fewest standard deviations, sd) whose entropy forecast fits the budget, by bisection."""
+    lo, hi = 2.0, 256.0
+    for _ in range(14):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if forecast_bytes(state, replace(scheme, sd=mid)) <= budget else (mid, hi)
+    return round(hi, 3)
+
+
+def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int) -> tuple[Scheme, bytes]:
+    """The finest step whose artifact fits the budget: the forecast's step, then packing for real and widening the
+    step by the bits still over, until it fits (at most 6 tries)."""
+    quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
+    sd = forecast_sd(state, scheme, budget)
+    for _ in range(6):
+        scheme = replace(scheme, sd=round(sd, 3))
+        blob = pack_artifact(state, config, scheme, hessians)
+        if len(blob) <= budget or sd >= 256:
+            break
+        sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
+    return scheme, blob
+
+
+# ARTIFACT=auto tries these in order and ships the best-scoring one that fits: int8, int7, then a step fitted to the
+# cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit. A candidate whose
+# forecast (at its coarsest step, for sd) is over the budget by more than FORECAST_SLACK is not packed: brotli at
+# quality 11 takes about a minute per default-size candidate, and packed bytes have stayed within 0.981-1.003x of
+# the forecast (docs/measurements.md).
+AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
+                "int8-emb6-bigram6-sd-gptq+brotli", "int8-emb4-bigram4-sd-gptq+brotli")
+FORECAST_SLACK = 1.03
+
+
+# ----------------------------------------------------------------------------- evaluation: sliding windows, then test-time training
+
+def window_starts(num_targets: int, seq_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding windows over the targets tokens[1:]. Window k starts at min(k*stride, T-seq_len) and scores the
+    targets after the previous window's end, so every target is scored exactly once, each with at least
+    seq_len-stride tokens of context (except the first window's). stride == seq_len is the non-overlapping pass."""
+    length = min(seq_len, num_targets)
+    count = max(0, math.ceil((num_targets - length) / stride)) + 1
+    starts = np.minimum(np.arange(count, dtype=np.int64) * stride, num_targets - length)
+    ends = starts + length
+    first_scored = np.concatenate([[0], ends[:-1]]) - starts  # offset within each window of its first scored target
+    return starts, first_scored
+
+
+def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, length: int, batch_seqs: int,
+                  device, autocast, out: list, per_target: dict | None = None) -> None:
+    """Score windows tokens[s : s+length+1] (targets from offset `first` on) in batches; append each window's (loss
+    sum, targets, bytes) to `out`, and with per_target, each scored target's loss by its index."""
+    base_bytes, has_space, is_boundary = luts
+    positions = torch.arange(length, device=device)
+    batch_seqs = max(1, min(batch_seqs, len(starts)))  # never pad past the windows there are
+    for b in range(0, len(starts), batch_seqs):
+        # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
+        real = np.arange(b, b + batch_seqs) < len(starts)
+        rows = np.minimum(np.arange(b, b + batch_seqs), len(starts) - 1)
+        window = torch.from_numpy(tokens[starts[rows, None] + np.arange(length + 1)].astype(np.int64)).to(device)
+        x, y = window[:, :-1], window[:, 1:]
+        with autocast:
+            losses = model(x, y, reduction="none").float()
+        scored = positions[None, :] >= torch.from_numpy(np.where(real, first[rows], length)).to(device)[:, None]
+        nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
+        sums = torch.stack([(losses.double() * scored).sum(1), scored.sum(1).double(), (nbytes * scored).sum(1).double()], 1)
+        out.extend(sums[: int(real.sum())].tolist())
+        if per_target is not None:
+            for r in range(int(real.sum())):
+                for j in range(int(first[rows[r]]), length):
+                    per_target[int(starts[rows[r]]) + j] = losses[r, j].item()
+
+
+def totals_of(window_sums: list, world_size: int, device) -> tuple[float, float]:
+    """(val_loss, val_bpb) from per-window sums: summed exactly (math.fsum), so the batching cannot change a digit."""
+    totals = torch.tensor([math.fsum(w[i] for w in window_sums) for i in range(3)], dtype=torch.float64, device=device)
+    if world_size > 1:
+        dist.all_reduce(totals)
+    loss_sum, count, nbytes = totals.tolist()
+    return loss_sum / count, loss_sum / math.log(2) / nbytes
+
+
+def device_luts(luts, device) -> tuple:
+    return tuple(torch.as_tensor(t, device=device) for t in luts)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
+             device: torch.device, autocast, rank: int = 0, world_size: int = 1, per_target: dict | None = None) -> tuple[float, float]:
+    """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
+    starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
+    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
+    sums, was_training = [], model.training
+    model.eval()
+    score_windows(model, val_tokens, device_luts(luts, device), starts[lo:hi], first_scored[lo:hi], min(seq_len, len(val_tokens) - 1),
+                  batch_seqs, device, autocast, sums, per_target)
+    model.train(was_training)
+    return totals_of(sums, world_size, device)
+
+
+# Score-first test-time training (TTT): the model adapts on validation text only after that text has been scored.
+#   sgd:  the validation stream in chunks of TTT_CHUNK_TOKENS; each chunk's sliding windows are scored, then the
+#         chunk trains the weights (TTT_PARAMS) for TTT_STEPS epochs of SGD with momentum, the learning rate falling
+#         along a cosine over the chunks. Under torchrun every process scores its share of each chunk's windows
+#         and trains on its share of the chunk's sequences; gradients are averaged, so all processes adapt alike.
+#   lora: each document alone, from its own start, in chunks of TTT_CHUNK_TOKENS; each chunk is scored, then
+#         TTT_STEPS Adam steps train rank-TTT_LORA_RANK adapters on TTT_LORA_TARGETS; with TTT_RESET=1 the adapters
+#         restart at every document. Under torchrun each process takes a share of the documents.
+# Both start from the model they are given: in the run, the artifact as read back from disk.
+def ttt_lr_at(chunk: int, chunks: int, lr: float) -> float:
+    return lr * 0.5 * (1 + math.cos(math.pi * chunk / max(chunks - 1, 1)))
+
+
+def attach_lora(model: "GPT", targets: str, rank: int) -> list[nn.Parameter]:
+    """Low-rank adapters (A random, B zero: no change until trained) on the named block matrices of every block."""
+    names = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.proj", "fc": "mlp.fc", "down": "mlp.proj"}
+    params = []
+    for block in model.blocks:
+        for key in targets.split(","):
+            linear = block.get_submodule(names[key])
+            a = nn.Parameter(torch.randn(rank, linear.in_features, device=linear.weight.device) / math.sqrt(linear.in_features))
+            b = nn.Parameter(torch.zeros(linear.out_features, rank, device=linear.weight.device))
+            linear.lora = (a, b)
+            params += [a, b]
+    return params
+
+
+def detach_lora(model: "GPT") -> None:
+    for m in model.modules():
+        if isinstance(m, Linear):
+            m.lora = None
+
+
+def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: "Hyperparameters", device, autocast, rank: int = 0,
+                 world_size: int = 1, log=print, per_target: dict | None = None) -> tuple[float, float, dict]:
+    """(val_loss, val_bpb, facts) of score-first TTT; facts: chunks, chunks adapted, whether the time cap cut it short."""
+    t0, luts, facts = time.perf_counter(), device_luts(luts, device), {"cut_short": False, "adapted": 0}
+    sums, L = [], min(h.eval_seq_len, len(tokens) - 1)
+    over_time = lambda: h.eval_time_cap_seconds > 0 and time.perf_counter() - t0 > h.eval_time_cap_seconds
+    if h.ttt == "sgd":
+        params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
+        opt = torch.optim.SGD(params, lr=h.ttt_lr, momentum=h.ttt_momentum)
+        starts, first = window_starts(len(tokens) - 1, L, h.eval_stride)
+        chunk_of = (starts + first) // h.ttt_chunk_tokens
+        chunks = int(chunk_of[-1]) + 1
+        for c in range(chunks):
+            mine = np.nonzero(chunk_of == c)[0]
+            mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
+            model.eval()
+            with torch.no_grad():
+                score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
+            if c == chunks - 1 or not h.ttt_steps or facts["cut_short"]:
+                continue
+            if over_time():
+                facts["cut_short"] = True
+                log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {c} of {chunks - 1} chunks")
+                continue
+            # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
+            c0, c1 = c * h.ttt_chunk_tokens, min((c + 1) * h.ttt_chunk_tokens, len(tokens) - 1)
+            rows = np.arange(c0, c1 - L + 1, L)
+            for group in opt.param_groups:
+                group["lr"] = ttt_lr_at(c, chunks, h.ttt_lr)
+            model.train()
+            steps = math.ceil(len(rows) / (h.ttt_batch_seqs * world_size))
+            for _ in range(h.ttt_steps):
+                for s in range(steps):
+                    global_batch = rows[s * h.ttt_batch_seqs * world_size:(s + 1) * h.ttt_batch_seqs * world_size]
+                    batch = global_batch[rank::world_size]
+                    if len(batch):  # this process's share of the step's rows; the gradient sum is the batch mean's
+                        window = torch.from_numpy(tokens[batch[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
+                        with autocast:
+                            loss = model(window[:, :-1], window[:, 1:])
+                        (loss * len(batch) / len(global_batch)).backward()
+                    for p in params:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                        if world_size > 1:
+                            dist.all_reduce(p.grad)
+                    nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+            facts["adapted"] += 1
+        facts["chunks"] = chunks
+    else:  # lora, one document at a time
+        bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
+        edges = np.unique(np.concatenate([[0], bos, [len(tokens) - 1]]))
+        docs = list(zip(edges[:-1], edges[1:]))[rank::world_size]
+        params = attach_lora(model, h.ttt_lora_targets, h.ttt_lora_rank)
+        opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
+        chunks = 0
+        for d, (s, e) in enumerate(docs):  # targets s..e-1 (the last predicts the next document's BOS)
+            if h.ttt_reset and d:
+                with torch.no_grad():
+                    for b in params[1::2]:
+                        b.zero_()
+                opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
+            for c0 in range(s, e, min(h.ttt_chunk_tokens, L)):  # a chunk is scored in one window of up to L tokens
+                c1 = min(c0 + min(h.ttt_chunk_tokens, L), e)
+                w0 = max(s, c1 - L)
+                x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
+                y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
+                adapt = h.ttt_steps and c1 < e and not facts["cut_short"]
+                model.train(bool(adapt))
+                with torch.set_grad_enabled(bool(adapt)), autocast:
+                    losses = model(x, y, reduction="none").float()
+                scored = losses[0, c0 - w0:]
+                nbytes = luts[0][y[0, c0 - w0:]].int() + (luts[1][y[0, c0 - w0:]] & ~luts[2][x[0, c0 - w0:]]).int()
+                sums.append([scored.double().sum().item(), float(scored.numel()), nbytes.double().sum().item()])
+                if per_target is not None:
+                    per_target.update({c0 + j: v for j, v in enumerate(scored.tolist())})
+                chunks += 1
+                if not adapt:
+                    continue
+                if over_time():
+                    facts["cut_short"] = True
+                    log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {chunks} chunks")
+                    continue
+                for step in range(h.ttt_steps):
+                    if step:
+                        with autocast:
+                            losses = model(x, y, reduction="none").float()
+                        scored = losses[0, c0 - w0:]
+                    scored.mean().backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                facts["adapted"] += 1
+        detach_lora(model)
+        facts["chunks"] = chunks
+    model.eval()
+    facts["seconds"] = time.perf_counter() - t0
+    return (*totals_of(sums, world_size, device), facts)
+
+
+def eval_flops(model: "GPT", h: "Hyperparameters", val_targets: int, facts: dict | None) -> float:
+    """Matmul FLOPs of the final evaluation: 2 per weight per token forward over every window (sliding windows see
+    each token about EVAL_SEQ_LEN/EVAL_STRIDE times), plus attention; TTT adds 4 per weight per trained token."""
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and n != "tok_emb.weight")
+    weights = weights * len(model.layer_order()) / max(len(model.blocks), 1) + model.cfg.vocab_size * model.cfg.model_dim
+    per_token = 2 * weights + 2 * len(model.layer_order()) * h.eval_seq_len * model.cfg.model_dim
+    forward_tokens = val_targets * max(h.eval_seq_len / h.eval_stride, 1) if h.ttt != "lora" else \
+        val_targets * max(h.eval_seq_len / h.ttt_chunk_tokens, 1)
+    trained = val_targets * h.ttt_steps if h.ttt != "0" and facts else 0
+    return per_token * forward_tokens + 2 * per_token * trained
+
+
+H100_BF16_DENSE_FLOPS = 989e12  # per GPU, the SXM card's dense bf16 figure; estimates assume 40% of it
+
+
+# ----------------------------------------------------------------------------- main
 
 def main() -> int:
     rt = None
