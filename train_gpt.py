@@ -19,7 +19,7 @@ import sys
 import time
 import zlib
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,120 +35,127 @@ class GolfError(Exception):
 
 # ----------------------------------------------------------------------------- settings
 
+def S(default, bound: str = "", part: str = ""):
+    """A setting's default and bound: an interval '[lo,hi)' (either end may be left open: '[0,)'), or 'a|b|c' (the
+    values allowed). part: "model" (in the model's config, saved with every checkpoint and artifact) or "eval" (how
+    the artifact is scored, recorded with it so that EVAL_ARTIFACT and `python -m tools score` score it the same)."""
+    return field(default=default, metadata={"bound": bound, "part": part})
+
+
 @dataclass
 class Hyperparameters:
-    recipe: str = "seed"  # seed (these defaults) | record | cpu_small: a preset under the other settings (RECIPES)
+    """Every setting, once: its environment variable is the name in upper case; a line's comment says what it means."""
+    recipe: str = S("seed", "seed|record|cpu_small")  # a preset under the other settings (RECIPES): seed = these defaults
     # data and run
-    data_path: str = "./data/datasets/fineweb10B_sp1024"
-    tokenizer_path: str = ""  # empty: the dataset's manifest.json, else the published sp1024 model
-    run_id: str = ""  # empty: a timestamp
-    out_dir: str = "."
-    seed: int = 1337
+    data_path: str = S("./data/datasets/fineweb10B_sp1024")
+    tokenizer_path: str = S("")  # empty: the dataset's manifest.json, else the published sp1024 model
+    run_id: str = S("")  # names the run's files under OUT_DIR; empty: a timestamp and random bits
+    out_dir: str = S(".")
+    seed: int = S(1337, "[0,9223372036854775808)")
     # schedule
-    iterations: int = 20000
-    warmup_steps: int = 20  # compile warm-up steps, undone before training starts
-    lr_warmup_steps: int = 0  # linear learning-rate warm-up over the first N steps (the seed recipe has none)
-    warmdown_iters: int = 3500
-    train_batch_tokens: int = 131072
-    train_seq_len: int = 2048
-    max_wallclock_seconds: float = 600.0  # 0 = no cap
-    val_loss_every: int = 1000
-    train_log_every: int = 200
+    iterations: int = S(20000, "[1,)")
+    warmup_steps: int = S(20, "[0,)")  # compile warm-up steps, undone before training starts
+    lr_warmup_steps: int = S(0, "[0,)")  # linear learning-rate warm-up over the first N steps (the seed recipe has none)
+    warmdown_iters: int = S(3500, "[0,)")
+    train_batch_tokens: int = S(131072, "[1,)")  # per optimizer step, over all processes
+    train_seq_len: int = S(2048, "[1,)")
+    max_wallclock_seconds: float = S(600.0, "[0,)")  # 0 = no cap
+    val_loss_every: int = S(1000, "[0,)")
+    train_log_every: int = S(200, "[0,)")
     # model
-    vocab_size: int = 1024
-    num_layers: int = 7
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 4
-    rope_base: float = 50000.0
-    logit_softcap: float = 30.0  # 0 = off
-    tie_embeddings: bool = True
-    tied_embed_init_std: float = 0.005
-    qk_gain_init: float = 1.5
-    bigram_buckets: int = 8192  # 0 = no BigramHash
-    bigram_dim: int = 128  # 0 = full model width, no projection
+    vocab_size: int = S(1024, "[1,65536]", "model")  # shards hold uint16 token ids
+    num_layers: int = S(7, "[1,1024]", "model")
+    model_dim: int = S(512, "[1,65536]", "model")
+    num_heads: int = S(8, "[1,)", "model")
+    num_kv_heads: int = S(4, "[1,)", "model")
+    mlp_mult: int = S(4, "[1,64]", "model")
+    rope_base: float = S(50000.0, "(0,)", "model")
+    logit_softcap: float = S(30.0, "[0,)", "model")  # 0 = off
+    tie_embeddings: bool = S(True, "", "model")
+    tied_embed_init_std: float = S(0.005, "(0,)", "model")
+    qk_gain_init: float = S(1.5, "[0,)", "model")
+    bigram_buckets: int = S(8192, "[0,16777216]", "model")  # 0 = no BigramHash, else at least 2
+    bigram_dim: int = S(128, "[0,65536]", "model")  # 0 = full model width, no projection
     # leaderboard techniques (off unless set; RECIPE=record turns on the record stack)
-    rope_dims: int = 0  # rotate only the first ROPE_DIMS dims of each head (0 = all)
-    xsa_last_n: int = 0  # exclusive self-attention in the last N blocks
-    attn_gate: bool = False  # per-head attention output gate, identity at init
-    doc_mask: bool = False  # attention never crosses a BOS (flash-attn varlen on CUDA when installed, else a mask)
-    ln_scale: bool = False  # scale block l's normalized inputs by 1/sqrt(l+1)
-    mlp_act: str = "relu2"  # relu2 | leaky_relu2 (LeakyReLU(0.5)^2)
-    parallel_last_n: int = 0  # the last N blocks read attention and MLP from the same input
-    loop_start: int = 0  # depth recurrence: blocks LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
-    loop_end: int = 0
-    loop_repeats: int = 0
-    loop_at: float = 0.0  # the fraction of training after which the loop is on
-    smear_gate: bool = False  # mix each token's embedding with the previous one's through a learned gate
-    ema_decay: float = 0.0  # EMA of the weights, evaluated and shipped (0 = off)
-    ema_start: int = 0  # the step from which the EMA follows the weights
-    swa_every: int = 0  # SWA instead: average the weights every N steps once the LR multiplier is below SWA_BELOW
-    swa_below: float = 0.5
-    min_lr: float = 0.0  # floor of the warmdown, as a fraction of the peak learning rate
-    wd_taper_start: float = 1.0  # weight-decay taper: from this fraction of training...
-    wd_taper_final: float = 1.0  # ...linearly to this multiple of WEIGHT_DECAY at the end
-    muon_row_norm: bool = False  # normalize each row of Muon's update before Newton-Schulz (MuonEq-R)
-    muon_ns: str = "standard"  # standard | polar (Polar Express: one coefficient triple per iteration)
+    rope_dims: int = S(0, "[0,)", "model")  # rotate only the first ROPE_DIMS dims of each head (0 = all)
+    xsa_last_n: int = S(0, "[0,)", "model")  # exclusive self-attention in the last N blocks
+    attn_gate: bool = S(False, "", "model")  # per-head attention output gate, identity at init
+    doc_mask: bool = S(False, "", "model")  # attention never crosses a BOS (flash-attn varlen on CUDA when installed, else a mask)
+    ln_scale: bool = S(False, "", "model")  # scale block l's normalized inputs by 1/sqrt(l+1)
+    mlp_act: str = S("relu2", "relu2|leaky_relu2", "model")  # leaky_relu2: LeakyReLU(0.5)^2
+    parallel_last_n: int = S(0, "[0,)", "model")  # the last N blocks read attention and MLP from the same input
+    loop_start: int = S(0, "[0,)", "model")  # depth recurrence: blocks LOOP_START..LOOP_END run 1 + LOOP_REPEATS times
+    loop_end: int = S(0, "[0,)", "model")
+    loop_repeats: int = S(0, "[0,64]", "model")
+    loop_at: float = S(0.0, "[0,1]")  # the fraction of training after which the loop is on
+    smear_gate: bool = S(False, "", "model")  # mix each token's embedding with the previous one's through a learned gate
+    ema_decay: float = S(0.0, "[0,1)")  # EMA of the weights, evaluated and shipped (0 = off)
+    ema_start: int = S(0, "[0,)")  # the step from which the EMA follows the weights
+    swa_every: int = S(0, "[0,)")  # SWA instead: average the weights every N steps once the LR multiplier is below SWA_BELOW
+    swa_below: float = S(0.5, "[0,1]")
+    min_lr: float = S(0.0, "[0,1]")  # floor of the warmdown, as a fraction of the peak learning rate
+    wd_taper_start: float = S(1.0, "[0,1]")  # weight-decay taper: from this fraction of training...
+    wd_taper_final: float = S(1.0, "[0,)")  # ...linearly to this multiple of WEIGHT_DECAY at the end
+    muon_row_norm: bool = S(False)  # normalize each row of Muon's update before Newton-Schulz (MuonEq-R)
+    muon_ns: str = S("standard", "standard|polar")  # polar: Polar Express, one coefficient triple per iteration
     # optimizer
-    matrix_lr: float = 0.035
-    scalar_lr: float = 0.035
-    tied_embed_lr: float = 0.09
-    embed_lr: float = 0.6
-    head_lr: float = 0.008
-    muon_momentum: float = 0.95
-    muon_momentum_warmup_start: float = 0.85
-    muon_momentum_warmup_steps: int = 500
-    muon_backend_steps: int = 5
-    weight_decay: float = 0.025  # decoupled, on the Muon matrices
-    beta1: float = 0.9
-    beta2: float = 0.95
-    adam_eps: float = 1e-8
-    grad_clip_norm: float = 0.3  # 0 = off
+    matrix_lr: float = S(0.035, "[0,)")
+    scalar_lr: float = S(0.035, "[0,)")
+    tied_embed_lr: float = S(0.09, "[0,)")
+    embed_lr: float = S(0.6, "[0,)")
+    head_lr: float = S(0.008, "[0,)")
+    muon_momentum: float = S(0.95, "[0,1)")
+    muon_momentum_warmup_start: float = S(0.85, "[0,1)")
+    muon_momentum_warmup_steps: int = S(500, "[0,)")
+    muon_backend_steps: int = S(5, "[0,100]")
+    weight_decay: float = S(0.025, "[0,)")  # decoupled, on the Muon matrices
+    beta1: float = S(0.9, "[0,1)")
+    beta2: float = S(0.95, "[0,1)")
+    adam_eps: float = S(1e-8, "(0,)")
+    grad_clip_norm: float = S(0.3, "[0,)")  # 0 = off
     # evaluation
-    eval_seq_len: int = 2048
-    eval_stride: int = 512
-    eval_batch_seqs: int = 32  # windows per forward pass, per process
-    doc_eval: bool = False  # evaluate with attention (and smear) kept within documents: each scored from its own start
-    eval_time_cap_seconds: float = 0.0  # TTT stops adapting (scoring goes on) once the final evaluation takes this long
-    ttt: str = "0"  # score-first test-time training: 0 | sgd | lora (see evaluate_ttt)
-    ttt_chunk_tokens: int = 32768  # sgd: validation-stream chunk; lora: chunk within a document (at most EVAL_SEQ_LEN)
-    ttt_steps: int = 1  # sgd: epochs over each chunk; lora: Adam steps per chunk (0 = score only)
-    ttt_lr: float = 0.005  # sgd learning rate (cosine to 0 over the chunks)
-    ttt_momentum: float = 0.9
-    ttt_params: str = "all"  # sgd: all | matrices
-    ttt_batch_seqs: int = 32  # sgd: sequences per step, over all processes
-    ttt_lora_rank: int = 8
-    ttt_lora_targets: str = "q,v"  # comma list of q, k, v, o, fc, down
-    ttt_lora_lr: float = 0.001
-    ttt_reset: bool = True  # lora: fresh adapters for every document
+    eval_seq_len: int = S(2048, "[1,)", "eval")
+    eval_stride: int = S(512, "[1,)", "eval")
+    eval_batch_seqs: int = S(32, "[1,)", "eval")  # windows per forward pass, per process
+    doc_eval: bool = S(False, "", "eval")  # evaluate with attention (and smear) kept within documents: each scored from its own start
+    eval_time_cap_seconds: float = S(0.0, "[0,)", "eval")  # TTT stops adapting (scoring goes on) once the final evaluation takes this long
+    ttt: str = S("0", "0|sgd|lora", "eval")  # score-first test-time training (see evaluate_ttt)
+    ttt_chunk_tokens: int = S(32768, "[1,)", "eval")  # sgd: validation-stream chunk; lora: chunk within a document (at most EVAL_SEQ_LEN)
+    ttt_steps: int = S(1, "[0,)", "eval")  # sgd: epochs over each chunk; lora: Adam steps per chunk (0 = score only)
+    ttt_lr: float = S(0.005, "[0,)", "eval")  # sgd learning rate (cosine to 0 over the chunks)
+    ttt_momentum: float = S(0.9, "[0,1)", "eval")
+    ttt_params: str = S("all", "all|matrices", "eval")  # sgd: which weights adapt
+    ttt_batch_seqs: int = S(32, "[1,)", "eval")  # sgd: sequences per step, over all processes
+    ttt_lora_rank: int = S(8, "[1,)", "eval")  # at most MODEL_DIM
+    ttt_lora_targets: str = S("q,v", "", "eval")  # comma list of q, k, v, o, fc, down
+    ttt_lora_lr: float = S(0.001, "[0,)", "eval")
+    ttt_reset: bool = S(True, "", "eval")  # lora: fresh adapters for every document
     # artifact
-    size_cap_bytes: int = 16_000_000  # the challenge's cap on code + compressed model
-    artifact: str = "auto"  # auto: the best-scoring scheme that fits SIZE_CAP_BYTES; or a scheme, e.g. int6-gptq+brotli
-    gptq_batches: int = 16  # training micro-batches per process whose layer inputs feed GPTQ (counted in train time)
-    artifact_eval_tokens: int = 32768  # held-out training tokens that score the ARTIFACT=auto candidates
-    qat_bits: str = "0"  # late QAT: 0 = off | auto (the width the artifact would use) | 2..8
-    qat_lr_scale: float = 0.15  # QAT starts once the learning-rate multiplier falls to this
-    eval_artifact: str = ""  # score this artifact instead of training (what a record's script does in `record check`)
-    replace_run: bool = False  # let a run replace the files of an earlier run with the same RUN_ID
+    size_cap_bytes: int = S(16_000_000, "[1,)")  # the challenge's cap on code + compressed model
+    artifact: str = S("auto")  # auto: the best-scoring scheme that fits SIZE_CAP_BYTES; or a scheme, e.g. int6-gptq+brotli
+    gptq_batches: int = S(16, "[0,)")  # training micro-batches per process whose layer inputs feed GPTQ (counted in train time)
+    artifact_eval_tokens: int = S(32768, "[1,)")  # held-out training tokens that score the ARTIFACT=auto candidates
+    qat_bits: str = S("0", "0|auto|2|3|4|5|6|7|8")  # late QAT: auto = the width the artifact would use
+    qat_lr_scale: float = S(0.15, "[0,)")  # QAT starts once the learning-rate multiplier falls to this
+    eval_artifact: str = S("")  # score this artifact instead of training (what a record's script does in `record check`)
+    replace_run: bool = S(False)  # let a run replace the files of an earlier, finished run with the same RUN_ID
     # checkpoints and devices
-    checkpoint_every: int = 0  # 0 = no training-state checkpoints
-    checkpoint_keep: int = 0  # 0 = keep all
-    resume: str = ""  # path of a .ckpt to continue from
-    device: str = "auto"  # auto | cuda | cpu
-    compile: str = "auto"  # auto (on for CUDA, off on CPU) | 0 | 1
-    bf16: str = "auto"  # auto (CUDA, or a CPU with native bf16 matmul) | 0 | 1: bf16 autocast and Newton-Schulz
-    cpu_threads: int = 0  # 0 = auto: the cores this process may use, shared among the processes on this node
-    fused_ce: bool = True  # the fused Triton cross-entropy, used only on CUDA with triton installed
+    checkpoint_every: int = S(0, "[0,)")  # 0 = no training-state checkpoints
+    checkpoint_keep: int = S(0, "[0,)")  # 0 = keep all
+    resume: str = S("")  # path of a .ckpt to continue from
+    device: str = S("auto", "auto|cuda|cpu")
+    compile: str = S("auto", "auto|0|1")  # auto: on for CUDA, off on CPU
+    bf16: str = S("auto", "auto|0|1")  # auto: CUDA, or a CPU with native bf16 matmul; bf16 autocast and Newton-Schulz
+    cpu_threads: int = S(0, "[0,)")  # 0 = the cores this process may use, shared among the processes on this node
+    fused_ce: bool = S(True)  # the fused Triton cross-entropy, used only on CUDA with triton installed
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "Hyperparameters":
-        """Settings from the environment, over the values of RECIPE's preset, over the defaults above."""
+    def from_env(cls, environ=os.environ, recorded: dict | None = None) -> "Hyperparameters":
+        """Settings from the environment, over `recorded` (an artifact's scoring settings), over the values of RECIPE's
+        preset, over the defaults above."""
         check_setting_names(environ)
-        recipe = environ.get("RECIPE", cls.recipe).strip()
-        if recipe not in RECIPES:
-            raise GolfError(f"RECIPE={recipe!r} must be one of {', '.join(RECIPES)}")
-        merged = {**RECIPES[recipe], **environ}
+        preset = RECIPES.get(environ.get("RECIPE", "seed").strip(), {})  # an unknown RECIPE fails its bound
+        merged = {**preset, **(recorded or {}), **environ}
         values = {}
         for f in fields(cls):
             name = f.name.upper()
@@ -170,66 +177,62 @@ class Hyperparameters:
         return h
 
     def check(self) -> None:
+        """Each setting against its bound, then the rules that join several settings (and the formats that need code)."""
+        problem = bound_problem(self, fields(self)) or model_problem(self)
+        if problem:
+            raise GolfError(problem)
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise GolfError(msg)
-        for name in ("iterations", "train_batch_tokens", "train_seq_len", "vocab_size", "num_layers", "model_dim",
-                     "num_heads", "num_kv_heads", "mlp_mult", "eval_seq_len", "eval_stride", "eval_batch_seqs", "size_cap_bytes",
-                     "artifact_eval_tokens"):
-            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
-        need(self.vocab_size <= 65536, f"VOCAB_SIZE={self.vocab_size} does not fit the uint16 shards")
-        need(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
-             f"TRAIN_BATCH_TOKENS={self.train_batch_tokens} must be a multiple of 8*TRAIN_SEQ_LEN={8 * self.train_seq_len}")
-        need(self.model_dim % self.num_heads == 0, f"MODEL_DIM={self.model_dim} is not divisible by NUM_HEADS={self.num_heads}")
-        need((self.model_dim // self.num_heads) % 2 == 0, "MODEL_DIM/NUM_HEADS must be even for rotary embeddings")
-        need(self.num_heads % self.num_kv_heads == 0, f"NUM_HEADS={self.num_heads} is not divisible by NUM_KV_HEADS={self.num_kv_heads}")
-        need(self.eval_stride <= self.eval_seq_len, f"EVAL_STRIDE={self.eval_stride} exceeds EVAL_SEQ_LEN={self.eval_seq_len}")
-        need(self.bigram_buckets == 0 or self.bigram_buckets >= 2, f"BIGRAM_BUCKETS={self.bigram_buckets} must be 0 or >= 2")
-        need(self.device in ("auto", "cuda", "cpu"), f"DEVICE={self.device!r} must be auto, cuda or cpu")
-        need(self.compile in ("auto", "0", "1"), f"COMPILE={self.compile!r} must be auto, 0 or 1")
-        need(self.bf16 in ("auto", "0", "1"), f"BF16={self.bf16!r} must be auto, 0 or 1")
-        need(self.qat_bits in ("0", "auto") or self.qat_bits in map(str, range(2, 9)), f"QAT_BITS={self.qat_bits!r} must be 0, auto or 2..8")
-        if self.artifact != "auto":
-            Scheme.parse(self.artifact)  # a malformed scheme stops the run before training, not after
         need(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.run_id or "x") is not None,
              f"RUN_ID={self.run_id!r} must be letters, digits, '.', '_' or '-' (it names files under OUT_DIR)")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            need(not isinstance(value, float) or math.isfinite(value), f"{f.name.upper()}={value} must be a finite number")
-        for name in ("gptq_batches", "qat_lr_scale", "cpu_threads", "warmup_steps", "lr_warmup_steps", "warmdown_iters", "val_loss_every",
-                     "train_log_every", "checkpoint_every", "checkpoint_keep", "bigram_dim", "max_wallclock_seconds",
-                     "grad_clip_norm", "logit_softcap", "matrix_lr", "scalar_lr", "tied_embed_lr", "embed_lr", "head_lr",
-                     "weight_decay", "muon_momentum_warmup_steps", "muon_backend_steps", "qk_gain_init"):
-            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
-        for name in ("beta1", "beta2", "muon_momentum", "muon_momentum_warmup_start"):
-            need(0 <= getattr(self, name) < 1, f"{name.upper()}={getattr(self, name)} must be in [0, 1)")
-        for name in ("adam_eps", "tied_embed_init_std", "rope_base"):
-            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
-        need(0 <= self.seed < 2 ** 63, f"SEED={self.seed} must be in [0, 2**63)")
-        need(self.recipe in RECIPES, f"RECIPE={self.recipe!r} must be one of {', '.join(RECIPES)}")
-        need(self.mlp_act in ("relu2", "leaky_relu2"), f"MLP_ACT={self.mlp_act!r} must be relu2 or leaky_relu2")
-        need(self.muon_ns in NS_COEFFICIENTS, f"MUON_NS={self.muon_ns!r} must be one of {', '.join(NS_COEFFICIENTS)}")
-        head_dim = self.model_dim // self.num_heads
-        need(self.rope_dims % 2 == 0 and self.rope_dims <= head_dim, f"ROPE_DIMS={self.rope_dims} must be even and at most the head width {head_dim}")
-        for name in ("rope_dims", "xsa_last_n", "parallel_last_n", "loop_start", "loop_end", "loop_repeats", "ema_start",
-                     "swa_every", "min_lr", "wd_taper_final"):
-            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
-        need(not self.loop_repeats or self.loop_start <= self.loop_end < self.num_layers,
-             f"LOOP_START={self.loop_start}..LOOP_END={self.loop_end} must be blocks of the {self.num_layers}")
-        for name in ("loop_at", "min_lr", "wd_taper_start", "swa_below"):
-            need(0 <= getattr(self, name) <= 1, f"{name.upper()}={getattr(self, name)} must be in [0, 1]")
-        need(self.ema_decay < 1, f"EMA_DECAY={self.ema_decay} must be below 1")
-        need(self.ttt in ("0", "sgd", "lora"), f"TTT={self.ttt!r} must be 0, sgd or lora")
-        need(self.ttt_params in ("all", "matrices"), f"TTT_PARAMS={self.ttt_params!r} must be all or matrices")
+        if self.artifact != "auto":
+            scheme = Scheme.parse(self.artifact)  # a malformed scheme stops the run before training, not after
+            need(not scheme.gptq or self.gptq_batches > 0,
+                 f"ARTIFACT={self.artifact} asks for GPTQ but GPTQ_BATCHES=0 gives it no statistics: set GPTQ_BATCHES or drop -gptq")
         targets = self.ttt_lora_targets.split(",")
-        need(set(targets) <= {"q", "k", "v", "o", "fc", "down"} and len(set(targets)) == len(targets),
-             f"TTT_LORA_TARGETS={self.ttt_lora_targets!r} must be a comma list of q, k, v, o, fc, down")
-        for name in ("ttt_chunk_tokens", "ttt_batch_seqs", "ttt_lora_rank"):
-            need(getattr(self, name) > 0, f"{name.upper()}={getattr(self, name)} must be positive")
-        for name in ("ttt_steps", "ttt_lr", "ttt_lora_lr", "eval_time_cap_seconds"):
-            need(getattr(self, name) >= 0, f"{name.upper()}={getattr(self, name)} must not be negative")
-        need(0 <= self.ttt_momentum < 1, f"TTT_MOMENTUM={self.ttt_momentum} must be in [0, 1)")
+        need(set(targets) <= set(LORA_TARGETS) and len(set(targets)) == len(targets),
+             f"TTT_LORA_TARGETS={self.ttt_lora_targets!r} must be a comma list of {', '.join(LORA_TARGETS)}")
+        need(self.ttt_lora_rank <= self.model_dim, f"TTT_LORA_RANK={self.ttt_lora_rank} must be at most MODEL_DIM={self.model_dim}")
+        need(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
+             f"TRAIN_BATCH_TOKENS={self.train_batch_tokens} must be a multiple of 8*TRAIN_SEQ_LEN={8 * self.train_seq_len}")
+        need(self.eval_stride <= self.eval_seq_len, f"EVAL_STRIDE={self.eval_stride} exceeds EVAL_SEQ_LEN={self.eval_seq_len}")
         need(not (self.ema_decay and self.swa_every), "EMA_DECAY and SWA_EVERY are alternatives: set one of them")
+
+
+def bound_problem(obj, settings) -> str | None:
+    """The first value of `obj` outside its setting's bound (and any float that is not finite), as a message."""
+    for f in settings:
+        value, bound = getattr(obj, f.name), f.metadata.get("bound", "")
+        name = f.name.upper()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{name}={value} must be a finite number"
+        if "|" in bound and str(value) not in bound.split("|"):
+            return f"{name}={value!r} must be one of {', '.join(bound.split('|'))}"
+        if bound[:1] in "[(" and bound:
+            lo, hi = bound[1:-1].split(",")
+            if (lo and (value < float(lo) if bound[0] == "[" else value <= float(lo))) or \
+                    (hi and (value > float(hi) if bound[-1] == "]" else value >= float(hi))):
+                if bound in ("[1,)", "(0,)"):
+                    return f"{name}={value} must be positive"
+                return f"{name}={value} must not be negative" if bound == "[0,)" else \
+                    f"{name}={value} must be in {bound[0]}{lo}, {hi or 'inf'}{bound[-1]}"
+    return None
+
+
+def model_problem(c) -> str | None:
+    """The rules that join the model's settings (for the settings of a run, or a config read from a file)."""
+    head_dim = c.model_dim // c.num_heads if c.num_heads else 0
+    rules = [
+        (c.model_dim % c.num_heads == 0, f"MODEL_DIM={c.model_dim} is not divisible by NUM_HEADS={c.num_heads}"),
+        (head_dim % 2 == 0, f"MODEL_DIM/NUM_HEADS={head_dim} must be even for rotary embeddings"),
+        (c.num_heads % c.num_kv_heads == 0, f"NUM_HEADS={c.num_heads} is not divisible by NUM_KV_HEADS={c.num_kv_heads}"),
+        (c.rope_dims % 2 == 0 and c.rope_dims <= head_dim, f"ROPE_DIMS={c.rope_dims} must be even and at most the head width {head_dim}"),
+        (c.bigram_buckets != 1, "BIGRAM_BUCKETS=1 must be 0 (off) or at least 2"),
+        (not c.loop_repeats or c.loop_start <= c.loop_end < c.num_layers,
+         f"LOOP_START={c.loop_start}..LOOP_END={c.loop_end} must be blocks of the {c.num_layers}"),
+    ]
+    return next((msg for ok, msg in rules if not ok), None)
 
 
 # Presets: each sets some settings; the environment still overrides any of them, and the log prints what resolved.
@@ -440,6 +443,13 @@ def setup_runtime(h: Hyperparameters) -> Runtime:
     why_compile = f"COMPILE={h.compile}" + (" (on for CUDA, off on CPU)" if h.compile == "auto" else "")
     choices = f"precision:{'bf16' if bf16 else 'fp32'} ({why_bf16}) compile:{int(compile_model)} ({why_compile}){threads}"
     return Runtime(rank, world_size, device, bf16, compile_model, choices)
+
+
+def runnable(model: nn.Module, h: Hyperparameters, rt: Runtime) -> nn.Module:
+    """The model as it runs on this device: the fused cross-entropy where it can run, compiled where COMPILE says
+    (the run and `python -m tools score` both run it so, and so give the same digits)."""
+    model.fused_ce = h.fused_ce and rt.device.type == "cuda" and triton_available()
+    return torch.compile(model) if rt.compile else model
 
 
 def hardware_line(rt: Runtime) -> str:
@@ -674,38 +684,21 @@ class DistributedTokenLoader:
 
 # ----------------------------------------------------------------------------- model
 
-@dataclass
-class ModelConfig:
-    # the model's shape, saved with every checkpoint and artifact; defaults are the run's defaults
-    vocab_size: int = Hyperparameters.vocab_size
-    num_layers: int = Hyperparameters.num_layers
-    model_dim: int = Hyperparameters.model_dim
-    num_heads: int = Hyperparameters.num_heads
-    num_kv_heads: int = Hyperparameters.num_kv_heads
-    mlp_mult: int = Hyperparameters.mlp_mult
-    rope_base: float = Hyperparameters.rope_base
-    logit_softcap: float = Hyperparameters.logit_softcap
-    tie_embeddings: bool = Hyperparameters.tie_embeddings
-    tied_embed_init_std: float = Hyperparameters.tied_embed_init_std
-    qk_gain_init: float = Hyperparameters.qk_gain_init
-    bigram_buckets: int = Hyperparameters.bigram_buckets
-    bigram_dim: int = Hyperparameters.bigram_dim
-    rope_dims: int = Hyperparameters.rope_dims
-    xsa_last_n: int = Hyperparameters.xsa_last_n
-    attn_gate: bool = Hyperparameters.attn_gate
-    doc_mask: bool = Hyperparameters.doc_mask
-    ln_scale: bool = Hyperparameters.ln_scale
-    mlp_act: str = Hyperparameters.mlp_act
-    parallel_last_n: int = Hyperparameters.parallel_last_n
-    loop_start: int = Hyperparameters.loop_start
-    loop_end: int = Hyperparameters.loop_end
-    loop_repeats: int = Hyperparameters.loop_repeats
-    smear_gate: bool = Hyperparameters.smear_gate
-    bos_id: int = 1
+# The model's config, saved with every checkpoint and artifact: the settings marked model=True, plus the data's BOS id
+# and whether depth recurrence is on (the trainer turns it on at LOOP_AT; an artifact records the state it was saved in).
+ModelConfig = make_dataclass("ModelConfig", [(f.name, f.type, field(default=f.default)) for f in fields(Hyperparameters)
+                                             if f.metadata["part"] == "model"] + [("bos_id", "int", field(default=1)),
+                                                                         ("looping", "bool", field(default=False))])
 
-    @classmethod
-    def from_hparams(cls, h: Hyperparameters, bos_id: int) -> "ModelConfig":
-        return cls(**{f.name: getattr(h, f.name) for f in fields(cls) if f.name != "bos_id"}, bos_id=bos_id)
+
+def model_config(h: Hyperparameters, bos_id: int) -> ModelConfig:
+    return ModelConfig(**{f.name: getattr(h, f.name) for f in fields(h) if f.metadata["part"] == "model"}, bos_id=bos_id)
+
+
+def scoring_settings(h: Hyperparameters) -> dict:
+    """How the run scores its artifact, as environment strings: recorded in the artifact, so that EVAL_ARTIFACT and
+    `python -m tools score` score it the same way unless told otherwise."""
+    return {f.name.upper(): str(getattr(h, f.name)) for f in fields(h) if f.metadata["part"] == "eval"}
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
@@ -905,7 +898,7 @@ class GPT(nn.Module):
         self.bigram = BigramHash(cfg) if cfg.bigram_buckets else None
         self.smear = SmearGate(cfg) if cfg.smear_gate else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
-        self.looping = False  # depth recurrence: the trainer turns it on at LOOP_AT of training
+        self.looping = cfg.looping  # depth recurrence: the trainer turns it on at LOOP_AT of training
         self.eval_doc_mask = False  # DOC_EVAL: keep attention within documents even if training did not
         most = len(self.layer_order(looping=True))  # U-Net skips pair virtual layers: enough weights for the longest order
         self.skip_weights = nn.Parameter(torch.ones(min(most // 2, most - most // 2), cfg.model_dim))
@@ -1347,7 +1340,7 @@ class Trainer:
         self.val_tokens = load_val_tokens(h.data_path, max(h.train_seq_len, h.eval_seq_len), h.vocab_size)
         self.train_files = list_shards(h.data_path, "train")
         torch.manual_seed(h.seed)
-        self.config = ModelConfig.from_hparams(h, self.data_summary["bos_id"])
+        self.config = model_config(h, self.data_summary["bos_id"])
         if h.eval_artifact:  # the model is the artifact's, whatever the shape settings say
             state, meta = read_artifact(h.eval_artifact)
             self.model = model_from_state(state, meta.get("config"), h.eval_artifact).to(rt.device)
@@ -1356,8 +1349,7 @@ class Trainer:
                 raise GolfError(f"{h.eval_artifact} has vocab_size {self.config.vocab_size} but VOCAB_SIZE={h.vocab_size}")
         else:
             self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
-        self.model.fused_ce = h.fused_ce and rt.device.type == "cuda" and triton_available()
-        self.compiled = torch.compile(self.model) if rt.compile else self.model
+        self.compiled = runnable(self.model, h, rt)
         self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
         self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
         self.loader = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
@@ -1655,6 +1647,7 @@ class Trainer:
                 stop_at = self.step
                 self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations} "
                          f"reserved:{reserve_ms:.0f}ms")
+        self.set_qat(0)  # fake quantization is training's: calibration, the artifact and its score see the weights as stored
         if calibrating:
             self.calibrate()
         self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
@@ -1747,7 +1740,7 @@ class Trainer:
         stop after two fit (fewer bits scoring better is rare). Returns the best fitting artifact, or raises."""
         h, code = self.h, len(self.code)
         specs = AUTO_SCHEMES if h.artifact == "auto" else (h.artifact,)
-        config, tried, best = asdict(self.config), [], None
+        config, tried, best = self.shipped_config(), [], None
         seq = min(h.train_seq_len, len(self.heldout) - 1) if self.heldout is not None else 0
         def heldout_loss(weights: dict) -> float:
             self.model.load_state_dict(weights)
@@ -1763,9 +1756,9 @@ class Trainer:
                          f" by more than {FORECAST_SLACK - 1:.0%}, not packed [{time.perf_counter() - t0:.1f}s]")
                 continue
             if scheme.sd < 0:
-                scheme, blob = fit_step(state, config, scheme, self.hessians, h.size_cap_bytes - code)
+                scheme, blob = fit_step(state, config, scheme, self.hessians, h.size_cap_bytes - code, scoring_settings(h))
             else:
-                blob = pack_artifact(state, config, scheme, self.hessians)
+                blob = pack_artifact(state, config, scheme, self.hessians, scoring_settings(h))
             fits = len(blob) + code <= h.size_cap_bytes
             loss = heldout_loss(unpack_artifact(blob)[0]) if fits and len(specs) > 1 else None
             tried.append((scheme.spec, f"{len(blob)} bytes", fits, loss))
@@ -1784,13 +1777,18 @@ class Trainer:
                             f"is {tried[-1][1]} + {code} bytes of code (train a smaller model, or set ARTIFACT)")
         return best[0], best[1]
 
+    def shipped_config(self) -> dict:
+        """The model config an artifact or raw-weights file records: the run's, with depth recurrence as it is now."""
+        return asdict(replace(self.config, looping=self.model.looping))
+
     def finish(self) -> dict:
         """Save the raw weights, choose and write the artifact, read it back from disk and score the round trip."""
         h, rt = self.h, self.rt
         state = {k: v.detach().float().cpu() for k, v in self.model.state_dict().items()}
         spec, ok = "", 1.0
         if rt.is_main:
-            save_tensors(self.raw_path, state, {"config": asdict(self.config), "run_id": self.run_id})
+            save_tensors(self.raw_path, state, {"config": self.shipped_config(), "run_id": self.run_id,
+                                                "scoring": scoring_settings(h)})
             try:
                 blob, scheme = self.choose_artifact(state)
                 atomic_write(self.artifact_path, blob)
@@ -1822,21 +1820,16 @@ class Trainer:
         self.log(f"Code size: {code_bytes} bytes")
         self.log(f"Serialized model {spec}: {artifact_bytes} bytes")
         self.log(f"Total submission size {spec}: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
-        roundtrip_state, _ = read_artifact(artifact)
+        roundtrip_state, meta = read_artifact(artifact)
+        if not h.eval_artifact and meta.get("config") != self.shipped_config():
+            raise GolfError(f"internal: {artifact} records another model config than the run's")
         self.model.load_state_dict(roundtrip_state)  # what is scored (and what TTT starts from) is the artifact
-        self.model.eval_doc_mask = h.doc_eval
         ttt = f" ttt:{h.ttt} chunk:{h.ttt_chunk_tokens} steps:{h.ttt_steps}" if h.ttt != "0" else ""
         self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} doc_eval:{int(h.doc_eval)}"
                  f"{ttt} on the round-trip model")
         self.sync()
         t0 = time.perf_counter()
-        facts = None
-        if h.ttt != "0":
-            val_loss, val_bpb, facts = evaluate_ttt(self.model, self.val_tokens, self.luts, h, rt.device, rt.autocast, rt.rank,
-                                                    rt.world_size, self.log)
-        else:
-            val_loss, val_bpb = evaluate(self.compiled, self.val_tokens, self.luts, h.eval_seq_len, h.eval_stride,
-                                         h.eval_batch_seqs, rt.device, rt.autocast, rt.rank, rt.world_size)
+        val_loss, val_bpb, facts = final_score(self.model, self.compiled, self.val_tokens, self.luts, h, rt, self.log)
         self.sync()
         eval_ms = 1000 * (time.perf_counter() - t0)
         flops = eval_flops(self.model, h, len(self.val_tokens) - 1, facts) / rt.world_size
@@ -2179,15 +2172,17 @@ def byte_shuffle(data: bytes, inverse: bool = False) -> bytes:
     return np.concatenate([a[0::2], a[1::2]]).tobytes()
 
 
-def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None) -> bytes:
+def pack_artifact(state: dict, config: dict, scheme: Scheme, hessians: dict | None = None, scoring: dict | None = None) -> bytes:
+    """The artifact of a float state dict; `scoring`: the evaluation settings it is to be scored with (scoring_settings)."""
     if scheme.sd < 0:
         raise GolfError(f"artifact scheme {scheme.spec}: a bare sd is fitted to the cap by ARTIFACT, give sd<K> here")
-    return encode_artifact(*quantize_state_dict(state, scheme, hessians), config, scheme)
+    return encode_artifact(*quantize_state_dict(state, scheme, hessians), config, scheme, scoring)
 
 
-def encode_artifact(tensors: dict, info: dict, config: dict, scheme: Scheme) -> bytes:
+def encode_artifact(tensors: dict, info: dict, config: dict, scheme: Scheme, scoring: dict | None = None) -> bytes:
     """The container around quantize_state_dict's output (one quantization can then be tried with several codecs)."""
-    payload = tensors_to_bytes(tensors, {"scheme": scheme.spec, "config": config, "tensors": info})
+    meta = {"scheme": scheme.spec, "config": config, "tensors": info, **({"scoring": scoring} if scoring else {})}
+    payload = tensors_to_bytes(tensors, meta)
     payload = compress(byte_shuffle(payload) if scheme.shuffle else payload, scheme.codec, scheme.level)
     head = ARTIFACT_MAGIC + bytes([ARTIFACT_VERSION, CODEC_IDS[scheme.codec], int(scheme.shuffle)])
     return head + hashlib.sha256(payload).digest() + payload
@@ -2240,8 +2235,9 @@ def read_artifact(path, limit: int = MAX_INFLATED_BYTES) -> tuple[dict, dict]:
 
 
 def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
-    """Build the model a stored config describes, after checking the config's types and bounds and that the stored
-    tensors have exactly the model's names and shapes (on the meta device: nothing is allocated for a lying config)."""
+    """Build the model a stored config describes, after checking the config (types, every setting's bound, the rules
+    that join them) and that the stored tensors have exactly the model's names and shapes (on the meta device:
+    nothing is allocated for a lying config)."""
     known = {f.name: f.default for f in fields(ModelConfig)}
     if not isinstance(config, dict) or set(config) - set(known):
         raise GolfError(f"{what}: the model config is not an object of ModelConfig fields "
@@ -2251,9 +2247,11 @@ def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
         v = config[f.name]
         if type(v) is not type(f.default) and not (isinstance(f.default, float) and type(v) is int):
             raise GolfError(f"{what}: model config {f.name}={v!r} is not a {type(f.default).__name__}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (math.isfinite(v) and 0 <= v <= 1 << 20):
-            raise GolfError(f"{what}: model config {f.name}={v!r} is out of range")
     cfg = ModelConfig(**config)
+    problem = bound_problem(cfg, [f for f in fields(Hyperparameters) if f.metadata["part"] == "model"]) or model_problem(cfg) or \
+        (None if 0 <= cfg.bos_id < cfg.vocab_size else f"BOS id {cfg.bos_id} is not below VOCAB_SIZE={cfg.vocab_size}")
+    if problem:
+        raise GolfError(f"{what}: the model config cannot run: {problem}")
     layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
     if layers != set(range(cfg.num_layers)) or min(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) < 1:
         raise GolfError(f"{what}: the config's {cfg.num_layers} layers do not match the {len(layers)} stored blocks")
@@ -2300,14 +2298,15 @@ def forecast_sd(state: dict, scheme: Scheme, budget: int) -> float:
     return round(hi, 3)
 
 
-def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int) -> tuple[Scheme, bytes]:
+def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int,
+             scoring: dict | None = None) -> tuple[Scheme, bytes]:
     """The finest step whose artifact fits the budget: the forecast's step, then packing for real and widening the
     step by the bits still over, until it fits (at most 6 tries)."""
     quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
     sd = forecast_sd(state, scheme, budget)
     for _ in range(6):
         scheme = replace(scheme, sd=round(sd, 3))
-        blob = pack_artifact(state, config, scheme, hessians)
+        blob = pack_artifact(state, config, scheme, hessians, scoring)
         if len(blob) <= budget or sd >= 256:
             break
         sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
@@ -2338,12 +2337,19 @@ def window_starts(num_targets: int, seq_len: int, stride: int) -> tuple[np.ndarr
     return starts, first_scored
 
 
+def window_sums(losses: torch.Tensor, x: torch.Tensor, y: torch.Tensor, first: torch.Tensor, luts) -> torch.Tensor:
+    """Per window (row): the loss sum, the number of targets and the bytes they stand for, over the targets from
+    offset first[row] on: the one place where val_bpb's bytes are counted."""
+    base_bytes, has_space, is_boundary = luts
+    scored = torch.arange(y.size(1), device=y.device)[None, :] >= first[:, None]
+    nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
+    return torch.stack([(losses.double() * scored).sum(1), scored.sum(1).double(), (nbytes * scored).sum(1).double()], 1)
+
+
 def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, length: int, batch_seqs: int,
                   device, autocast, out: list, per_target: dict | None = None) -> None:
     """Score windows tokens[s : s+length+1] (targets from offset `first` on) in batches; append each window's (loss
     sum, targets, bytes) to `out`, and with per_target, each scored target's loss by its index."""
-    base_bytes, has_space, is_boundary = luts
-    positions = torch.arange(length, device=device)
     batch_seqs = max(1, min(batch_seqs, len(starts)))  # never pad past the windows there are
     for b in range(0, len(starts), batch_seqs):
         # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
@@ -2353,14 +2359,15 @@ def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, len
         x, y = window[:, :-1], window[:, 1:]
         with autocast:
             losses = model(x, y, reduction="none").float()
-        scored = positions[None, :] >= torch.from_numpy(np.where(real, first[rows], length)).to(device)[:, None]
-        nbytes = base_bytes[y].int() + (has_space[y] & ~is_boundary[x]).int()
-        sums = torch.stack([(losses.double() * scored).sum(1), scored.sum(1).double(), (nbytes * scored).sum(1).double()], 1)
-        out.extend(sums[: int(real.sum())].tolist())
+        offsets = torch.from_numpy(np.where(real, first[rows], length)).to(device)
+        out.extend(window_sums(losses, x, y, offsets, luts)[: int(real.sum())].tolist())
         if per_target is not None:
             for r in range(int(real.sum())):
-                for j in range(int(first[rows[r]]), length):
-                    per_target[int(starts[rows[r]]) + j] = losses[r, j].item()
+                record_targets(per_target, int(starts[rows[r]]), int(first[rows[r]]), losses[r])
+
+
+def record_targets(per_target: dict, start: int, first: int, losses: torch.Tensor) -> None:
+    per_target.update({start + j: v for j, v in enumerate(losses[first:].tolist(), first)})
 
 
 def totals_of(window_sums: list, world_size: int, device) -> tuple[float, float]:
@@ -2390,6 +2397,18 @@ def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, strid
     return totals_of(sums, world_size, device)
 
 
+def final_score(model: "GPT", scorer: nn.Module, tokens: np.ndarray, luts, h: Hyperparameters, rt: "Runtime",
+                log=print) -> tuple[float, float, dict | None]:
+    """The score a run ends with (and `python -m tools score` and EVAL_ARTIFACT give): sliding windows over the whole
+    validation split, within documents with DOC_EVAL, with score-first test-time training when TTT is set.
+    `scorer` is the model as it runs on this device (compiled or not); TTT adapts `model` itself."""
+    model.eval_doc_mask = h.doc_eval
+    if h.ttt != "0":
+        return evaluate_ttt(model, tokens, luts, h, rt, log)
+    return (*evaluate(scorer, tokens, luts, h.eval_seq_len, h.eval_stride, h.eval_batch_seqs, rt.device, rt.autocast,
+                      rt.rank, rt.world_size), None)
+
+
 # Score-first test-time training (TTT): the model adapts on validation text only after that text has been scored.
 #   sgd:  the validation stream in chunks of TTT_CHUNK_TOKENS; each chunk's sliding windows are scored, then the
 #         chunk trains the weights (TTT_PARAMS) for TTT_STEPS epochs of SGD with momentum, the learning rate falling
@@ -2403,13 +2422,15 @@ def ttt_lr_at(chunk: int, chunks: int, lr: float) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * chunk / max(chunks - 1, 1)))
 
 
+LORA_TARGETS = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.proj", "fc": "mlp.fc", "down": "mlp.proj"}
+
+
 def attach_lora(model: "GPT", targets: str, rank: int) -> list[nn.Parameter]:
     """Low-rank adapters (A random, B zero: no change until trained) on the named block matrices of every block."""
-    names = {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.proj", "fc": "mlp.fc", "down": "mlp.proj"}
     params = []
     for block in model.blocks:
         for key in targets.split(","):
-            linear = block.get_submodule(names[key])
+            linear = block.get_submodule(LORA_TARGETS[key])
             a = nn.Parameter(torch.randn(rank, linear.in_features, device=linear.weight.device) / math.sqrt(linear.in_features))
             b = nn.Parameter(torch.zeros(linear.out_features, rank, device=linear.weight.device))
             linear.lora = (a, b)
@@ -2423,104 +2444,103 @@ def detach_lora(model: "GPT") -> None:
             m.lora = None
 
 
-def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: "Hyperparameters", device, autocast, rank: int = 0,
-                 world_size: int = 1, log=print, per_target: dict | None = None) -> tuple[float, float, dict]:
+def adaptation_stopped(facts: dict, h: Hyperparameters, t0: float, log, done: str) -> bool:
+    """Whether TTT must stop adapting (scoring goes on): EVAL_TIME_CAP_SECONDS reached now (said once) or earlier."""
+    if not facts["cut_short"] and h.eval_time_cap_seconds > 0 and time.perf_counter() - t0 > h.eval_time_cap_seconds:
+        facts["cut_short"] = True
+        log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {done}")
+    return facts["cut_short"]
+
+
+def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: Hyperparameters, rt: "Runtime", log=print,
+                 per_target: dict | None = None) -> tuple[float, float, dict]:
     """(val_loss, val_bpb, facts) of score-first TTT; facts: chunks, chunks adapted, whether the time cap cut it short."""
-    t0, luts, facts = time.perf_counter(), device_luts(luts, device), {"cut_short": False, "adapted": 0}
-    sums, L = [], min(h.eval_seq_len, len(tokens) - 1)
-    over_time = lambda: h.eval_time_cap_seconds > 0 and time.perf_counter() - t0 > h.eval_time_cap_seconds
-    if h.ttt == "sgd":
-        params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
-        opt = torch.optim.SGD(params, lr=h.ttt_lr, momentum=h.ttt_momentum)
-        starts, first = window_starts(len(tokens) - 1, L, h.eval_stride)
-        chunk_of = (starts + first) // h.ttt_chunk_tokens
-        chunks = int(chunk_of[-1]) + 1
-        for c in range(chunks):
-            mine = np.nonzero(chunk_of == c)[0]
-            mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
-            model.eval()
-            with torch.no_grad():
-                score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
-            if c == chunks - 1 or not h.ttt_steps or facts["cut_short"]:
-                continue
-            if over_time():
-                facts["cut_short"] = True
-                log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {c} of {chunks - 1} chunks")
-                continue
-            # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
-            c0, c1 = c * h.ttt_chunk_tokens, min((c + 1) * h.ttt_chunk_tokens, len(tokens) - 1)
-            rows = np.arange(c0, c1 - L + 1, L)
-            for group in opt.param_groups:
-                group["lr"] = ttt_lr_at(c, chunks, h.ttt_lr)
-            model.train()
-            steps = math.ceil(len(rows) / (h.ttt_batch_seqs * world_size))
-            for _ in range(h.ttt_steps):
-                for s in range(steps):
-                    global_batch = rows[s * h.ttt_batch_seqs * world_size:(s + 1) * h.ttt_batch_seqs * world_size]
-                    batch = global_batch[rank::world_size]
-                    if len(batch):  # this process's share of the step's rows; the gradient sum is the batch mean's
-                        window = torch.from_numpy(tokens[batch[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
-                        with autocast:
-                            loss = model(window[:, :-1], window[:, 1:])
-                        (loss * len(batch) / len(global_batch)).backward()
-                    for p in params:
-                        if p.grad is None:
-                            p.grad = torch.zeros_like(p)
-                        if world_size > 1:
-                            dist.all_reduce(p.grad)
-                    nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-            facts["adapted"] += 1
-        facts["chunks"] = chunks
-    else:  # lora, one document at a time
-        bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
-        edges = np.unique(np.concatenate([[0], bos, [len(tokens) - 1]]))
-        docs = list(zip(edges[:-1], edges[1:]))[rank::world_size]
-        params = attach_lora(model, h.ttt_lora_targets, h.ttt_lora_rank)
-        opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
-        chunks = 0
-        for d, (s, e) in enumerate(docs):  # targets s..e-1 (the last predicts the next document's BOS)
-            if h.ttt_reset and d:
-                with torch.no_grad():
-                    for b in params[1::2]:
-                        b.zero_()
-                opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
-            for c0 in range(s, e, min(h.ttt_chunk_tokens, L)):  # a chunk is scored in one window of up to L tokens
-                c1 = min(c0 + min(h.ttt_chunk_tokens, L), e)
-                w0 = max(s, c1 - L)
-                x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
-                y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
-                adapt = h.ttt_steps and c1 < e and not facts["cut_short"]
-                model.train(bool(adapt))
-                with torch.set_grad_enabled(bool(adapt)), autocast:
-                    losses = model(x, y, reduction="none").float()
-                scored = losses[0, c0 - w0:]
-                nbytes = luts[0][y[0, c0 - w0:]].int() + (luts[1][y[0, c0 - w0:]] & ~luts[2][x[0, c0 - w0:]]).int()
-                sums.append([scored.double().sum().item(), float(scored.numel()), nbytes.double().sum().item()])
-                if per_target is not None:
-                    per_target.update({c0 + j: v for j, v in enumerate(scored.tolist())})
-                chunks += 1
-                if not adapt:
-                    continue
-                if over_time():
-                    facts["cut_short"] = True
-                    log(f"ttt: EVAL_TIME_CAP_SECONDS={h.eval_time_cap_seconds:g} reached: adaptation stopped after {chunks} chunks")
-                    continue
-                for step in range(h.ttt_steps):
-                    if step:
-                        with autocast:
-                            losses = model(x, y, reduction="none").float()
-                        scored = losses[0, c0 - w0:]
-                    scored.mean().backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                facts["adapted"] += 1
-        detach_lora(model)
-        facts["chunks"] = chunks
+    facts, sums = {"cut_short": False, "adapted": 0, "chunks": 0}, []
+    run = ttt_sgd if h.ttt == "sgd" else ttt_lora
+    run(model, tokens, device_luts(luts, rt.device), h, rt, log, per_target, sums, facts)
     model.eval()
-    facts["seconds"] = time.perf_counter() - t0
-    return (*totals_of(sums, world_size, device), facts)
+    return (*totals_of(sums, rt.world_size, rt.device), facts)
+
+
+def ttt_sgd(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
+    t0, L = time.perf_counter(), min(h.eval_seq_len, len(tokens) - 1)
+    rank, world_size, device, autocast = rt.rank, rt.world_size, rt.device, rt.autocast
+    params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
+    opt = torch.optim.SGD(params, lr=h.ttt_lr, momentum=h.ttt_momentum)
+    starts, first = window_starts(len(tokens) - 1, L, h.eval_stride)
+    chunk_of = (starts + first) // h.ttt_chunk_tokens
+    facts["chunks"] = chunks = int(chunk_of[-1]) + 1
+    for c in range(chunks):
+        mine = np.nonzero(chunk_of == c)[0]
+        mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
+        model.eval()
+        with torch.no_grad():
+            score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
+        if c == chunks - 1 or not h.ttt_steps or adaptation_stopped(facts, h, t0, log, f"{c} of {chunks - 1} chunks"):
+            continue
+        # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
+        c0, c1 = c * h.ttt_chunk_tokens, min((c + 1) * h.ttt_chunk_tokens, len(tokens) - 1)
+        rows, per_step = np.arange(c0, c1 - L + 1, L), h.ttt_batch_seqs * world_size
+        for group in opt.param_groups:
+            group["lr"] = ttt_lr_at(c, chunks, h.ttt_lr)
+        model.train()
+        for _ in range(h.ttt_steps):
+            for s in range(math.ceil(len(rows) / per_step)):
+                global_batch = rows[s * per_step:(s + 1) * per_step]
+                batch = global_batch[rank::world_size]
+                if len(batch):  # this process's share of the step's rows; the gradient sum is the batch mean's
+                    window = torch.from_numpy(tokens[batch[:, None] + np.arange(L + 1)].astype(np.int64)).to(device)
+                    with autocast:
+                        loss = model(window[:, :-1], window[:, 1:])
+                    (loss * len(batch) / len(global_batch)).backward()
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    if world_size > 1:
+                        dist.all_reduce(p.grad)
+                nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        facts["adapted"] += 1
+
+
+def ttt_lora(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
+    t0, L = time.perf_counter(), min(h.eval_seq_len, len(tokens) - 1)
+    rank, world_size, device, autocast = rt.rank, rt.world_size, rt.device, rt.autocast
+    bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
+    edges = np.unique(np.concatenate([[0], bos, [len(tokens) - 1]]))
+    params = attach_lora(model, h.ttt_lora_targets, h.ttt_lora_rank)
+    chunk = min(h.ttt_chunk_tokens, L)  # a chunk is scored in one window of up to L tokens
+    for d, (s, e) in enumerate(list(zip(edges[:-1], edges[1:]))[rank::world_size]):  # targets s..e-1
+        if h.ttt_reset or not d:
+            with torch.no_grad():
+                for b in params[1::2]:
+                    b.zero_()
+            opt = torch.optim.Adam(params, lr=h.ttt_lora_lr)
+        for c0 in range(s, e, chunk):
+            c1 = min(c0 + chunk, e)
+            w0 = max(s, c1 - L)
+            x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
+            y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
+            adapt = bool(h.ttt_steps) and c1 < e and not facts["cut_short"]
+            model.train(adapt)
+            with torch.set_grad_enabled(adapt), autocast:
+                losses = model(x, y, reduction="none").float()
+            sums.extend(window_sums(losses.detach(), x, y, torch.tensor([c0 - w0], device=device), luts).tolist())
+            if per_target is not None:
+                record_targets(per_target, int(w0), int(c0 - w0), losses[0].detach())
+            facts["chunks"] += 1
+            if not adapt or adaptation_stopped(facts, h, t0, log, f"{facts['chunks']} chunks"):
+                continue
+            for step in range(h.ttt_steps):
+                if step:
+                    with autocast:
+                        losses = model(x, y, reduction="none").float()
+                losses[0, c0 - w0:].mean().backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            facts["adapted"] += 1
+    detach_lora(model)
 
 
 def eval_flops(model: "GPT", h: "Hyperparameters", val_targets: int, facts: dict | None) -> float:
@@ -2540,10 +2560,29 @@ H100_BF16_DENSE_FLOPS = 989e12  # per GPU, the SXM card's dense bf16 figure; est
 
 # ----------------------------------------------------------------------------- main
 
+def recorded_scoring(metadata: dict, what: str) -> dict:
+    """The scoring settings a model file's metadata records (empty for files written before they were recorded)."""
+    recorded = metadata.get("scoring", {})
+    names = {f.name.upper() for f in fields(Hyperparameters) if f.metadata["part"] == "eval"}
+    if not (isinstance(recorded, dict) and set(recorded) <= names and all(isinstance(v, str) for v in recorded.values())):
+        raise GolfError(f"{what}: its recorded scoring settings are malformed")
+    return recorded
+
+
+def artifact_scoring(path) -> dict:
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as e:
+        raise GolfError(f"EVAL_ARTIFACT={path}: cannot read it: {e.strerror}") from None
+    return recorded_scoring(inflate_artifact(blob, str(path))[1], str(path))
+
+
 def main() -> int:
     rt = None
     try:
         h = Hyperparameters.from_env()
+        if h.eval_artifact:  # scored as its run scored it, unless the environment says otherwise
+            h = Hyperparameters.from_env(recorded=artifact_scoring(h.eval_artifact))
         rt = setup_runtime(h)
         summary = Trainer(h, rt).run()
         return 3 if summary["over_budget"] else 0

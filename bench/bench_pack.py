@@ -108,8 +108,9 @@ def main(argv=None) -> int:
     tokens, luts = S.eval_data(args.data, "", cfg["vocab_size"], args.max_tokens)
     full = len(tg.load_val_tokens(args.data, 1, cfg["vocab_size"])) - 1
     t1 = time.perf_counter()
-    S.score_model(tg.model_from_state(rt_state, meta["config"]).eval(), tokens, luts, args.seq_len, args.stride,
-                  args.batch_seqs, M.runtime(bf16=args.bf16))
+    S.score_model(tg.model_from_state(rt_state, meta["config"]).eval(), tokens, luts,
+                  tg.Hyperparameters(eval_seq_len=args.seq_len, eval_stride=args.stride, eval_batch_seqs=args.batch_seqs),
+                  M.runtime(bf16=args.bf16))
     score_s = time.perf_counter() - t1
     report["end_to_end"] = {"scheme": best["scheme"], "pack_seconds": pack_s, "score_seconds": score_s,
                             "targets": len(tokens) - 1, "tokens_per_second": (len(tokens) - 1) / score_s,

@@ -133,15 +133,21 @@ REFUSED = [
 ]
 # Artifacts train_gpt.read_artifact reads (the config is not its business) and train_gpt.model_from_state refuses.
 BAD_CONFIGS = [
-    ("num_layers=200000 with two blocks", with_config(num_layers=200000), "layers do not match"),
-    ("num_layers past the bound", with_config(num_layers=1 << 21), "out of range"),
-    ("negative width", with_config(model_dim=-64), "out of range"),
+    ("num_layers=200000 with two blocks", with_config(num_layers=200000), "NUM_LAYERS=200000 must be in [1, 1024]"),
+    ("num_layers past the bound", with_config(num_layers=1 << 21), "must be in [1, 1024]"),
+    ("negative width", with_config(model_dim=-64), "MODEL_DIM=-64 must be in [1, 65536]"),
     ("string width", with_config(model_dim="64"), "is not a int"),
     ("bool width", with_config(num_heads=True), "is not a int"),
-    ("NaN rope base", with_config(rope_base=float("nan")), "out of range"),
+    ("NaN rope base", with_config(rope_base=float("nan")), "ROPE_BASE=nan must be a finite number"),
     ("missing field whose default does not fit", with_config(bigram_dim=...), "do not match the model config"),
     ("extra field", with_config(evil=1), "(unknown: ['evil'])"),
-    ("heads do not divide the width", with_config(num_heads=5), "inconsistent|do not match"),
+    ("heads do not divide the width", with_config(num_heads=5), "MODEL_DIM=64 is not divisible by NUM_HEADS=5"),
+    ("3 heads at width 64", with_config(num_heads=3, num_kv_heads=1), "MODEL_DIM=64 is not divisible by NUM_HEADS=3"),
+    ("4 query heads over 3 KV heads", with_config(num_kv_heads=3), "NUM_HEADS=4 is not divisible by NUM_KV_HEADS=3"),
+    ("one bigram bucket", with_config(bigram_buckets=1), "BIGRAM_BUCKETS=1 must be 0 (off) or at least 2"),
+    ("RoPE dims past the head", with_config(rope_dims=1000), "ROPE_DIMS=1000 must be even and at most the head width 16"),
+    ("BOS outside the vocabulary", with_config(bos_id=260), "BOS id 260 is not below VOCAB_SIZE=260"),
+    ("loop past the last block", with_config(loop_repeats=1, loop_start=1, loop_end=2), "LOOP_START=1..LOOP_END=2 must be blocks of the 2"),
     ("shapes do not match", with_config(model_dim=32, num_heads=2, num_kv_heads=1), "do not match the model config"),
     ("config is a list", with_config([1, 2]), "not an object of ModelConfig fields"),
 ]
@@ -279,7 +285,8 @@ BAD_SAFETENSORS = [
     ("truncated", GOOD_ST[:-100], "outside the file"),
     ("NaN weights", tg.tensors_to_bytes(nan_state(), {"config": asdict(CONFIG)}), "non-finite weights"),
     ("no config", tg.tensors_to_bytes(STATE, {"step": 3}), "no model config"),
-    ("num_layers=200000", tg.tensors_to_bytes(STATE, {"config": dict(asdict(CONFIG), num_layers=200000)}), "layers do not match"),
+    ("num_layers=200000", tg.tensors_to_bytes(STATE, {"config": dict(asdict(CONFIG), num_layers=200000)}), "must be in [1, 1024]"),
+    ("num_layers=200 with two blocks", tg.tensors_to_bytes(STATE, {"config": dict(asdict(CONFIG), num_layers=200)}), "layers do not match"),
     ("no tensors", tg.tensors_to_bytes({}, {"config": asdict(CONFIG)}), "holds no tensors"),
 ]
 

@@ -223,7 +223,7 @@ def test_cpu_threads_share_the_cores_among_processes():
 
 
 def test_setting_values_are_checked():
-    with pytest.raises(tg.GolfError, match="BF16='yes' must be auto, 0 or 1"):
+    with pytest.raises(tg.GolfError, match="BF16='yes' must be one of auto, 0, 1"):
         tg.Hyperparameters.from_env({"BF16": "yes"})
     with pytest.raises(tg.GolfError, match="SIZE_CAP_BYTES=0 must be positive"):
         tg.Hyperparameters.from_env({"SIZE_CAP_BYTES": "0"})

@@ -13,6 +13,7 @@ from tests.helpers import final_exact, run_train, tiny_env
 import train_gpt as tg
 
 LUTS = tg.build_byte_luts(tg.ByteTokenizer({}))
+CPU = tg.Runtime(rank=0, world_size=1, device=torch.device("cpu"), bf16=False, compile=False)
 
 
 def tiny_model() -> tg.GPT:
@@ -39,8 +40,7 @@ def settings(**kw) -> tg.Hyperparameters:
 
 def run_ttt(tokens, **kw):
     per_target = {}
-    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), tokens, LUTS, settings(**kw), torch.device("cpu"), torch.autocast("cpu", enabled=False),
-                                       per_target=per_target, log=lambda m: None)
+    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), tokens, LUTS, settings(**kw), CPU, per_target=per_target, log=lambda m: None)
     return loss, bpb, facts, per_target
 
 
@@ -98,8 +98,8 @@ def test_doc_aware_evaluation_counts_the_same_bytes_and_scores_each_document_fro
 
 def test_time_cap_stops_adaptation_and_says_so():
     messages = []
-    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), val_tokens(), LUTS, settings(TTT="sgd", EVAL_TIME_CAP_SECONDS=1e-9),
-                                       torch.device("cpu"), torch.autocast("cpu", enabled=False), log=messages.append)
+    loss, bpb, facts = tg.evaluate_ttt(tiny_model(), val_tokens(), LUTS, settings(TTT="sgd", EVAL_TIME_CAP_SECONDS=1e-9), CPU,
+                                       log=messages.append)
     assert facts["cut_short"] and facts["adapted"] == 0 and np.isfinite(loss)
     assert messages and messages[0].startswith("ttt: EVAL_TIME_CAP_SECONDS=1e-09 reached: adaptation stopped after 0 of")
 

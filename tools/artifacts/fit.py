@@ -105,9 +105,11 @@ def run_fit(state: dict, config: dict, schemes: list, code: int, data: dict | No
                                               data["batch_tokens"], rt)
         tokens, luts = S.eval_data(data["data"], data.get("tokenizer", ""), config["vocab_size"], data.get("max_tokens", 0))
 
+        h = tg.Hyperparameters(eval_seq_len=data["seq_len"], eval_stride=data["stride"], eval_batch_seqs=data["batch_seqs"])
+
         def evaluator(weights):
             model.load_state_dict(weights)
-            return S.score_model(model, tokens, luts, data["seq_len"], data["stride"], data["batch_seqs"], rt)
+            return S.score_model(model, tokens, luts, h, rt)[:2]
         t0 = time.perf_counter()
         base["val_loss"], base["val_bpb"] = evaluator(state)
         base["eval_seconds"] = round(time.perf_counter() - t0, 3)

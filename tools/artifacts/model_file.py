@@ -43,7 +43,7 @@ def sniff(path) -> str:
     return "unknown"
 
 
-def _load(path, need_config: bool) -> tuple[dict, dict | None, str, torch.nn.Module | None]:
+def _load(path, need_config: bool) -> tuple[dict, dict | None, str, torch.nn.Module | None, dict]:
     kind = sniff(path)
     if kind == "pickle":
         raise ToolError(f"{path} is a pickle/torch.save file: {PICKLE_HINT}")
@@ -61,25 +61,33 @@ def _load(path, need_config: bool) -> tuple[dict, dict | None, str, torch.nn.Mod
         raise ToolError(f"{path} holds no tensors")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     config, model = metadata.get("config"), None
+    if isinstance(config, dict) and "looping" in metadata:  # a training checkpoint: depth recurrence's state then
+        config = {**config, "looping": metadata["looping"]}
     if need_config:
         if config is None:
             raise ToolError(f"{path} has no model config in its metadata")
         model = tg.model_from_state(state, config, str(path))  # types, bounds, names and shapes before allocating
-    return state, config, kind, model
+    return state, config, kind, model, metadata
 
 
 def load_model_file(path, need_config: bool = True) -> tuple[dict, dict | None, str]:
     """(float state dict, model config dict, kind) of an artifact, a training .ckpt or a raw-weights .safetensors.
     Refused: pickles (never unpickled), non-finite weights, and unless need_config is False, a missing model config
     or one that train_gpt.model_from_state rejects (bad types or bounds, tensors that do not match it)."""
-    state, config, kind, _ = _load(path, need_config)
+    state, config, kind, _, _ = _load(path, need_config)
     return state, config, kind
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict, dict]:
     """(GPT in eval mode, config dict, state dict) of any model file; the config is checked before the model is built."""
-    state, config, _, model = _load(path, True)
+    state, config, _, model, _ = _load(path, True)
     return model.eval(), config, state
+
+
+def load_scored_model(path) -> tuple[torch.nn.Module, dict, dict]:
+    """(GPT in eval mode, config dict, the scoring settings the file records: empty where it records none)."""
+    _, config, _, model, metadata = _load(path, True)
+    return model.eval(), config, tg.recorded_scoring(metadata, str(path))
 
 
 def relative_error(reference: dict, other: dict) -> float:
@@ -93,7 +101,7 @@ def relative_error(reference: dict, other: dict) -> float:
     return math.sqrt(num / den) if den else 0.0
 
 
-def runtime(device: str = "auto", bf16: str = "auto", cpu_threads: int = 0) -> "tg.Runtime":
-    """train_gpt's own device, precision and thread choices (and process group under torchrun), so a tool computes
-    with exactly what a run with the same DEVICE, BF16 and CPU_THREADS used."""
-    return tg.setup_runtime(tg.Hyperparameters(device=device, bf16=bf16, compile="0", cpu_threads=cpu_threads))
+def runtime(device: str = "auto", bf16: str = "auto", cpu_threads: int = 0, compile: str = "0") -> "tg.Runtime":
+    """train_gpt's own device, precision, compile and thread choices (and process group under torchrun), so a tool
+    computes with exactly what a run with the same DEVICE, BF16, COMPILE and CPU_THREADS used."""
+    return tg.setup_runtime(tg.Hyperparameters(device=device, bf16=bf16, compile=compile, cpu_threads=cpu_threads))

@@ -1,0 +1,87 @@
+"""The final line is the artifact's score (issue 23): everything the forward pass needs is in the artifact, training-only
+transforms (QAT's fake quantization) are off when scoring, and the run's own final line, EVAL_ARTIFACT on its
+artifact and `python -m tools score` on it agree to the last digit."""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+import train_gpt as tg
+from tests.helpers import final_exact, run_train, tiny_env, trained_like_state
+from tools import common as C
+from tools.artifacts import score
+
+BASE = tg.ModelConfig(vocab_size=260, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=64, bigram_dim=8)
+# Every switch RECIPE=record turns on that changes the forward pass, one at a time (and depth recurrence while looping).
+SWITCHES = {
+    "leaky_relu2": dict(mlp_act="leaky_relu2"), "no_bigram": dict(bigram_buckets=0), "xsa": dict(xsa_last_n=2),
+    "partial_rope": dict(rope_dims=4), "ln_scale": dict(ln_scale=True), "qk_gain": dict(qk_gain_init=5.0),
+    "attn_gate": dict(attn_gate=True), "smear_gate": dict(smear_gate=True), "doc_mask": dict(doc_mask=True),
+    "parallel": dict(parallel_last_n=2), "loop_off": dict(loop_start=1, loop_end=1, loop_repeats=2),
+    "loop_on": dict(loop_start=1, loop_end=1, loop_repeats=2, looping=True),
+}
+# The record's stack and late QAT at a tiny size, with EMA: the run these settings start is scored three ways.
+RECORD_TINY = dict(MLP_ACT="leaky_relu2", XSA_LAST_N=2, ROPE_DIMS=8, LN_SCALE=1, QK_GAIN_INIT=5.0, ATTN_GATE=1,
+                   SMEAR_GATE=1, DOC_MASK=1, PARALLEL_LAST_N=1, LOOP_START=0, LOOP_END=0, LOOP_REPEATS=1, LOOP_AT=0.3,
+                   EMA_DECAY=0.9, MUON_ROW_NORM=1, MUON_NS="polar", MIN_LR=0.1, QAT_BITS=4, QAT_LR_SCALE=1)
+
+
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_the_artifact_builds_the_model_the_run_scores(switch):
+    """The model a run scores (its own weights replaced by the artifact's) and the model the artifact alone builds
+    give the same losses, bit for bit, for every switch."""
+    cfg = replace(BASE, **SWITCHES[switch])
+    live = tg.GPT(cfg)
+    live.load_state_dict(trained_like_state(cfg, 3))
+    blob = tg.pack_artifact({k: v.float() for k, v in live.state_dict().items()}, asdict(cfg), tg.Scheme.parse("int6+zlib"))
+    state, meta = tg.unpack_artifact(blob)
+    live.load_state_dict(state)
+    rebuilt = tg.model_from_state(state, meta["config"])
+    ids = torch.randint(4, 260, (2, 48))
+    ids[0, 20] = ids[1, 5] = 1  # documents start inside the windows
+    with torch.no_grad():
+        want, got = live(ids[:, :-1], ids[:, 1:], reduction="none"), rebuilt(ids[:, :-1], ids[:, 1:], reduction="none")
+    assert rebuilt.looping == live.looping == cfg.looping
+    assert torch.equal(want, got)
+
+
+def test_depth_recurrence_changes_the_score_so_the_artifact_must_record_it():
+    cfg = replace(BASE, **SWITCHES["loop_on"])
+    state = trained_like_state(cfg, 3)
+    on, off = tg.model_from_state(state, asdict(cfg)), tg.model_from_state(state, asdict(replace(cfg, looping=False)))
+    ids = torch.randint(4, 260, (1, 33))
+    with torch.no_grad():
+        assert not torch.equal(on(ids[:, :-1], ids[:, 1:]), off(ids[:, :-1], ids[:, 1:]))
+
+
+def score_lines(tiny_data, run_dir, run_id: str, capsys) -> tuple[str, str]:
+    """(EVAL_ARTIFACT's final line, `python -m tools score`'s) for the artifact of run `run_id`, both with no
+    evaluation settings given: the artifact's recorded ones must be used."""
+    artifact = run_dir / "models" / f"{run_id}.ptz"
+    env = tiny_env(tiny_data, run_dir, RUN_ID=f"{run_id}_rescore", EVAL_ARTIFACT=artifact)
+    del env["EVAL_STRIDE"], env["EVAL_SEQ_LEN"]
+    rescored = run_train(env)
+    assert rescored.returncode == 0, rescored.stderr[-2000:]
+    assert C.run_cli(score.main, [str(artifact), "--data", str(tiny_data), "--cpu-threads", "1"]) == 0
+    tool = [line for line in capsys.readouterr().out.splitlines() if line.startswith("score_exact")][0]
+    return final_exact(rescored.stdout), tool.replace("score_exact", "final_int8_zlib_roundtrip_exact")
+
+
+@pytest.mark.slow
+def test_a_record_stack_run_with_qat_is_scored_the_same_three_ways(tiny_data, tmp_path, capsys):
+    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="record", ITERATIONS=10, VAL_LOSS_EVERY=0, ARTIFACT="int6+brotli",
+                             EVAL_SEQ_LEN=48, EVAL_STRIDE=16, DOC_EVAL=1, **RECORD_TINY))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "qat: int4 fake quantization" in run.stdout and "depth recurrence: on from step" in run.stdout
+    assert score_lines(tiny_data, tmp_path, "record", capsys) == (final_exact(run.stdout),) * 2
+
+
+@pytest.mark.slow
+def test_a_qat_run_as_the_issue_found_it(tiny_data, tmp_path, capsys):
+    """QAT_BITS=4 QAT_LR_SCALE=1 ARTIFACT=int6+brotli, 10 steps: the log's number was not the artifact's."""
+    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="qat", ITERATIONS=10, VAL_LOSS_EVERY=0, QAT_BITS=4,
+                             QAT_LR_SCALE=1, ARTIFACT="int6+brotli"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert score_lines(tiny_data, tmp_path, "qat", capsys) == (final_exact(run.stdout),) * 2
