@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -81,25 +82,136 @@ def test_log_uniform_samples_spread_over_decades():
     ("[grid]\nSEED = [1]\n", None),
     ("seeds = [1]\n[grid]\nSEED = [1, 2]\n", "SEED is set by both"),
     ("[grid]\nA = [1]\n[[configs]]\nA = 2\n", "A is set by both"),
-    ("[base]\nOUT_DIR = 'x'\n", "set by the driver"),
-    ("[grid]\nlower = [1]\n", "UPPER_SNAKE_CASE"),
-    ("[random]\ncount = 2\n[random.params]\nA = { log_uniform = [0, 1] }\n", "low > 0"),
-    ("[random]\ncount = 2\n[random.params]\nA = { gauss = [0, 1] }\n", "exactly one of"),
-    ("bogus = 1\n", "unknown key"),
-    ("[grid]\nA = []\n", "non-empty list"),
-    ("grid = [1, 2]\n", "'grid' must be a table"),
-    ("base = 3\n", "'base' must be a table"),
-    ("configs = 5\n", "'configs' must be a list"),
-    ("random = [1]\n", "'random' must be a table"),
-    ("seeds = 7\n", "'seeds' must be a list"),
+    ("[base]\nOUT_DIR = 'x'\n", "`base.OUT_DIR`: OUT_DIR is set by the driver"),
+    ("[grid]\nlower = [1]\n", "`grid`: 'lower' is not an UPPER_SNAKE_CASE"),
+    ("[random]\ncount = 2\n[random.params]\nA = { log_uniform = [0, 1] }\n", "log_uniform needs low > 0"),
+    ("[random]\ncount = 2\n[random.params]\nA = { gauss = [0, 1] }\n", "`random.params.A`: give exactly one of"),
+    ("bogus = 1\n", "the spec has unknown key.s. bogus"),
+    ("[grid]\nA = []\n", "`grid.A` is an empty array, expected a non-empty array"),
+    ("grid = [1, 2]\n", "`grid` is an array, expected a table"),
+    ("base = 3\n", "`base` is an integer 3, expected a table"),
+    ("configs = 5\n", "`configs` is an integer 5, expected an array of tables"),
+    ("random = [1]\n", "`random` is an array, expected a table"),
+    ("seeds = 7\n", "`seeds` is an integer 7, expected a non-empty array"),
 ])
 def test_bad_specs_are_refused_with_the_reason(tmp_path, text, msg):
     p = _spec(tmp_path, text)
     if msg is None:
         assert len(sweep.load_spec(p).runs) == 1
         return
-    with pytest.raises(C.ToolError, match=msg):
+    with pytest.raises(C.ToolError, match=msg) as e:
         sweep.load_spec(p)
+    assert str(e.value).startswith(f"{p}: ")
+
+
+# Every key of every table, with the wrong type or out of its range: one error naming the file and the key. The first
+# four gave tracebacks before the spec was typed (issue 23), even with --dry-run.
+MISTYPED = {
+    "nproc_per_node_string": ('nproc_per_node = "x"\n', r'`nproc_per_node` is a string "x", expected an integer in \[1, 1024\]'),
+    "script_number": ("script = 5\n", "`script` is an integer 5, expected a non-empty string"),
+    "digits_string": ('[random]\ncount = 2\n[random.params]\nA = { uniform = [0, 1], digits = "x" }\n',
+                      r'`random.params.A.digits` is a string "x", expected an integer in \[1, 17\]'),
+    "digits_negative": ("[random]\ncount = 2\n[random.params]\nA = { uniform = [0, 1], digits = -1 }\n",
+                        r"`random.params.A.digits` is an integer -1, expected an integer in \[1, 17\]"),
+    "nproc_per_node_zero": ("nproc_per_node = 0\n", r"`nproc_per_node` is an integer 0, expected an integer in \[1, "),
+    "nproc_per_node_bool": ("nproc_per_node = true\n", "`nproc_per_node` is a boolean"),
+    "name_number": ("name = 5\n", "`name` is an integer 5, expected a non-empty string"),
+    "name_with_a_slash": ('name = "../x"\n', "`name` '../x' must be 1-100 letters"),
+    "launcher_unknown": ('launcher = "srun"\n', r'`launcher` is a string "srun", expected "torchrun" or "python"'),
+    "script_with_a_newline": ('script = "a\\nb"\n', "`script` is a string .*without control characters"),
+    "seed_not_an_integer": ('seeds = ["a"]\n', r'`seeds\[0\]` is a string "a", expected an integer in \[0, '),
+    "seed_negative": ("seeds = [1, -1]\n", r"`seeds\[1\]` is an integer -1"),
+    "seeds_empty": ("seeds = []\n", "`seeds` is an empty array"),
+    "base_value_table": ("[base]\nA = { B = 1 }\n", "`base.A` is a table, expected a string"),
+    "base_value_newline": ('[base]\nA = "x\\nrm -rf ~"\n', "`base.A` is a string .*without control characters"),
+    "base_value_nan": ("[base]\nA = nan\n", "`base.A` is nan, expected a finite number"),
+    "base_value_date": ("[base]\nA = 1979-05-27\n", "`base.A` is a date"),
+    "grid_values_not_an_array": ('[grid]\nA = "x"\n', '`grid.A` is a string "x", expected a non-empty array'),
+    "grid_value_array": ("[grid]\nA = [[1, 2]]\n", r"`grid.A\[0\]` is an array"),
+    "config_not_a_table": ("configs = [1]\n", r"`configs\[0\]` is an integer 1, expected a table"),
+    "config_value_inf": ("[[configs]]\nA = inf\n", r"`configs\[0\].A` is inf, expected a finite number"),
+    "random_unknown_key": ("[random]\ncount = 1\nsamples = 3\n", "`random` has unknown key.s. samples"),
+    "random_count_string": ('[random]\ncount = "3"\n', '`random.count` is a string "3", expected an integer'),
+    "random_count_negative": ("[random]\ncount = -1\n", r"`random.count` is an integer -1, expected an integer in \[0, "),
+    "random_seed_float": ("[random]\nseed = 1.5\n", "`random.seed` is a float 1.5, expected an integer"),
+    "random_params_not_a_table": ("[random]\ncount = 1\nparams = 3\n", "`random.params` is an integer 3, expected a table"),
+    "random_count_without_params": ("[random]\ncount = 2\n", "a count of samples needs a .random.params. table"),
+    "param_not_a_table": ("[random]\ncount = 1\n[random.params]\nA = 3\n", "`random.params.A` is an integer 3"),
+    "param_unknown_key": ("[random]\ncount = 1\n[random.params]\nA = { uniform = [0, 1], step = 2 }\n",
+                          "`random.params.A` has unknown key.s. step"),
+    "param_digits_on_choice": ("[random]\ncount = 1\n[random.params]\nA = { choice = [1, 2], digits = 2 }\n",
+                               "`random.params.A` has unknown key.s. digits"),
+    "param_bounds_infinite": ("[random]\ncount = 1\n[random.params]\nA = { uniform = [0, inf] }\n",
+                              r"`random.params.A.uniform` is an array, expected \[low, high\], two finite numbers"),
+    "param_bounds_three": ("[random]\ncount = 1\n[random.params]\nA = { uniform = [0, 1, 2] }\n",
+                           r"expected \[low, high\]"),
+    "param_bounds_reversed": ("[random]\ncount = 1\n[random.params]\nA = { uniform = [1, 0] }\n", "low 1 > high 0"),
+    "param_int_bounds_floats": ("[random]\ncount = 1\n[random.params]\nA = { int_uniform = [0.5, 2] }\n",
+                                "two integers"),
+    "param_choice_empty": ("[random]\ncount = 1\n[random.params]\nA = { choice = [] }\n",
+                           "`random.params.A.choice` is an empty array"),
+    "param_choice_array": ("[random]\ncount = 1\n[random.params]\nA = { choice = [1, [2]] }\n",
+                           r"`random.params.A.choice\[1\]` is an array"),
+    "param_digits_too_many": ("[random]\ncount = 1\n[random.params]\nA = { log_uniform = [1e-3, 1], digits = 18 }\n",
+                              r"`random.params.A.digits` is an integer 18, expected an integer in \[1, 17\]"),
+}
+
+
+@pytest.mark.parametrize("case", MISTYPED, ids=list(MISTYPED))
+def test_every_key_is_checked_for_its_type_and_range(tmp_path, case):
+    text, msg = MISTYPED[case]
+    p = _spec(tmp_path, 'name = "typed"\n' * (not text.startswith("name")) + text)
+    with pytest.raises(C.ToolError, match=msg) as e:
+        sweep.load_spec(p)
+    assert str(e.value).startswith(f"{p}: ") and "\n" not in str(e.value)
+
+
+TEN_AXES = "[grid]\n" + "".join(f"AXIS_{i} = [{', '.join(map(str, range(10)))}]\n" for i in range(10))
+# Specs whose expansion was built before it was counted: a 10-axis grid of 10 values each ended in a MemoryError,
+# [random] count = 100000000000 hung with no output (issue 23).
+TOO_MANY = {
+    "ten_axes_of_ten": (TEN_AXES, "10,000,000,000"),
+    "random_count": ("[random]\ncount = 100000000000\n[random.params]\nA = { uniform = [0, 1] }\n", "100,000,000,000"),
+    "product_of_parts": ("seeds = [1, 2, 3]\n[grid]\nA = [" + ", ".join(map(str, range(60))) + "]\n"
+                         "[random]\ncount = 60\n[random.params]\nB = { uniform = [0, 1] }\n", "10,800"),
+}
+
+
+@pytest.mark.parametrize("case", TOO_MANY, ids=list(TOO_MANY))
+def test_a_spec_is_counted_before_it_is_expanded_and_refused_over_the_limit(tmp_path, case):
+    text, count = TOO_MANY[case]
+    p = _spec(tmp_path, 'name = "big"\n' + text)
+    with pytest.raises(C.ToolError, match=f"expands to {count} runs, more than the {sweep.MAX_RUNS:,} one sweep may have"):
+        sweep.load_spec(p)
+
+
+def test_a_spec_at_the_limit_expands_and_one_over_it_does_not():
+    seeds = list(range(10))
+    spec = sweep.expand_spec({"name": "s", "script": "other.py", "seeds": seeds,
+                              "grid": {"A": list(range(100)), "B": list(range(10))}})
+    assert len(spec.runs) == sweep.MAX_RUNS == 10_000
+    with pytest.raises(C.ToolError, match="expands to 10,010 runs"):
+        sweep.expand_spec({"name": "s", "script": "other.py", "seeds": seeds,
+                           "grid": {"A": list(range(91)), "B": list(range(11))}})
+
+
+def test_sample_random_refuses_a_count_over_the_limit():
+    with pytest.raises(C.ToolError, match=f"expands to 10,001 runs, more than the {sweep.MAX_RUNS:,}"):
+        sweep.sample_random({"count": sweep.MAX_RUNS + 1, "params": {"A": {"uniform": [0, 1]}}})
+
+
+@pytest.mark.parametrize("content,msg", [
+    ("a = " + "[" * 200_000 + "]" * 200_000 + "\n", "not valid TOML .nested too deeply."),
+    ("name = 'x'\n# " + "x" * (1 << 20) + "\n", "sweep spec is 1,048,5.. bytes, more than the 1,048,576 accepted"),
+    (b"name = '\xff'\n", "not valid UTF-8"),
+    ("name = \n", "not valid TOML"),
+], ids=["nested_200000_deep", "over_1_MiB", "not_utf8", "not_toml"])
+def test_a_spec_file_that_is_not_a_small_toml_document_is_one_error(tmp_path, content, msg):
+    p = tmp_path / "spec.toml"
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(C.ToolError, match=msg) as e:
+        sweep.load_spec(p)
+    assert str(e.value).startswith(f"{p}: ")
 
 
 def test_example_spec_parses_and_dry_run_prints_commands(tmp_path, capsys):
@@ -316,16 +428,42 @@ def test_spec_settings_are_checked_like_train_gpt_checks_them():
     assert len(sweep.expand_spec({"name": "s", "base": {"OMP_NUM_THREADS": 1}, "grid": {"MATRIX_LR": [0.01, 0.02]}}).runs) == 2
 
 
+# The specs that once gave a traceback or ran away, with what their one error line must say. Each goes through every
+# sweep subcommand, as a user runs it, with its address space capped: a regression fails with an error, not a machine
+# out of memory.
+SPECS_THROUGH_EVERY_COMMAND = {
+    "grid_array": ("grid = [1, 2]\n", "`grid` is an array, expected a table"),
+    "base_number": ("base = 3\n", "`base` is an integer 3, expected a table"),
+    "nproc_per_node_string": MISTYPED["nproc_per_node_string"],
+    "script_number": MISTYPED["script_number"],
+    "digits_string": MISTYPED["digits_string"],
+    "digits_negative": MISTYPED["digits_negative"],
+    "ten_axes_of_ten": (TEN_AXES, "expands to 10,000,000,000 runs, more than the 10,000"),
+    "random_count": (TOO_MANY["random_count"][0], "expands to 100,000,000,000 runs, more than the 10,000"),
+}
+SUBCOMMANDS = {"run --dry-run": ["run", "{spec}", "--dry-run"], "run": ["run", "{spec}", "--launcher", "python"],
+               "run-one": ["run-one", "{spec}", "--run", "x"], "table": ["table", "{spec}"],
+               "table --json": ["table", "{spec}", "--json"], "plot": ["plot", "{spec}"], "slurm": ["slurm", "{spec}"]}
+
+
+def _cap_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("text", ['name = "b"\ngrid = [1, 2]\n', 'name = "b"\nbase = 3\n'])
-def test_a_list_for_grid_or_a_number_for_base_is_one_error_line_for_every_command(tmp_path, text):
-    """These specs once gave a traceback."""
-    p = _spec(tmp_path, text)
-    for cmd in (["run", str(p), "--dry-run"], ["table", str(p)], ["slurm", str(p)], ["run-one", str(p), "--run", "x"]):
-        r = subprocess.run([*SWEEP, *cmd, "--runs-dir", str(tmp_path / "runs")], capture_output=True,
-                           text=True, env=subprocess_env(), timeout=60)
+@pytest.mark.parametrize("case", SPECS_THROUGH_EVERY_COMMAND, ids=list(SPECS_THROUGH_EVERY_COMMAND))
+def test_a_bad_spec_is_one_error_line_for_every_command(tmp_path, case):
+    text, msg = SPECS_THROUGH_EVERY_COMMAND[case]
+    p = _spec(tmp_path, 'name = "b"\n' + text)
+    for label, cmd in SUBCOMMANDS.items():
+        args = [a.replace("{spec}", str(p)) for a in cmd]
+        r = subprocess.run([*SWEEP, *args, "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True,
+                           env=subprocess_env(), timeout=60, preexec_fn=_cap_memory)
         lines = r.stderr.strip().splitlines()
-        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "must be a" in lines[0], r.stderr
+        assert r.returncode == 1 and len(lines) == 1, (label, r.returncode, r.stderr[-2000:])
+        assert lines[0].startswith(f"error: {p}: ") and re.search(msg, lines[0]), (label, lines[0])
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def _wait_running(tmp_path, sweep_name, timeout=60):
@@ -412,3 +550,77 @@ def test_results_come_from_the_runs_own_summary_and_artifact(tmp_path):
     res = sweep.result_from_log(run_dir, "r1")
     assert res["val_bpb"] == 1.49999 and res["margin"] == 21 and res["artifact"] == str(run_dir / "models" / "r1.ptz")
     assert res["eval_time_ms"] == 5 and res["artifact_scheme"] == "int6+brotli"
+
+
+def _one_error_line(capsys, argv) -> str:
+    rc = C.run_cli(sweep.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: "), (rc, err)
+    return err[0]
+
+
+DEEP_JSON = "[" * 200_000 + "]" * 200_000
+BAD_STATES = {
+    "nested_200000_deep": (DEEP_JSON, "not valid JSON .nested too deeply."),
+    "nested_65_deep": ("[" * 65 + "]" * 65, "nests lists and objects more than 64 levels deep"),
+    "not_json": ("{", "not valid JSON"),
+    "not_an_object": ("[1]", "`.the document.` is a list, expected an object"),
+    "status_unknown": ('{"status": "won"}', "`status` is a string, expected running or done"),
+    "result_a_list": ('{"status": "done", "result": [1]}', "`result` is a list, expected an object or null"),
+    "result_figure_a_string": ('{"status": "done", "result": {"val_bpb": "low"}}', "`result.val_bpb` is a string"),
+    "attempts_a_string": ('{"status": "failed", "attempts": "2"}', "`attempts` is a string, expected an integer"),
+    "error_a_number": ('{"status": "failed", "error": 5}', "`error` is an integer, expected a string or null"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_STATES, ids=list(BAD_STATES))
+def test_a_state_file_the_driver_did_not_write_is_one_error_line(tmp_path, capsys, case):
+    text, msg = BAD_STATES[case]
+    p = _spec(tmp_path, 'name = "st"\nscript = "x.py"\n[grid]\nA = [1, 2]\n')
+    spec = sweep.load_spec(p)
+    state = tmp_path / "runs" / "st" / spec.runs[1].name / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(text)
+    for argv in (["table", str(p)], ["table", str(p), "--json"], ["run", str(p), "--dry-run"], ["plot", str(p)]):
+        line = _one_error_line(capsys, [*argv, "--runs-dir", str(tmp_path / "runs")])
+        assert line.startswith(f"error: {state}: ") and re.search(msg, line), line
+
+
+def test_a_state_file_over_its_size_limit_is_refused_before_it_is_read(tmp_path, capsys):
+    p = _spec(tmp_path, 'name = "st"\nscript = "x.py"\n[grid]\nA = [1]\n')
+    state = tmp_path / "runs" / "st" / sweep.load_spec(p).runs[0].name / "state.json"
+    state.parent.mkdir(parents=True)
+    with open(state, "wb") as f:
+        f.truncate(sweep.STATE_MAX_BYTES + 1)  # sparse: nothing is written, the size alone is over
+    line = _one_error_line(capsys, ["table", str(p), "--runs-dir", str(tmp_path / "runs")])
+    assert "sweep state is 1,048,577 bytes, more than the 1,048,576 accepted" in line
+
+
+@pytest.mark.parametrize("flags,msg", [
+    (["--nproc-per-node", "0"], r"--nproc-per-node is 0, expected an integer in \[1, 1024\]"),
+    (["--gpus-per-run", "0"], "--gpus-per-run is 0, expected an integer >= 1"),
+    (["--cpu-cores", "0"], "--cpu-cores is 0, expected an integer >= 1"),
+    (["--early-stop-margin", "nan"], "--early-stop-margin is nan, expected a finite number >= 0"),
+    (["--early-stop-margin", "-0.1"], "--early-stop-margin is -0.1, expected a finite number >= 0"),
+    (["--early-stop-min-fraction", "2"], r"--early-stop-min-fraction is 2.0, expected a finite number in \[0.0, 1.0\]"),
+    (["--poll-seconds", "0"], "--poll-seconds is 0.0, expected a finite number > 0"),
+    (["--check-seconds", "inf"], "--check-seconds is inf, expected a finite number"),
+    (["--early-stop-margin", "0.1", "--predictor", ":should_stop"], "--predictor :should_stop: "),
+])
+def test_run_flags_out_of_range_are_one_error_line(tmp_path, capsys, flags, msg):
+    p = _spec(tmp_path, 'name = "fl"\nscript = "x.py"\n[grid]\nA = [1]\n')
+    line = _one_error_line(capsys, ["run", str(p), "--dry-run", "--runs-dir", str(tmp_path / "runs"), *flags])
+    assert re.search(msg, line), line
+
+
+@pytest.mark.parametrize("flags,msg", [
+    (["--partition", "gpu\nrm -rf ~"], "--partition 'gpu.nrm -rf ~' must be one word"),
+    (["--time", "1:00 #"], "--time '1:00 #' must be one word"),
+    (["--max-parallel", "0"], "--max-parallel is 0, expected an integer >= 1"),
+    (["--cpus-per-task", "0"], "--cpus-per-task is 0, expected an integer >= 1"),
+    (["--gpus-per-task", "-1"], "--gpus-per-task is -1, expected an integer >= 0"),
+])
+def test_slurm_flags_that_would_break_the_script_are_one_error_line(tmp_path, capsys, flags, msg):
+    p = _spec(tmp_path, 'name = "fl"\nscript = "x.py"\n[grid]\nA = [1]\n')
+    line = _one_error_line(capsys, ["slurm", str(p), *flags])
+    assert re.search(msg, line), line

@@ -19,13 +19,10 @@ import contextlib
 import csv
 import ctypes
 import datetime as _dt
-import hashlib
 import io
-import itertools
 import json
 import math
 import os
-import random
 import re
 import shlex
 import shutil
@@ -33,214 +30,18 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import common as C
 from common import ToolError
 from tools.runs import logparse, plot_runs
+from tools.runs.sweep_spec import (  # noqa: F401  (the spec's names, re-exported for the driver's users)
+    MAX_NPROC_PER_NODE, MAX_RUNS, Run, Spec, expand_spec, load_spec, sample_random)
 
 FINAL_STATES = ("done", "failed", "stopped_early")
 OVER_BUDGET_EXIT = 3  # train_gpt.py's exit status for a finished run whose submission is over its cap
-SPEC_KEYS = {"name", "script", "seeds", "base", "grid", "configs", "random", "launcher", "nproc_per_node"}
-DISTS = ("uniform", "log_uniform", "int_uniform", "choice")
 STDERR_TAIL = 3000
-
-
-# --------------------------------------------------------------------------- spec
-
-@dataclass
-class Run:
-    index: int
-    name: str
-    axes: dict[str, str]          # the values that vary (including SEED when seeds are given)
-    env: dict[str, str]           # base + axes (what the run's environment adds, without OUT_DIR/RUN_ID)
-
-
-@dataclass
-class Spec:
-    name: str
-    path: Path
-    base: dict[str, str]
-    axes: list[str]
-    runs: list[Run]
-    script: str | None = None
-    launcher: str = "torchrun"
-    nproc_per_node: int = 1
-
-
-def env_value(v, key: str) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, (int, str)):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ToolError(f"{key}: value {v} is not finite")
-        return repr(v)
-    raise ToolError(f"{key}: value {v!r} must be a string, number or boolean")
-
-
-def _env_name(k: str, where: str) -> str:
-    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", k):
-        raise ToolError(f"{where}: {k!r} is not an UPPER_SNAKE_CASE environment variable name")
-    return k
-
-
-def check_setting_names(names) -> None:
-    """The rule train_gpt.py applies at start-up: a name close to a setting, or a record-only setting, is refused."""
-    import train_gpt
-    try:
-        train_gpt.check_setting_names({k: "" for k in names})
-    except train_gpt.GolfError as e:
-        raise ToolError(str(e)) from None
-
-
-def _round_sig(x: float, digits: int) -> float:
-    return float(f"{x:.{digits}g}")
-
-
-def sample_random(spec_random: dict) -> list[dict[str, str]]:
-    """`count` samples of the [random.params] ranges, reproducible from `seed`."""
-    try:
-        count = int(spec_random.get("count", 0))
-        seed = int(spec_random.get("seed", 0))
-    except (TypeError, ValueError):
-        raise ToolError("[random]: count and seed must be integers") from None
-    params = spec_random.get("params", {})
-    if not isinstance(params, dict) or (count and not params):
-        raise ToolError("[random]: needs a [random.params] table of ranges")
-    unknown = set(spec_random) - {"count", "seed", "params"}
-    if unknown:
-        raise ToolError(f"[random]: unknown key(s) {', '.join(sorted(unknown))}")
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        sample = {}
-        for k, r in params.items():
-            _env_name(k, "[random.params]")
-            if not isinstance(r, dict):
-                raise ToolError(f"[random.params] {k}: expected a table like {{ log_uniform = [1e-3, 1e-1] }}")
-            kinds = [d for d in DISTS if d in r]
-            if len(kinds) != 1:
-                raise ToolError(f"[random.params] {k}: give exactly one of {', '.join(DISTS)}")
-            kind = kinds[0]
-            arg = r[kind]
-            digits = int(r.get("digits", 4))
-            if kind == "choice":
-                if not isinstance(arg, list) or not arg:
-                    raise ToolError(f"[random.params] {k}: choice needs a non-empty list")
-                sample[k] = env_value(rng.choice(arg), k)
-                continue
-            if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, (int, float)) for a in arg)):
-                raise ToolError(f"[random.params] {k}: {kind} needs [low, high]")
-            lo, hi = arg
-            if lo > hi:
-                raise ToolError(f"[random.params] {k}: low {lo} > high {hi}")
-            if kind == "uniform":
-                sample[k] = env_value(_round_sig(rng.uniform(lo, hi), digits), k)
-            elif kind == "log_uniform":
-                if lo <= 0:
-                    raise ToolError(f"[random.params] {k}: log_uniform needs low > 0")
-                sample[k] = env_value(_round_sig(math.exp(rng.uniform(math.log(lo), math.log(hi))), digits), k)
-            else:
-                sample[k] = str(rng.randint(int(lo), int(hi)))
-        out.append(sample)
-    return out
-
-
-def run_name(axes: dict[str, str], env: dict[str, str]) -> str:
-    """Readable part from the axis values + 8 hex digits of the hash of the whole environment."""
-    h = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:8]
-    clean = lambda v: re.sub(r"[^A-Za-z0-9.+-]", "_", v)  # noqa: E731
-    readable = ""
-    for k, v in axes.items():  # whole parts only, so no value is ever shown cut
-        part = k.lower() + clean(v)
-        if k != "SEED" and len(readable) + len(part) < 56:
-            readable = f"{readable}-{part}" if readable else part
-    if "SEED" in axes:
-        readable = (readable + "-" if readable else "") + "s" + clean(axes["SEED"])
-    return f"{readable or 'run'}-{h}"
-
-
-def expand_spec(d: dict, path: Path | str = "<spec>") -> Spec:
-    """Runs = configs x grid x random samples x seeds (each part defaults to one empty configuration)."""
-    path = Path(path)
-    unknown = set(d) - SPEC_KEYS
-    if unknown:
-        raise ToolError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(SPEC_KEYS))})")
-    name = d.get("name") or path.stem
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ToolError(f"{path}: name {name!r} must be letters, digits, '.', '_', '-'")
-    for key, kind, example in (("base", dict, "[base] with NAME = value lines"), ("grid", dict, "[grid] with NAME = [v1, v2]"),
-                               ("random", dict, "[random] with count, seed and [random.params]"),
-                               ("configs", list, "[[configs]] tables"), ("seeds", list, "seeds = [1, 2, 3]")):
-        if key in d and not isinstance(d[key], kind):
-            raise ToolError(f"{path}: '{key}' must be a {'table' if kind is dict else 'list'} ({example}), "
-                             f"not {type(d[key]).__name__} {d[key]!r:.60}")
-    base = {_env_name(k, "[base]"): env_value(v, k) for k, v in (d.get("base") or {}).items()}
-    for k in ("OUT_DIR", "RUN_ID"):
-        if k in base:
-            raise ToolError(f"[base]: {k} is set by the driver for each run")
-    grid = d.get("grid") or {}
-    for k, vals in grid.items():
-        _env_name(k, "[grid]")
-        if not isinstance(vals, list) or not vals:
-            raise ToolError(f"[grid] {k}: expected a non-empty list of values")
-    grid_parts = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
-    grid_parts = [{k: env_value(v, k) for k, v in g.items()} for g in grid_parts]
-    configs = d.get("configs") or [{}]
-    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        raise ToolError("[[configs]]: expected an array of tables")
-    cfg_parts = [{_env_name(k, "[[configs]]"): env_value(v, k) for k, v in c.items()} for c in configs]
-    rnd_parts = sample_random(d["random"]) if d.get("random") else [{}]
-    rnd_parts = rnd_parts or [{}]
-    seeds = d.get("seeds")
-    if seeds is not None and (not isinstance(seeds, list) or not seeds
-                              or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise ToolError("seeds: expected a non-empty list of integers")
-    owners = {}
-    for label, parts in (("[[configs]]", cfg_parts), ("[grid]", grid_parts), ("[random]", rnd_parts)):
-        for k in {k for p in parts for k in p}:
-            if k in owners:
-                raise ToolError(f"{k} is set by both {owners[k]} and {label}")
-            owners[k] = label
-    if seeds is not None and "SEED" in owners:
-        raise ToolError(f"SEED is set by both seeds and {owners['SEED']}")
-    axes = [k for parts in (cfg_parts, grid_parts, rnd_parts) for k in dict.fromkeys(k for p in parts for k in p)]
-    if seeds is not None:
-        axes.append("SEED")
-    runs, seen = [], set()
-    for c, g, r in itertools.product(cfg_parts, grid_parts, rnd_parts):
-        for s in (seeds if seeds is not None else [None]):
-            ax = {**c, **g, **r}
-            if s is not None:
-                ax["SEED"] = str(s)
-            ax = {k: ax[k] for k in axes if k in ax}
-            env = {**base, **ax}
-            rname = run_name(ax, env)
-            if rname in seen:
-                continue  # identical configuration listed twice: one run
-            seen.add(rname)
-            runs.append(Run(len(runs), rname, ax, env))
-    if d.get("script") is None:  # train_gpt.py: the names it would refuse are refused here, before anything runs
-        check_setting_names(set(base) | set(owners))
-    launcher = d.get("launcher", "torchrun")
-    if launcher not in ("torchrun", "python"):
-        raise ToolError(f"launcher must be 'torchrun' or 'python', not {launcher!r}")
-    return Spec(name, path, base, axes, runs, d.get("script"), launcher, int(d.get("nproc_per_node", 1)))
-
-
-def load_spec(path: str | Path) -> Spec:
-    p = Path(path)
-    try:
-        d = tomllib.loads(p.read_text())
-    except OSError as e:
-        raise ToolError(f"{p}: cannot read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ToolError(f"{p}: not valid TOML ({e})") from None
-    return expand_spec(d, p)
 
 
 # --------------------------------------------------------------------------- state files
@@ -253,14 +54,45 @@ def state_path(sdir: Path, name: str) -> Path:
     return sdir / name / "state.json"
 
 
+STATUSES = ("running", "done", "failed", "stopped_early", "interrupted")
+STATE_MAX_BYTES = 1 << 20  # a state file is about a kilobyte (the command, the figures, the tail of stderr)
+STATE_TEXT_KEYS = ("reason", "error", "ended", "started")
+RESULT_NUMBERS = ("val_bpb", "val_loss", "bytes_total", "margin", "steps", "step_avg_ms", "train_time_ms",
+                  "last_val_bpb")
+
+
+def check_state(st, where: str) -> dict:
+    """A state.json's value with the types the driver and the table rely on; ToolError naming the file and key. The
+    driver writes these files itself, atomically, so a bad one came from elsewhere (an edit, a copied folder)."""
+    def bad(key: str, value, expected: str) -> ToolError:
+        return ToolError(f"{where}: `{key}` is {C.json_kind(value)}, expected {expected}; remove the file to run that "
+                         f"run again")
+    if not isinstance(st, dict):
+        raise bad("(the document)", st, "an object")
+    if st.get("status") not in STATUSES:
+        raise bad("status", st.get("status"), " or ".join(STATUSES))
+    for k in STATE_TEXT_KEYS:
+        if st.get(k) is not None and not isinstance(st[k], str):
+            raise bad(k, st[k], "a string or null")
+    attempts = st.get("attempts", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+        raise bad("attempts", attempts, "an integer >= 0")
+    result = st.get("result")
+    if result is not None and not isinstance(result, dict):
+        raise bad("result", result, "an object or null")
+    for k in RESULT_NUMBERS:
+        v = (result or {}).get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"result.{k}", v, "a number or null")
+    return st
+
+
 def read_state(sdir: Path, name: str) -> dict | None:
+    """A run's state (None before its first start); ToolError when the file is not one the driver wrote."""
     p = state_path(sdir, name)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
+    if not p.exists():
         return None
-    except (json.JSONDecodeError, OSError):
-        return None  # a torn file cannot happen with atomic writes; treat anything else as unfinished
+    return check_state(C.read_json(p, "sweep state", max_bytes=STATE_MAX_BYTES), str(p))
 
 
 def write_state(sdir: Path, name: str, state: dict) -> None:
@@ -382,16 +214,16 @@ def fmt_command(env_add: dict[str, str], cmd: list[str]) -> str:
 # --------------------------------------------------------------------------- early stop
 
 def load_predictor(spec: str | None = None):
-    """The early-stopping rule: studies/topology/predict_loss.py's should_stop, or the MODULE:FUNCTION `spec` names
-    (a rule of your own, with the same arguments and return value)."""
+    """The early-stopping rule: tools/runs/early_stop.py's should_stop (a power-law fit of the validation curve), or
+    the MODULE:FUNCTION `spec` names (a rule of your own, with the same arguments and return value)."""
     if spec is None:
-        from studies.topology.predict_loss import should_stop
+        from tools.runs.early_stop import should_stop
         return should_stop
     import importlib
     mod_name, _, fn = spec.partition(":")
     try:
         return getattr(importlib.import_module(mod_name), fn or "should_stop")
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, ValueError) as e:
         raise ToolError(f"--predictor {spec}: {e}") from None
 
 
@@ -399,7 +231,7 @@ def log_prefix(run_dir: Path, run: Run) -> dict | None:
     """The run so far: what should_stop receives as `prefix`.
 
     steps/values/total_steps are the validation steps, their val_bpb (pre-quantization) and ITERATIONS, the
-    dict form studies/topology/predict_loss.py reads; val_history/train_history/hparams follow logs/<RUN_ID>.json."""
+    dict form tools/runs/early_stop.py reads; val_history/train_history/hparams follow logs/<RUN_ID>.json."""
     try:
         r = logparse.parse_log(log_path(run_dir, run.name))
     except ToolError:
@@ -597,8 +429,8 @@ class Driver:
                 why = "exit code 0 but the log has no final round-trip line"
             st.update(status="failed", error=f"{why}: {tail}" if tail else why)
         write_state(self.sdir, a.run.name, st)
-        extra = (f" val_bpb={res['val_bpb']:.4f}" if st["status"] == "done" else
-                 f" ({(st.get('reason') or st.get('error') or '').splitlines()[-1][:120] if (st.get('reason') or st.get('error')) else ''})")
+        extra = (f" val_bpb={_cell(res.get('val_bpb'))}" if st["status"] == "done" else
+                 f" ({last_line(st.get('reason') or st.get('error'))[:120]})")
         self.say(f"{st['status']} {a.run.name}{extra}")
         return st["status"]
 
@@ -710,13 +542,19 @@ def collect(spec: Spec, runs_dir: str | Path) -> list[dict]:
         row = {"run": run.name, "status": st.get("status", "pending"), **{a: run.axes.get(a, "") for a in spec.axes}}
         for k in COLUMNS_AFTER:
             row[k] = res.get(k) if st.get("status") == "done" else None
-        row["note"] = (st.get("reason") or st.get("error") or "").strip().splitlines()[-1][:200] \
-            if st.get("status") in ("failed", "stopped_early", "interrupted") and (st.get("reason") or st.get("error")) else ""
+        row["note"] = last_line(st.get("reason") or st.get("error"))[:200] \
+            if st.get("status") in ("failed", "stopped_early", "interrupted") else ""
         if st.get("status") == "done" and res.get("over_budget"):
             row["note"] = "OVER BUDGET: the run's code + artifact exceed its SIZE_CAP_BYTES"
         rows.append(row)
     rows.sort(key=lambda r: (r["val_bpb"] is None, r["val_bpb"] if r["val_bpb"] is not None else 0, r["run"]))
     return rows
+
+
+def last_line(text: str | None) -> str:
+    """The last non-blank line of a reason or an error ("" for none)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 def _cell(v) -> str:
@@ -843,7 +681,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--script", default=None, help="training script (default: spec 'script' or <repo>/train_gpt.py)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Run hyperparameter sweeps of train_gpt.py from a TOML spec "
                                              "(format: docs/sweeps.md).")
     sp = ap.add_subparsers(dest="cmd", required=True)
@@ -891,60 +729,97 @@ def main(argv: list[str] | None = None) -> int:
     sl.add_argument("--gpus-per-task", type=int, default=1)
     sl.add_argument("--cpus-per-task", type=int, default=8)
     sl.add_argument("--max-parallel", type=int, default=None, help="at most this many array tasks at once")
-    args = ap.parse_args(argv)
+    return ap
+
+
+# (flag, lowest, highest) of the integer flags; None where the flag has no bound on that side
+INT_FLAGS = (("nproc_per_node", 1, MAX_NPROC_PER_NODE), ("gpus_per_run", 1, None), ("cpu_cores", 1, None),
+             ("cores_per_run", 1, None), ("top", 1, None), ("gpus_per_task", 0, None), ("cpus_per_task", 1, None),
+             ("max_parallel", 1, None))
+# (flag, lowest, highest, lowest included)
+FLOAT_FLAGS = (("early_stop_margin", 0.0, None, True), ("early_stop_min_fraction", 0.0, 1.0, True),
+               ("poll_seconds", 0.0, None, False), ("check_seconds", 0.0, None, True))
+# words written into the Slurm script's #SBATCH lines: one word each
+WORD_FLAGS = ("partition", "account", "time")
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """The ranges of the numeric flags and the shape of the words the Slurm script holds (one ToolError each)."""
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    for name, lo, hi in INT_FLAGS:
+        v = getattr(args, name, None)
+        if v is not None and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            raise ToolError(f"{flag(name)} is {v}, expected an integer " +
+                            (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"))
+    for name, lo, hi, closed in FLOAT_FLAGS:
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        below = lo is not None and (v < lo if closed else v <= lo)
+        if not math.isfinite(v) or below or (hi is not None and v > hi):
+            bounds = f"in [{lo}, {hi}]" if hi is not None else f"{'>=' if closed else '>'} {lo}" if lo is not None else ""
+            raise ToolError(f"{flag(name)} is {v}, expected a finite number {bounds}".rstrip())
+    for name in WORD_FLAGS:
+        v = getattr(args, name, None)
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.:,+=@%/-]+", v):
+            raise ToolError(f"{flag(name)} {v!r} must be one word (letters, digits and _ . : , + = @ % / -)")
+
+
+def _run_command(args: argparse.Namespace, spec: Spec) -> int:
+    """`run` and `run-one`."""
+    launcher = args.launcher or spec.launcher
+    nproc = args.nproc_per_node or (args.gpus_per_run if args.cmd == "run" and args.gpus else None) \
+        or spec.nproc_per_node
+    script = script_path(spec, args.script)
+    if args.cmd == "run-one":
+        status = run_one(spec, Path(args.runs_dir), args.run, launcher=launcher, nproc=nproc, script=script)
+        print(status)
+        return 0 if status == "done" else 1
+    slots = make_slots(args.gpus, args.gpus_per_run, args.cpu_cores, args.cores_per_run)
+    predictor = load_predictor(args.predictor) if args.early_stop_margin is not None else None
+    d = Driver(spec, Path(args.runs_dir), launcher, nproc, script, slots, retry_failed=args.retry_failed,
+               early_stop_margin=args.early_stop_margin,
+               early_stop_min_fraction=args.early_stop_min_fraction, predictor=predictor,
+               poll_seconds=args.poll_seconds, check_seconds=args.check_seconds, quiet=args.quiet)
+    if args.dry_run:
+        print("\n".join(d.dry_run()))
+        return 0
+    if not Path(script).is_file():
+        raise ToolError(f"training script {script} not found")
+    counts = d.run()
+    csv_p, md_p, _ = write_tables(spec, args.runs_dir)
+    print(f"sweep {spec.name}: {counts['done']} done, {counts['failed']} failed, "
+          f"{counts['stopped_early']} stopped early, {counts['interrupted']} interrupted, "
+          f"{counts['skipped']} already finished; table {md_p}")
+    if counts["interrupted_by"] is not None:
+        return 128 + counts["interrupted_by"]
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_flags(args)
     spec = load_spec(args.spec)
     if args.cmd in ("run", "run-one"):
-        launcher = args.launcher or spec.launcher
-        nproc = args.nproc_per_node or (args.gpus_per_run if args.cmd == "run" and args.gpus else None) \
-            or spec.nproc_per_node
-        script = script_path(spec, args.script)
-        if args.cmd == "run-one":
-            status = run_one(spec, Path(args.runs_dir), args.run, launcher=launcher, nproc=nproc, script=script)
-            print(status)
-            return 0 if status == "done" else 1
-        slots = make_slots(args.gpus, args.gpus_per_run, args.cpu_cores, args.cores_per_run)
-        predictor = load_predictor(args.predictor) if args.early_stop_margin is not None else None
-        d = Driver(spec, Path(args.runs_dir), launcher, nproc, script, slots, retry_failed=args.retry_failed,
-                   early_stop_margin=args.early_stop_margin,
-                   early_stop_min_fraction=args.early_stop_min_fraction, predictor=predictor,
-                   poll_seconds=args.poll_seconds, check_seconds=args.check_seconds, quiet=args.quiet)
-        if args.dry_run:
-            print("\n".join(d.dry_run()))
-            return 0
-        if not Path(script).is_file():
-            raise ToolError(f"training script {script} not found")
-        counts = d.run()
-        csv_p, md_p, _ = write_tables(spec, args.runs_dir)
-        print(f"sweep {spec.name}: {counts['done']} done, {counts['failed']} failed, "
-              f"{counts['stopped_early']} stopped early, {counts['interrupted']} interrupted, "
-              f"{counts['skipped']} already finished; table {md_p}")
-        if counts["interrupted_by"] is not None:
-            return 128 + counts["interrupted_by"]
-        return 0
+        return _run_command(args, spec)
     if args.cmd == "table":
         csv_p, md_p, rows = write_tables(spec, args.runs_dir)
-        if args.json:
-            print(json.dumps(rows))
-        else:
-            print(md_p.read_text().rstrip())
+        print(json.dumps(rows) if args.json else md_p.read_text().rstrip())
         return 0
     if args.cmd == "plot":
         names = [n for n in args.runs.split(",") if n] if args.runs else None
         for p in make_plots(spec, args.runs_dir, args.out, args.top, names):
             print(f"wrote {p}")
         return 0
-    if args.cmd == "slurm":
-        text = slurm_script(spec, args.spec, runs_dir=args.runs_dir, launcher=args.launcher or spec.launcher,
-                            nproc=args.nproc_per_node or spec.nproc_per_node, script=args.script,
-                            partition=args.partition, time_limit=args.time, gpus_per_task=args.gpus_per_task,
-                            cpus_per_task=args.cpus_per_task, account=args.account,
-                            max_parallel=args.max_parallel)
-        if args.out:
-            C.atomic_write(Path(args.out), text)
-            print(f"wrote {args.out} ({len(spec.runs)} array tasks); submit with: sbatch {args.out}")
-        else:
-            print(text, end="")
-        return 0
+    text = slurm_script(spec, args.spec, runs_dir=args.runs_dir, launcher=args.launcher or spec.launcher,
+                        nproc=args.nproc_per_node or spec.nproc_per_node, script=args.script,
+                        partition=args.partition, time_limit=args.time, gpus_per_task=args.gpus_per_task,
+                        cpus_per_task=args.cpus_per_task, account=args.account, max_parallel=args.max_parallel)
+    if args.out:
+        C.atomic_write(Path(args.out), text)
+        print(f"wrote {args.out} ({len(spec.runs)} array tasks); submit with: sbatch {args.out}")
+    else:
+        print(text, end="")
     return 0
 
 
