@@ -11,29 +11,31 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
+import common as C
 from studies.topology.predict_loss import backtest, read_run
-from tools.runs import logparse
+from tools.runs import logparse, sweep
 from tools.runs.plot_runs import pyplot, save_png
 
 FEATS = ["np", "np_norm", "h0_total", "h0_max", "h1_total", "h1_count", "h1_max", "fro"]
 
 
-def load(sweep: Path):
+def load(sweep_folder: Path):
     runs = []
-    for d in sorted(p for p in sweep.iterdir() if (p / "state.json").is_file()):
-        st = json.loads((d / "state.json").read_text())
+    for d in sorted(p for p in sweep_folder.iterdir() if (p / "state.json").is_file()):
+        st = sweep.read_state(sweep_folder, d.name)  # type-checked: one error line for a state the driver did not write
         if st.get("status") != "done":
             continue
         run = read_run(d)
         log = logparse.parse_log(d / "logs" / f"{run.run_id}.txt")
         params = log.model_params
         tt = [p.train_time_ms for p in log.val if p.train_time_ms is not None][-1]
-        tj = json.loads((d / "logs" / f"{run.run_id}.topology.json").read_text())
+        tj = C.read_json(d / "logs" / f"{run.run_id}.topology.json", "topology summary", finite=False)
         ax = st["axes"]
         runs.append({"run": run, "dir": d, "size": f"{ax['NUM_LAYERS']}x{ax['MODEL_DIM']}",
                      "lr": float(ax["MATRIX_LR"]), "seed": st["env"].get("SEED"), "params": params,
@@ -46,11 +48,11 @@ def fmt(x, nd=2):
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def main():
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep", type=Path)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     runs = load(args.sweep)
     sizes = list(dict.fromkeys(r["size"] for r in runs))
 
@@ -142,8 +144,8 @@ def main():
             print(f"| {float(f):.0%} | {a['curve']:.4f} | {a['curve+bias']:.4f} | {a['curve+topo']:.4f} | "
                   f"{rel:+.0%} | {t:.4f} | {fr:.4f} |")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "backtest.json").write_text(json.dumps({f"{m}|{v}": res for (m, v), res in results.items()},
-                                                       indent=1, default=float))
+    C.atomic_write(args.out / "backtest.json", json.dumps({f"{m}|{v}": res for (m, v), res in results.items()},
+                                                         indent=1, default=float))
 
     # Figures.
     plt = pyplot()
@@ -190,7 +192,8 @@ def main():
     fig.tight_layout()
     save_png(fig, args.out / "predictor_mae.png")
     plt.close(fig)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(C.run_cli(main))

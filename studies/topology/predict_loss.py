@@ -11,9 +11,8 @@ Predictors (all extrapolate to the run's final step):
 Usage:
     python -m studies.topology.predict_loss predict LOG_or_RUN [--fraction 0.3] [--json]
     python -m studies.topology.predict_loss backtest RUN [RUN ...] [--fractions 0.2 0.3 0.5] [--json]
-and from Python, for a sweep driver (`python -m tools sweep run --early-stop-margin M` calls it):
-    from studies.topology.predict_loss import should_stop
-    stop, predicted, reason = should_stop("logs/run7.txt", best_final=1.32, margin=0.02, min_fraction=0.3)
+The curve fit and the early-stop rule `should_stop` that `python -m tools sweep run --early-stop-margin M` calls are
+the tool's (tools/runs/early_stop.py); this study measures how well they predict, and re-exports them.
 See studies/topology/README.md.
 """
 from __future__ import annotations
@@ -32,10 +31,18 @@ import numpy as np
 import common as C
 from common import ToolError
 from tools.runs import logparse
-
-B_BOUNDS = (0.01, 3.0)
-B_PRIOR = 0.5  # exponent used when there are too few points (2 or 3) to fit it
-MIN_POINTS_FULL_FIT = 4
+# The loss-curve fit and the sweep's early-stop rule live in the tool (tools/runs/early_stop.py), so that tools never
+# import a study; they are re-exported here, where the study's predictors and backtests use them.
+from tools.runs.early_stop import (  # noqa: F401
+    B_BOUNDS,
+    B_PRIOR,
+    MIN_POINTS_FULL_FIT,
+    PowerLaw,
+    Prefix,
+    fit_power_law,
+    predict_curve,
+    should_stop,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,91 +162,6 @@ def read_run(target: str | Path) -> RunData:
 
 
 # ----------------------------------------------------------------------------------------------
-# The loss-curve fit
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class PowerLaw:
-    """L(t) = a * t^(-b) + c."""
-    a: float
-    b: float
-    c: float
-    n_points: int
-    method: str  # "constant" | "fixed-b" | "fit"
-
-    def __call__(self, t: Any) -> Any:
-        return self.a * np.power(np.asarray(t, dtype=np.float64), -self.b) + self.c
-
-
-def _fit_ac(x: np.ndarray, y: np.ndarray, c_max: float) -> tuple[float, float, float]:
-    """Least squares of y = a*x + c with a >= 0 and 0 <= c <= c_max; returns (a, c, sse)."""
-    xm, ym = x.mean(), y.mean()
-    var = float(np.sum((x - xm) ** 2))
-    a = float(np.sum((x - xm) * (y - ym)) / var) if var > 0 else 0.0
-    a = max(a, 0.0)
-    c = ym - a * xm
-    if not 0.0 <= c <= c_max:
-        c = min(max(c, 0.0), c_max)
-        sxx = float(np.sum(x * x))
-        a = max(float(np.sum(x * (y - c)) / sxx), 0.0) if sxx > 0 else 0.0
-    sse = float(np.sum((a * x + c - y) ** 2))
-    return float(a), float(c), sse
-
-
-def fit_power_law(steps: Sequence[float], losses: Sequence[float]) -> PowerLaw:
-    """Fit L(t) = a t^-b + c to the points with step > 0 and a finite loss.
-
-    Bounds: a >= 0, b in [0.01, 3], 0 <= c <= min(loss). 1 point: constant. 2-3 points: b fixed at 0.5 and
-    (a, c) by least squares. 4+ points: a grid over b with (a, c) solved in closed form for each b, then
-    scipy.optimize.curve_fit refines from the best grid point (its result is kept only if it is better)."""
-    t = np.asarray(steps, dtype=np.float64)
-    y = np.asarray(losses, dtype=np.float64)
-    keep = (t > 0) & np.isfinite(y)
-    t, y = t[keep], y[keep]
-    if t.size == 0:
-        raise ToolError("no validation points after step 0 to fit")
-    if t.size == 1:
-        return PowerLaw(0.0, B_PRIOR, float(y[0]), 1, "constant")
-    c_max = float(y.min())
-    if t.size < MIN_POINTS_FULL_FIT:
-        a, c, _ = _fit_ac(t ** -B_PRIOR, y, c_max)
-        return PowerLaw(a, B_PRIOR, c, int(t.size), "fixed-b")
-    best = None
-    for b in np.geomspace(B_BOUNDS[0], B_BOUNDS[1], 80):
-        a, c, sse = _fit_ac(t ** -b, y, c_max)
-        if best is None or sse < best[3]:
-            best = (a, float(b), c, sse)
-    a, b, c, sse = best
-    try:
-        import warnings
-
-        from scipy.optimize import curve_fit
-
-        scale = float(t.max())  # fit in t/scale so a stays O(loss)
-        a0 = a * scale ** -b
-        lo = [0.0, B_BOUNDS[0], 0.0]
-        hi = [np.inf, B_BOUNDS[1], max(c_max, 1e-12)]
-        p0 = [max(a0, 1e-12), min(max(b, lo[1]), hi[1]), min(max(c, 0.0), hi[2])]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            popt, _ = curve_fit(lambda x, A, B, C: A * np.power(x, -B) + C, t / scale, y, p0=p0,
-                                bounds=(lo, hi), maxfev=2000)
-        A, B, C = (float(v) for v in popt)
-        a2 = A * scale ** B
-        sse2 = float(np.sum((a2 * t ** -B + C - y) ** 2))
-        if np.isfinite(sse2) and sse2 < sse:
-            a, b, c = a2, B, C
-    except (RuntimeError, ValueError, ImportError):
-        pass
-    return PowerLaw(a, b, c, int(t.size), "fit")
-
-
-def predict_curve(steps: Sequence[float], losses: Sequence[float], final_step: int) -> float:
-    """The fitted curve's value at final_step."""
-    return float(fit_power_law(steps, losses)(final_step))
-
-
-# ----------------------------------------------------------------------------------------------
 # Prefixes and the combined predictor
 # ----------------------------------------------------------------------------------------------
 
@@ -343,65 +265,6 @@ def backtest(runs: list[RunData], fractions: Sequence[float] = (0.2, 0.3, 0.5), 
         table[str(f)] = {k: (float(np.mean(v)) if v else math.nan) for k, v in errs.items()}
         table[str(f)].update({f"n_{k}": len(v) for k, v in errs.items()})
     return {"metric": metric, "runs": [r.run_id for r in runs], "fractions": table, "rows": rows}
-
-
-# ----------------------------------------------------------------------------------------------
-# Early stopping for sweeps
-# ----------------------------------------------------------------------------------------------
-
-@dataclass
-class Prefix:
-    """A run in progress: validation steps and values so far, and the step it will end at."""
-    steps: Sequence[int]
-    values: Sequence[float]
-    total_steps: int
-
-
-def _as_prefix(prefix: Any, metric: str) -> Prefix:
-    if isinstance(prefix, Prefix):
-        return prefix
-    if isinstance(prefix, dict):
-        return Prefix(list(prefix["steps"]), list(prefix["values"]), int(prefix["total_steps"]))
-    if isinstance(prefix, RunData):
-        values = prefix.val_loss if metric == "val_loss" else prefix.val_bpb
-        return Prefix(prefix.val_steps.tolist(), values.tolist(), prefix.total_steps)
-    if isinstance(prefix, (str, Path)):
-        parsed = parse_log(Path(prefix))
-        steps = sorted(parsed["val"])
-        idx = 0 if metric == "val_loss" else 1
-        return Prefix(steps, [parsed["val"][s][idx] for s in steps], parsed["total_steps"])
-    raise TypeError(f"prefix must be a log path, Prefix, dict or RunData, not {type(prefix).__name__}")
-
-
-def should_stop(prefix: Any, best_final: float | None, margin: float = 0.02, min_fraction: float = 0.3,
-                metric: str = "val_bpb", bias: float = 0.0) -> tuple[bool, float | None, str]:
-    """Should a sweep stop this run now?
-
-    prefix:       the run so far: the path of its log being written (`step:S/N val_loss:X val_bpb:Y` lines;
-                  N is taken as the final step), or Prefix(steps, values, total_steps), or a dict with those keys.
-    best_final:   the best final `metric` among finished runs (lower is better; compare like with like: the
-                  curve predicts the last pre-quantization validation value), or None when there is none yet.
-    margin:       stop only when predicted > best_final + margin (absolute, in units of `metric`).
-    min_fraction: never stop before this fraction of total_steps is done.
-    bias:         added to the curve prediction (e.g. the mean residual measured by `backtest`).
-    Returns (stop, predicted final value or None, one-line reason)."""
-    p = _as_prefix(prefix, metric)
-    pts = [(s, v) for s, v in zip(p.steps, p.values) if s > 0 and math.isfinite(v)]
-    if p.total_steps <= 0:
-        return False, None, "total steps unknown"
-    done = max((s for s, _ in pts), default=0) / p.total_steps
-    if len(pts) < 2:
-        return False, None, f"too few validation points ({len(pts)}) to fit"
-    predicted = predict_curve([s for s, _ in pts], [v for _, v in pts], p.total_steps) + bias
-    if done < min_fraction:
-        return False, predicted, f"{done:.0%} done < min_fraction {min_fraction:.0%}"
-    if best_final is None or not math.isfinite(best_final):
-        return False, predicted, "no finished run to compare with"
-    if predicted > best_final + margin:
-        return True, predicted, (f"predicted final {metric} {predicted:.4f} > best {best_final:.4f} + margin "
-                                 f"{margin:g} at {done:.0%} of the run")
-    return False, predicted, (f"predicted final {metric} {predicted:.4f} <= best {best_final:.4f} + margin "
-                              f"{margin:g} at {done:.0%} of the run")
 
 
 # ----------------------------------------------------------------------------------------------

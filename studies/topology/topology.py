@@ -454,10 +454,11 @@ def run_features(target: str | Path, max_points: int = 200, seed: int = 0, p: fl
                 "ripser": bool(use_ripser and has_ripser())}
     cached: dict[int, dict[str, Any]] = {}
     if reuse and csv_path.is_file() and meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("settings") == settings:
+        try:  # a summary that cannot be read (even one nested 200,000 deep) only means: compute again
+            meta = C.read_json(meta_path, "topology summary", finite=False)
+            if isinstance(meta, dict) and meta.get("settings") == settings:
                 cached = {r["step"]: r for r in read_csv(csv_path)}
-        except (ValueError, KeyError, OSError):
+        except (ToolError, ValueError, KeyError, OSError):
             cached = {}
     rows = []
     seconds = []
