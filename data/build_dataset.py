@@ -49,6 +49,8 @@ from common import (
     ToolError,
     clean_stale_temporaries,
     install_dir,
+    parse_json,
+    read_bounded,
     read_json,
     remove_quietly,
     run_cli,
@@ -144,6 +146,11 @@ def read_text_file(path: Path, unit: str = "file") -> Iterator[Doc]:
 
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of an invalid UTF-8 byte
+# One JSONL line is one document. The longest web or book documents are a few megabytes; a longer line is not a
+# document but a file without line breaks, refused before it is read whole.
+MAX_JSONL_LINE_CHARS = 64 * 2**20
+# A tokenizer file is a SentencePiece model (~250 kB at 1,024 pieces, a few MB at 65,536) or a small JSON spec.
+MAX_TOKENIZER_BYTES = 64 * 2**20
 
 
 def read_jsonl_file(path: Path, field: str = "text") -> Iterator[Doc]:
@@ -153,14 +160,17 @@ def read_jsonl_file(path: Path, field: str = "text") -> Iterator[Doc]:
     except OSError as exc:
         raise ToolError(f"{path}: cannot read ({exc.strerror})") from None
     with f:
-        for lineno, line in enumerate(f, start=1):
+        for lineno, line in enumerate(iter(lambda: f.readline(MAX_JSONL_LINE_CHARS + 1), ""), start=1):
+            if len(line) > MAX_JSONL_LINE_CHARS:
+                raise ToolError(f"{path}:{lineno}: line longer than {MAX_JSONL_LINE_CHARS:,} characters (one line is "
+                                f"one document)")
             bad = _ESCAPED_BYTE.search(line)
             if bad:
                 raise ToolError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at "
                                 f"character {bad.start() + 1} of the line)")
             if not line.strip():
                 continue
-            try:
+            try:  # only the top-level object is walked (its one string field), so depth needs no check beyond this
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ToolError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
@@ -333,17 +343,10 @@ def _sp_info(data: bytes, filename: str, details: dict) -> TokenizerInfo:
 
 def load_tokenizer_file(path: str) -> TokenizerInfo:
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ToolError(f"{p}: cannot read tokenizer ({exc.strerror})") from None
+    data = read_bounded(p, MAX_TOKENIZER_BYTES, "tokenizer")
     details = {"reused_from": p.name, "sha256": hashlib.sha256(data).hexdigest()}
     if p.suffix == ".json":
-        try:
-            spec = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise ToolError(f"{p}: not valid JSON") from None
-        cfg = check_pure_byte_spec(spec, str(p))
+        cfg = check_pure_byte_spec(parse_json(data, str(p), "tokenizer spec", finite=False), str(p))
         return TokenizerInfo("pure_byte", p.name, data, cfg["vocab_size"], cfg["bos_id"], False, details)
     return _sp_info(data, p.name, details)
 

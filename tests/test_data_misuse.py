@@ -98,11 +98,26 @@ def test_check_dataset_names_the_wrongly_typed_manifest_key(case, byte_dataset, 
         assert f"{ds / 'manifest.json'}: {expected}" in line
 
 
-@pytest.mark.parametrize("raw", ["[1, 2]", "3", "{", ""])
-def test_check_dataset_refuses_a_manifest_that_is_not_an_object(raw, byte_dataset, tmp_path, capsys):
+DEEP = "[" * 200_000 + "]" * 200_000  # a RecursionError in json.loads, were it not caught
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("[1, 2]", "the manifest is a list"), ("3", "the manifest is an integer"), ("{", "not valid JSON"),
+    ("", "not valid JSON"), (DEEP, "not valid JSON (nested too deeply)"),
+    ('{"input": ' * 65 + "0" + "}" * 65, "nests lists and objects more than 64 levels deep"),
+], ids=["list", "number", "torn", "empty", "nested_200000_deep", "nested_65_deep"])
+def test_check_dataset_refuses_a_manifest_that_is_not_an_object(raw, expected, byte_dataset, tmp_path, capsys):
     ds = tampered(byte_dataset, tmp_path / "ds", raw=raw)
     line = one_error_line(*cli(cd.main, [ds], capsys)[::2])
-    assert "manifest.json" in line
+    assert f"{ds / 'manifest.json'}: " in line and expected in line
+
+
+def test_a_manifest_over_the_json_size_limit_is_refused_before_it_is_read(byte_dataset, tmp_path, capsys):
+    ds = tampered(byte_dataset, tmp_path / "ds", lambda m: None)
+    with open(ds / "manifest.json", "r+b") as f:
+        f.truncate(C.JSON_MAX_BYTES + 1)  # sparse: the size alone is over the limit
+    line = one_error_line(*cli(cd.main, [ds], capsys)[::2])
+    assert f"manifest.json: manifest is {C.JSON_MAX_BYTES + 1:,} bytes, more than the {C.JSON_MAX_BYTES:,} accepted" in line
 
 
 def test_check_dataset_refuses_a_malformed_byte_tokenizer(byte_dataset, tmp_path, capsys):
@@ -167,6 +182,7 @@ def _tok(key, value):
 VAL = "datasets/fineweb10B_byte260/fineweb_val_000000.bin"
 BAD_PUBLISHED = {
     "manifest_list": (None, "[1]", "the manifest is a list"),
+    "manifest_nested_200000_deep": (None, "[" * 200_000 + "]" * 200_000, "manifest is not valid JSON (nested too deeply)"),
     "datasets_object": (lambda m: m.__setitem__("datasets", {"a": 1}), None, "`datasets` is an object, expected a list"),
     "dataset_entry_number": (lambda m: m["datasets"].insert(0, 5), None, "`datasets[0]` is an integer"),
     "tokenizers_string": (lambda m: m.__setitem__("tokenizers", "x"), None, "`tokenizers` is a string"),
@@ -482,7 +498,7 @@ def test_bad_build_flags_are_one_line_errors_before_anything_is_written(case, co
 
 
 BAD_JSONL = {
-    "nested_too_deeply": ("[" * 100_000 + "\n", "c.jsonl:2: invalid JSON (nested too deeply)"),
+    "nested_too_deeply": ("[" * 200_000 + "\n", "c.jsonl:2: invalid JSON (nested too deeply)"),
     "lone_surrogate": ('{"text": "a \\ud800 b"}\n', "c.jsonl:2: field 'text' holds a lone surrogate (U+D800)"),
 }
 
@@ -495,6 +511,14 @@ def test_bad_jsonl_lines_name_their_line(case, tmp_path, capsys):
     for flags in (["--byte"], ["--vocab-size", "300", "--workers", "1"]):
         line = one_error_line(*cli(bd.main, [path, "--out", tmp_path / "ds", "--no-progress", *flags], capsys)[::2])
         assert line.endswith(expected) or expected in line
+
+
+def test_a_jsonl_line_longer_than_the_limit_is_refused_before_it_is_read_whole(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bd, "MAX_JSONL_LINE_CHARS", 1000)  # the real limit is 64M characters
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "' + "x" * 1000 + '"}\n')
+    line = one_error_line(*cli(bd.main, [path, "--out", tmp_path / "ds", "--byte", "--no-progress"], capsys)[::2])
+    assert f"{path}:2: line longer than 1,000 characters" in line and not (tmp_path / "ds").exists()
 
 
 def test_invalid_utf8_names_the_line_it_is_on(tmp_path, capsys):
@@ -517,6 +541,18 @@ def test_malformed_byte_tokenizer_specs_are_refused(spec, expected, corpus, tmp_
     line = one_error_line(*cli(bd.main, [corpus, "--out", tmp_path / "ds", "--tokenizer", tok, "--no-progress"],
                                capsys)[::2])
     assert f"{tok}: {expected}" in line and not (tmp_path / "ds").exists()
+
+
+def test_a_tokenizer_nested_too_deeply_or_too_big_is_one_line(corpus, tmp_path, capsys):
+    tok = tmp_path / "tok.json"
+    tok.write_text(DEEP)
+    args = [corpus, "--out", tmp_path / "ds", "--tokenizer", tok, "--no-progress"]
+    assert f"{tok}: tokenizer spec is not valid JSON (nested too deeply)" in one_error_line(*cli(bd.main, args, capsys)[::2])
+    with open(tok, "r+b") as f:
+        f.truncate(bd.MAX_TOKENIZER_BYTES + 1)  # sparse: refused from its size, before it is read
+    line = one_error_line(*cli(bd.main, args, capsys)[::2])
+    assert f"{tok}: tokenizer is {bd.MAX_TOKENIZER_BYTES + 1:,} bytes, more than the" in line
+    assert not (tmp_path / "ds").exists()
 
 
 def test_a_tokenizer_named_like_the_manifest_is_refused(corpus, tmp_path, capsys):
