@@ -117,7 +117,7 @@ def main(argv=None) -> int:
                             "val_targets": full, "full_score_minutes": full / ((len(tokens) - 1) / score_s) / 60}
     text = markdown(report)
     if args.markdown:
-        tg.atomic_write(args.markdown, (text + "\n").encode())
+        C.atomic_write(args.markdown, text + "\n")  # the one temporary-name convention (common.py)
     print(json.dumps(report, indent=1) if args.json else text)
     return 0
 
