@@ -199,3 +199,43 @@ def test_every_tempfile_call_outside_train_gpt_takes_its_name_from_temp_prefix()
             if (rel, func) not in SCRATCH_ONLY and "temp_prefix(" not in source:
                 wrong.append(f"{rel}: {source}")
     assert not wrong, wrong
+
+
+# ----------------------------------------------------------------------------- JSON a user could have been handed
+
+@pytest.mark.parametrize("text,expected", [
+    ("[" * 200_000 + "]" * 200_000, "f.json: manifest is not valid JSON (nested too deeply)"),
+    ('{"a": ' * 65 + "1" + "}" * 65, "f.json: manifest nests lists and objects more than 64 levels deep"),
+    ("[NaN]", "f.json: manifest holds NaN, not a finite number"),
+    ("{", "f.json: manifest is not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+], ids=["nested_200000_deep", "nested_65_deep", "nan", "torn"])
+def test_read_json_refuses_with_one_line(tmp_path, text, expected):
+    (tmp_path / "f.json").write_text(text)
+    with pytest.raises(C.ToolError) as e:
+        C.read_json(tmp_path / "f.json", "manifest")
+    assert str(e.value) == f"{tmp_path}/{expected}"
+
+
+def test_read_json_accepts_64_levels_and_nan_when_asked(tmp_path):
+    (tmp_path / "f.json").write_text('{"a": ' * 63 + "[NaN]" + "}" * 63)
+    value = C.read_json(tmp_path / "f.json", finite=False)
+    for _ in range(63):
+        value = value["a"]
+    assert len(value) == 1 and value[0] != value[0]
+
+
+def test_read_json_refuses_a_huge_file_before_reading_it(tmp_path):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(C.JSON_MAX_BYTES + 1)  # sparse: 64 MiB of zero bytes, refused from its size alone (read, not JSON)
+    with pytest.raises(C.ToolError, match=f"big.json: summary is {C.JSON_MAX_BYTES + 1:,} bytes, more than the "
+                                          f"{C.JSON_MAX_BYTES:,} accepted"):
+        C.read_json(big, "summary")
+
+
+def test_read_bounded_stops_at_the_limit_on_a_file_without_a_size(tmp_path):
+    """A pipe or a device (/dev/zero) reports no size: it is read only up to the limit, then refused."""
+    with pytest.raises(C.ToolError, match="/dev/zero: stream is more than the 4,096 bytes accepted"):
+        C.read_bounded("/dev/zero", 4096, "stream")
+    (tmp_path / "two").write_bytes(b"ab")
+    assert C.read_bounded(tmp_path / "two", 2) == b"ab"
