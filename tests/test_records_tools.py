@@ -222,7 +222,7 @@ def test_check_run_reproduces_the_final_line_in_an_empty_folder(tiny_record, tin
     (lambda t: t.replace("val_bpb:1.23456789", "val_bpb:-inf"), "not a finite number"),
     (lambda t: t.replace("val_loss:2.34567891", "val_loss:2.30000000"), "is not the exact"),
     (lambda t: t + "OVER BUDGET: the submission is 5 bytes over the 16000000-byte cap\n", "yet the log says OVER BUDGET"),
-    (lambda t: t.replace("Code size: 69 bytes", "Code size: 70 bytes"), "not the 69 bytes of the embedded source"),
+    (lambda t: t.replace("Code size: 69 bytes", "Code size: 70 bytes"), "more than the 69 bytes of the embedded source"),
     (lambda t: t.replace("hparam SIZE_CAP_BYTES=16000000", "hparam SIZE_CAP_BYTES=20000000"), "SIZE_CAP_BYTES=20000000"),
 ])
 def test_logs_that_contradict_themselves_are_refused_by_new_and_check(edit, reason, tmp_path):
@@ -412,7 +412,7 @@ def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
 def test_check_catches_a_modified_train_gpt(tiny_record, tmp_path):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
     source = record.unwrap((d / "train_gpt.py").read_bytes())
-    (d / "train_gpt.py").write_bytes(record.wrap(source.replace(b"matrix_lr: float = 0.035", b"matrix_lr: float = 0.036")))
+    (d / "train_gpt.py").write_bytes(record.wrap(source + b"# edited after the runs\n"))
     assert any("differ from the" in p for p in record.check_record(d)[0])
     (d / "train_gpt.py").write_bytes(source)  # the raw source runs the same code, but its raw bytes are counted
     problems, warnings = record.check_record(d)

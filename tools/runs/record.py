@@ -5,6 +5,7 @@
     python -m tools record significance RECORD_DIR --against NUMBER|OTHER_RECORD_DIR [--delta 0.005] [--alpha 0.01]
     python -m tools record check RECORD_DIR [--run --data DIR [--tokenizer PATH] [--seed S] [--timeout SECONDS]]
     python -m tools record wrap SOURCE -o OUT          # just the compressed self-extracting script
+    python -m tools record audit FOLDER... [--json] [--sota BPB]   # any author's folder: tools/runs/audit.py
 
 Nothing from a log is ever executed: sources and defaults are read with `ast`, the figures with tools/runs/logparse.py,
 and every log must agree with itself (code + model = total, one final line of each kind, finite numbers, OVER BUDGET
@@ -138,6 +139,8 @@ def hparam_defaults(source: bytes) -> dict[str, str] | None:
                     target, value = item.targets[0].id, item.value
                 if target is None or target.startswith("_"):
                     continue
+                if isinstance(value, ast.Call):  # `S(default, bound)` or `field(default=...)`: the default is the literal
+                    value = value.args[0] if value.args else next((k.value for k in value.keywords if k.arg == "default"), value)
                 try:
                     literal = ast.literal_eval(value)
                 except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -342,7 +345,7 @@ def record_values(folder, metric: str = "val_loss") -> list[float]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ToolError(f"{folder}: not a record folder")
-    paths = find_logs(folder)
+    paths = logparse.folder_logs(folder)
     if not paths:
         raise ToolError(f"{folder}: no training logs found")
     runs = load_logs(paths)
@@ -585,6 +588,10 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
         (tmp / "submission.json").write_text(text)
         (tmp / "requirements.txt").write_text(requirements_from_source(source, code))
         (tmp / "README.md").write_text(build_readme(sub, runs, changed, defaults is not None, note))
+        from tools.runs import audit  # (it imports this module) a folder its own audit fails is not written
+        failed = audit.audit_folder(tmp, leaderboard=False).problems
+        if failed:
+            raise ToolError("the folder would fail `record audit`: " + "; ".join(failed))
         os.chmod(tmp, 0o755)
         C.install_dir(tmp, dest)
     except BaseException:
@@ -594,22 +601,6 @@ def new_record(logs: list, *, name: str, author: str, github_id: str, track: str
 
 
 # --------------------------------------------------------------------------- check
-
-def find_logs(folder: Path) -> list[Path]:
-    """The logs of a record folder: those submission.json names (plain file names in the folder), else every file
-    that looks like a train_gpt.py log."""
-    sub = folder / "submission.json"
-    if sub.is_file():
-        try:
-            d = load_json(sub)
-            names = [r.get("log") for r in (d.get("seed_results") or {}).values() if isinstance(r, dict)]
-            if names and all(isinstance(n, str) and n and Path(n).name == n and n not in ("..", ".") for n in names):
-                return [folder / n for n in names]
-        except (ToolError, AttributeError):
-            pass
-    skip = {"train_gpt.py", "README.md", "submission.json", "requirements.txt"}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in skip and logparse.is_log(p))
-
 
 COMPUTED_FIELDS = ("track", "val_loss", "val_bpb", "val_loss_std", "val_bpb_std", "seeds", "seed_results",
                    "artifact_bytes_mean", "artifact_bytes_max", "bytes_total", "bytes_code", "bytes_code_raw",
@@ -643,7 +634,7 @@ def check_record(folder) -> tuple[list[str], list[str]]:
             problems.append(str(e).replace(f"{folder}/", ""))
     if sub is not None:
         problems += [f"submission.json lacks '{k}'" for k in SUBMISSION_FIELDS if k not in sub]
-    log_paths = find_logs(folder)
+    log_paths = logparse.folder_logs(folder)
     problems += [f"missing log {p.name} (named in submission.json)" for p in log_paths if not p.is_file()]
     log_paths = [p for p in log_paths if p.is_file()]
     if not log_paths:
@@ -780,7 +771,7 @@ def check_run(folder, data, tokenizer: str | None = None, seed: int | None = Non
         raise ToolError(f"--data {data} is not a directory")
     if not (folder / "train_gpt.py").is_file():
         raise ToolError(f"{folder} has no train_gpt.py")
-    runs = load_logs(find_logs(folder))
+    runs = load_logs(logparse.folder_logs(folder))
     if seed is not None:
         runs = [r for r in runs if r.seed == seed]
         if not runs:
@@ -793,8 +784,13 @@ def check_run(folder, data, tokenizer: str | None = None, seed: int | None = Non
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build, test and check challenge submission folders from train_gpt.py logs.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["audit"]:  # any author's record folder: tools/runs/audit.py has its own options
+        from tools.runs import audit
+        return audit.main(argv[1:])
+    ap = argparse.ArgumentParser(description="Build, test, check and audit challenge submission folders.")
     sp = ap.add_subparsers(dest="cmd", required=True)
+    sp.add_parser("audit", help="audit any record folder of the challenge (record audit --help)")
     n = sp.add_parser("new", help="create records/<track>/<date>_<name>/ from one log per seed")
     n.add_argument("logs", nargs="+", help="train_gpt.py logs (logs/<RUN_ID>.txt), one per seed")
     n.add_argument("--track", default="auto", choices=("auto", *TRACKS),
