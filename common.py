@@ -305,6 +305,25 @@ def parse_json(text: str | bytes, where: str, what: str = "file", finite: bool =
     return value
 
 
+def json_kind(value) -> str:
+    """How a JSON value's type reads in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def read_json(path, what: str = "file", finite: bool = True, max_bytes: int = JSON_MAX_BYTES):
     """A JSON file's value (see parse_json); ToolError (one line) when it cannot be read, is larger than max_bytes
     (refused before it is read whole) or is not a JSON document of at most JSON_MAX_DEPTH levels."""

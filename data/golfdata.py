@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 import common as C
-from common import ToolError
+from common import ToolError, json_kind
 
 # train_gpt.py's reader holds the same three constants. Writing a shard must not need torch, which importing
 # train_gpt.py would load, so the constants are repeated here and tests/test_conventions.py holds them equal.
@@ -52,25 +52,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 # ----------------------------------------------------------------------------- manifests (JSON types)
-
-def json_kind(value) -> str:
-    """How a JSON value's type reads in an error message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
 
 def expect_type(value, kind: type, what: str, noun: str):
     """`value` if it is a `kind`, else one error line naming `what` and what it is."""
