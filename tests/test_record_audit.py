@@ -392,6 +392,11 @@ def test_folders_it_cannot_read_are_problems_never_tracebacks(tmp_path):
     (bad / "submission.json").write_text('{"val_bpb": NaN}')
     assert has(run_audit(bad).problems, "cannot read the folder", "not a finite number")
     assert has(run_audit(tmp_path / "missing").problems, "not a directory")
+    (bad / "submission.json").write_text(json.dumps(submission(SEEDS)))
+    (bad / "train_gpt.py").write_bytes(b"")
+    assert has(run_audit(bad).problems, "train_gpt.py is empty")
+    (bad / "train_gpt.py").write_bytes(b"def broken(:\n")
+    assert has(run_audit(bad).problems, "train_gpt.py does not compile")
     binary = good_folder(tmp_path / "c")
     (binary / "train_seed42.log").write_bytes(b"\xff\xfe\x00garbage val_loss val_bpb\n" * 50)
     r = run_audit(binary)
@@ -455,7 +460,7 @@ def test_cli_json_table_and_exit_status(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "problem: seed 1337: 2 processes, not 8" in out and "2 folder(s): 1 ok, 1 with problems" in out
     assert C.run_cli(record.main, ["audit", str(good), "--sota", "1.13", "--table"]) == 0
-    assert "| 10m/2026-03-22_Test | 3/3 | 1.10127 |" in capsys.readouterr().out
+    assert "| 2026-03-22_Test | record | 3/3 | 1.10127 | 15,800,149 | 600.0 s | 70.0 s | none |" in capsys.readouterr().out
     assert C.run_cli(record.main, ["audit", str(good), "--sota", "nan"]) == 1
     assert capsys.readouterr().err.startswith("error: --sota must be a positive number")
 

@@ -776,7 +776,9 @@ def _audit_into(report: FolderAudit, folder: Path, sota: float | None, git_dir: 
     script, notes = find_script(folder, [s.trained for s in report.seeds.values()] or list(runs.values()))
     report.problems += problems if script is not None else problems + notes[-1:]
     report.warnings += (notes if script is not None else notes[:-1]) + warnings
-    if script is not None and script.payload is None and not _compiles(script.code):
+    if script is not None and not script.code.strip():
+        report.problems.append(f"{script.name} is empty")
+    elif script is not None and script.payload is None and not _compiles(script.code):
         report.problems.append(f"{script.name} does not compile")
     report.warnings += [f"{script.name} loads {n} from the folder ({b} bytes): counted as code here"
                         for n, b in (script.helpers.items() if script else ())]
@@ -848,17 +850,17 @@ def text_report(r: FolderAudit) -> str:
 
 def table(reports: list[FolderAudit]) -> str:
     """The findings as a markdown table (docs/audit.md)."""
-    rows = ["| folder | seeds | mean val_bpb | max total bytes | train max | eval max | problems |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+    rows = ["| folder | track | seeds read | mean val_bpb | max total bytes | train max | eval max | problems |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in reports:
         figs = [s.figures for s in r.seeds.values()]
         bpbs = [f["val_bpb"] for f in figs if f.get("val_bpb") is not None]
         totals = [f["total_bytes"] for f in figs if f.get("total_bytes") is not None]
         trains = [f["train_time_ms"] for f in figs if f.get("train_time_ms") is not None]
         evals = [f["eval_time_ms"] for f in figs if f.get("eval_time_ms") is not None]
-        name = Path(r.folder).parent.name.replace("track_", "")[:3] + "/" + Path(r.folder).name
+        track = {RECORD: "record", NON_RECORD: "non-record"}.get(r.track or "", "?")
         found = "<br>".join(p.replace("|", "\\|") for p in r.problems) or "none"
-        rows.append(f"| {name} | {len(bpbs)}/{len(figs)} | {f'{mean(bpbs):.5f}' if bpbs else '-'} | "
+        rows.append(f"| {Path(r.folder).name} | {track} | {len(bpbs)}/{len(figs)} | {f'{mean(bpbs):.5f}' if bpbs else '-'} | "
                     f"{f'{max(totals):,}' if totals else '-'} | {_s(max(trains)) if trains else '-'} | "
                     f"{_s(max(evals)) if evals else '-'} | {found} |")
     return "\n".join(rows)
