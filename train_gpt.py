@@ -405,26 +405,39 @@ def choose_bf16(setting: str, device_type: str, native: bool | None, measure=mat
 def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -> tuple[int, str]:
     """CPU_THREADS, else an explicit OMP_NUM_THREADS (not the 1 that torchrun puts there for several processes),
     else this process's share of the cores it may run on."""
-    if setting > 0:
-        return setting, f"CPU_THREADS={setting}"
     omp = environ.get("OMP_NUM_THREADS", "")
     torchrun_default = local_world_size > 1 and omp == "1" and "TORCHELASTIC_RUN_ID" in environ
-    if omp.isdigit() and int(omp) > 0 and not torchrun_default:
-        return int(omp), f"OMP_NUM_THREADS={omp}"
-    return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
+    if setting > 0:
+        count, why = setting, f"CPU_THREADS={setting}"
+    elif omp.isdigit() and int(omp) > 0 and not torchrun_default:
+        count, why = int(omp), f"OMP_NUM_THREADS={omp}"
+    else:
+        return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
+    if count > 4 * cores:  # far past any speed-up, and PyTorch crashes on some huge counts
+        raise GolfError(f"{why.split('=')[0]}={count} threads on {cores} cores: at most {4 * cores} (4 per core)")
+    return count, why
+
+
+def process_number(name: str, default: int) -> int:
+    """RANK, WORLD_SIZE or LOCAL_RANK (torchrun sets them): a non-negative integer."""
+    raw = os.environ.get(name, str(default)).strip()
+    if not raw.isdigit():
+        raise GolfError(f"{name}={raw!r} must be a non-negative integer (torchrun sets it)")
+    return int(raw)
 
 
 def setup_runtime(h: Hyperparameters) -> Runtime:
     """The one place with device-specific choices: CUDA gets NCCL, TF32, bf16 and compile by default; CPU gets gloo,
     its share of the cores, and bf16 only where the CPU multiplies bf16 natively."""
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if 8 % world_size:
-        raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches)")
+    rank, world_size, local_rank = (process_number(name, default) for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+    if world_size not in (1, 2, 4, 8) or rank >= world_size:
+        raise GolfError(f"WORLD_SIZE={world_size} must divide 8 (the global batch is 8 micro-batches), with RANK={rank} below it")
     use_cuda = h.device == "cuda" or (h.device == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
         raise GolfError("DEVICE=cuda but no CUDA device is available")
     if use_cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if local_rank >= torch.cuda.device_count():
+            raise GolfError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} CUDA devices")
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -432,7 +445,7 @@ def setup_runtime(h: Hyperparameters) -> Runtime:
     else:
         device = torch.device("cpu")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        count, why = cpu_thread_count(h.cpu_threads, os.environ, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), cores)
+        count, why = cpu_thread_count(h.cpu_threads, os.environ, max(1, process_number("LOCAL_WORLD_SIZE", world_size)), cores)
         torch.set_num_threads(count)
         threads = f" threads:{count} ({why})"
     if world_size > 1:
@@ -614,7 +627,8 @@ def build_byte_luts(tokenizer):
 
 def validate_dataset(data_path, tokenizer_path, vocab_size: int, full: bool = False) -> dict:
     """Check shards and tokenizer before training. Headers and sizes always; every token's range for the
-    validation split (and, with full=True, the training split)."""
+    validation split (and, with full=True, the training split); and that the validation targets stand for some bytes
+    (val_bpb divides by them)."""
     shards = {split: list_shards(data_path, split) for split in ("train", "val")}
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.vocab_size != vocab_size:
@@ -622,13 +636,25 @@ def validate_dataset(data_path, tokenizer_path, vocab_size: int, full: bool = Fa
     summary = {"tokenizer": str(tokenizer_path), "vocab_size": vocab_size, "bos_id": tokenizer.bos_id}
     for split, files in shards.items():
         if full or split == "val":
-            tokens = sum(len(load_shard(f, vocab_size)) for f in files)
+            tokens = np.concatenate([load_shard(f, vocab_size) for f in files])
+            count = len(tokens)
         else:
-            tokens = sum(read_shard_header(f) for f in files)
-        if tokens == 0:
+            count = sum(read_shard_header(f) for f in files)
+        if count == 0:
             raise GolfError(f"DATA_PATH={data_path}: the {split} shards hold no tokens")
-        summary[split] = {"shards": len(files), "tokens": tokens}
+        summary[split] = {"shards": len(files), "tokens": count}
+    summary["val"]["bytes"] = target_bytes(tokens, build_byte_luts(tokenizer))  # tokens: the val split's, read last
+    if summary["val"]["bytes"] == 0:
+        raise GolfError(f"DATA_PATH={data_path}: the validation targets stand for no bytes (only control or unknown "
+                        "tokens, such as BOS): val_bpb would divide by zero")
     return summary
+
+
+def target_bytes(tokens: np.ndarray, luts) -> int:
+    """The UTF-8 bytes the targets tokens[1:] stand for (the denominator of val_bpb)."""
+    base_bytes, has_space, is_boundary = luts
+    x, y = tokens[:-1].astype(np.int64), tokens[1:].astype(np.int64)
+    return int(base_bytes[y].sum(dtype=np.int64) + (has_space[y] & ~is_boundary[x]).sum())
 
 
 def load_val_tokens(data_path, seq_len: int, vocab_size: int) -> np.ndarray:
@@ -668,18 +694,32 @@ class TokenStream:
 
 class DistributedTokenLoader:
     """Every micro-step takes one contiguous span per process from the shared stream, so the global batch and
-    its order are the same for any number of processes."""
+    its order are the same for any number of processes. A step's micro-batches go to the device in one copy: on CUDA
+    from pinned memory, on a side stream, so the copy runs beside the compute still queued from the last step and
+    the host never waits for it."""
 
     def __init__(self, files, vocab_size: int, rank: int, world_size: int, device: torch.device):
         self.stream = TokenStream(files, vocab_size)
         self.rank, self.world_size, self.device = rank, world_size, device
+        self.copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def next_batches(self, count: int, tokens_per_process: int, seq_len: int) -> list:
+        """`count` micro-batches (x, y) of this process's tokens, as (tokens_per_process/seq_len, seq_len) int64."""
+        span = tokens_per_process + 1
+        spans = [self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span] for _ in range(count)]
+        host = torch.from_numpy(np.stack(spans).astype(np.int32))
+        if self.copy_stream is None:
+            local = host.to(self.device)
+        else:
+            with torch.cuda.stream(self.copy_stream):
+                local = host.pin_memory().to(self.device, non_blocking=True)
+            torch.cuda.current_stream(self.device).wait_stream(self.copy_stream)
+            local.record_stream(torch.cuda.current_stream(self.device))
+        local = local.long()
+        return [(row[:-1].reshape(-1, seq_len), row[1:].reshape(-1, seq_len)) for row in local]
 
     def next_batch(self, tokens_per_process: int, seq_len: int):
-        span = tokens_per_process + 1
-        chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
-        local = torch.from_numpy(chunk.astype(np.int64))
-        x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return self.next_batches(1, tokens_per_process, seq_len)[0]
 
 
 # ----------------------------------------------------------------------------- model
@@ -1102,61 +1142,81 @@ NS_COEFFICIENTS = {
 
 
 def newton_schulz(g: torch.Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, kind: str = "standard") -> torch.Tensor:
-    """Approximately orthogonalize g (push its singular values towards 1) with a quintic Newton-Schulz iteration,
-    in dtype (bf16 where the device multiplies it natively, else fp32)."""
+    """Approximately orthogonalize each matrix of g (..., m, n): push its singular values towards 1 with a quintic
+    Newton-Schulz iteration, in dtype (bf16 where the device multiplies it natively, else fp32). One batched product
+    per term: x <- a x + (b s + c s s) x with s = x x^T, as two fused multiply-adds (baddbmm)."""
     coefficients = NS_COEFFICIENTS[kind]
     x = g.to(dtype)
-    x = x / (x.norm() + 1e-7)
-    tall = x.size(0) > x.size(1)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        x = x.T
+        x = x.mT
+    batched = x.reshape(-1, x.size(-2), x.size(-1))
     for i in range(steps):
         a, b, c = coefficients[min(i, len(coefficients) - 1)]
-        s = x @ x.T
-        x = a * x + (b * s + c * s @ s) @ x
-    return x.T if tall else x
+        s = torch.bmm(batched, batched.mT)
+        batched = torch.baddbmm(batched, torch.baddbmm(s, s, s, beta=b, alpha=c), batched, beta=a)
+    x = batched.view(x.shape)
+    return x.mT if tall else x
+
+
+def orthogonalized_update(g: torch.Tensor, steps: int, dtype: torch.dtype, kind: str, row_norm: bool) -> torch.Tensor:
+    """Muon's update for a stack of same-shape momentum matrices (k, m, n), in fp32: rows normalized first with
+    row_norm (MuonEq-R), orthogonalized, scaled by sqrt(max(1, m/n)) so tall matrices take steps of the same RMS."""
+    if row_norm:
+        g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-7)
+    return newton_schulz(g, steps, dtype, kind).float() * max(1.0, g.size(-2) / g.size(-1)) ** 0.5
 
 
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalized updates for 2-D matrices. Each process orthogonalizes a share of the matrices;
-    one all-reduce gives everyone every update. Momentum is kept on every process so the state is the same everywhere.
-    row_norm: each row of the update is normalized before the orthogonalization (MuonEq-R)."""
+    """Momentum, then orthogonalized updates for 2-D matrices, batched by shape: the matrices of one shape are stacked
+    and orthogonalized together (compiled on CUDA), and momentum, weight decay and the update are foreach operations.
+    Under torchrun each process orthogonalizes its share of every shape's stack and one all-gather per shape gives
+    everyone every update. Momentum is kept on every process so the state is the same everywhere."""
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, weight_decay: float,
-                 ns_dtype: torch.dtype = torch.bfloat16, ns_kind: str = "standard", row_norm: bool = False):
+                 ns_dtype: torch.dtype = torch.bfloat16, ns_kind: str = "standard", row_norm: bool = False,
+                 compiled: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, weight_decay=weight_decay))
         self.ns_dtype, self.ns_kind, self.row_norm = ns_dtype, ns_kind, row_norm
+        self.update_of = torch.compile(orthogonalized_update, dynamic=False) if compiled else orthogonalized_update
 
     @torch.no_grad()
     def step(self):
         distributed = dist.is_available() and dist.is_initialized()
         world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
         for group in self.param_groups:
-            params = group["params"]
-            updates = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
-            offset = 0
-            for i, p in enumerate(params):
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                buf.mul_(group["momentum"]).add_(p.grad)
-                if i % world == rank:
-                    g = p.grad.add(buf, alpha=group["momentum"])
-                    if self.row_norm:
-                        g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-7)
-                    g = newton_schulz(g, group["backend_steps"], self.ns_dtype, self.ns_kind)
-                    g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5
-                    updates[offset:offset + p.numel()] = g.flatten().float()
-                offset += p.numel()
-            if world > 1:
-                dist.all_reduce(updates)
-            offset = 0
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
             for p in params:
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(updates[offset:offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
-                offset += p.numel()
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+            nesterov = torch._foreach_add(grads, bufs, alpha=group["momentum"])
+            torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+            shapes = {}
+            for p, g in zip(params, nesterov):
+                shapes.setdefault(tuple(p.shape), ([], []))
+                shapes[tuple(p.shape)][0].append(p)
+                shapes[tuple(p.shape)][1].append(g)
+            for same_shape, moments in shapes.values():
+                share = -(-len(moments) // world)  # matrices per process; the last process's share is padded with zeros
+                stack = torch.stack(moments + [torch.zeros_like(moments[0])] * (share * world - len(moments)))
+                update = self.update_of(stack[rank * share:(rank + 1) * share], group["backend_steps"], self.ns_dtype,
+                                        self.ns_kind, self.row_norm)
+                if world > 1:
+                    gathered = torch.empty((share * world, *update.shape[1:]), device=update.device, dtype=update.dtype)
+                    dist.all_gather_into_tensor(gathered, update.contiguous())
+                    update = gathered
+                torch._foreach_add_(same_shape, list(update[:len(same_shape)].to(same_shape[0].dtype).unbind(0)), alpha=-group["lr"])
 
 
-def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = True) -> list[torch.optim.Optimizer]:
-    """Muon for the block matrices and the bigram projection; Adam for the embeddings, an untied head, and the
+def build_optimizers(model: GPT, h: Hyperparameters, rt: "Runtime") -> list[torch.optim.Optimizer]:
+    """Muon for the block matrices and the bigram projection; Adam (fused) for the embeddings, an untied head, and the
     vectors and control tensors (gains, mixes, gates, skip weights): the roles the artifact uses."""
     groups = {"matrix": [], "embed": [], "head": [], "scalar": []}
     for name, p in model.named_parameters():
@@ -1169,10 +1229,10 @@ def build_optimizers(model: GPT, h: Hyperparameters, fused: bool, bf16: bool = T
                    dict(params=groups["scalar"], lr=h.scalar_lr, base_lr=h.scalar_lr)]
     if groups["head"]:
         adam_groups.append(dict(params=groups["head"], lr=h.head_lr, base_lr=h.head_lr))
-    adam = torch.optim.Adam(adam_groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, fused=fused)
+    adam = torch.optim.Adam(adam_groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, fused=True)
     muon = Muon(groups["matrix"], lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
-                weight_decay=h.weight_decay, ns_dtype=torch.bfloat16 if bf16 else torch.float32, ns_kind=h.muon_ns,
-                row_norm=h.muon_row_norm)
+                weight_decay=h.weight_decay, ns_dtype=torch.bfloat16 if rt.bf16 else torch.float32, ns_kind=h.muon_ns,
+                row_norm=h.muon_row_norm, compiled=rt.compile and rt.device.type == "cuda")
     for group in muon.param_groups:
         group["base_lr"], group["base_weight_decay"] = h.matrix_lr, h.weight_decay
     return [adam, muon]
@@ -1276,10 +1336,11 @@ def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
 
 
 def atomic_write(path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: the final name only ever holds whole files."""
+    """Write under a temporary name in the same folder, then rename: the final name only ever holds whole files.
+    Temporaries are named as everywhere in golf: .<final name>.tmp-<host>-<pid>-<random> (common.TEMP_NAME_RE)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{HOST}-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -1289,6 +1350,9 @@ def atomic_write(path, data: bytes) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise GolfError(f"cannot write {path}: {e.strerror}") from None
+
+
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", platform.node() or "host")
 
 
 def save_tensors(path, tensors: dict, metadata: dict) -> None:
@@ -1309,20 +1373,103 @@ def default_run_id() -> str:
 
 
 def remove_stale_temp_files(folder: Path) -> None:
-    """Temporary files (.NAME.tmpPID) left by a process that no longer runs (killed mid-write) are removed."""
-    for tmp in folder.glob(".*.tmp*") if folder.is_dir() else []:
-        pid = tmp.name.rsplit(".tmp", 1)[1]
-        try:
-            os.kill(int(pid), 0) if pid.isdigit() and int(pid) != os.getpid() else None
+    """Temporary files of this host left by a process that no longer runs (killed mid-write) are removed."""
+    for tmp in folder.glob(f".*.tmp-{HOST}-*-*") if folder.is_dir() else []:
+        pid = tmp.name.rsplit("-", 2)[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
+        try:
+            os.kill(int(pid), 0)  # raises if no such process
         except ProcessLookupError:
             tmp.unlink(missing_ok=True)
-        except (PermissionError, ValueError):
-            continue
+        except OSError:
+            pass  # alive, another user's
+
+
+def device_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 1 << 62
+
+
+def check_memory(h: Hyperparameters, cfg: ModelConfig, rt: Runtime, val_tokens: int) -> None:
+    """Refuse, before anything is built or trained, settings whose training, final evaluation or test-time training
+    cannot fit in this device's memory. Rough upper bounds, calibrated on the H100 (the default shape peaked at 3.2
+    GiB): weights, gradients and two optimizer states per parameter, ~(10 + 3 MLP_MULT) stored values per token,
+    layer and width, and the logits (three copies) of each token scored."""
+    with torch.device("meta"):
+        model = GPT(cfg, init=False)
+    params, depth = sum(p.numel() for p in model.parameters()), len(model.layer_order(looping=True))
+    value = 2 if rt.bf16 else 4
+    per_token = depth * cfg.model_dim * (10 + 3 * cfg.mlp_mult) * value + 3 * 4 * cfg.vocab_size
+    micro_tokens = h.train_batch_tokens // 8
+    windows = max(1, math.ceil(val_tokens / h.eval_stride) // rt.world_size)
+    eval_tokens = min(h.eval_batch_seqs, windows) * max(h.eval_seq_len, h.train_seq_len)
+    adapters = depth * len(h.ttt_lora_targets.split(",")) * h.ttt_lora_rank * (1 + cfg.mlp_mult) * cfg.model_dim  # at most
+    needs = {"training": 20 * params + micro_tokens * per_token,
+             f"evaluation (EVAL_BATCH_SEQS={h.eval_batch_seqs})": 4 * params + eval_tokens * per_token // depth,
+             f"test-time training (TTT={h.ttt})": 0 if h.ttt == "0" else 16 * params + 16 * adapters +
+             (h.ttt_batch_seqs if h.ttt == "sgd" else 1) * h.eval_seq_len * per_token}
+    what, need = max(needs.items(), key=lambda kv: kv[1])
+    if need > device_memory(rt.device):
+        raise GolfError(f"{what} needs about {need / 2**30:.1f} GiB, more than the {device_memory(rt.device) / 2**30:.1f} GiB "
+                        f"of this device ({params:,} parameters): make the model, batch or evaluation smaller")
+
+
+def lock_run_id(path: Path, run_id: str):
+    """An exclusive lock on RUN_ID's lock file, held until this process exits (the OS drops it even on kill -9); the
+    file holds the owner's pid. Refused while another live process holds it."""
+    import fcntl
+    try:
+        f = open(path, "a+")
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        raise GolfError(f"RUN_ID={run_id} belongs to a run that is still running (pid {f.read().strip() or '?'}): "
+                        "wait for it to finish, or choose another RUN_ID") from None
+    except OSError as e:
+        raise GolfError(f"cannot lock {path}: {e.strerror}") from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+CLOCK_EVERY = 8  # steps between exact readings of the training clock (see Trainer.clock)
+
+
+def set_schedule(optimizers: list, lr_scale: float, momentum: float, weight_decay_scale: float) -> None:
+    """This step's learning rates (every group's base_lr times lr_scale), Muon's momentum and weight decay."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
+    for group in optimizers[1].param_groups:
+        group["momentum"] = momentum
+        group["weight_decay"] = group["base_weight_decay"] * weight_decay_scale
+
+
+def train_step(train_model: nn.Module, model: GPT, optimizers: list, batches: list, h: Hyperparameters, rt: Runtime) -> torch.Tensor:
+    """One optimizer step over the micro-batches (gradients accumulated; under DDP synchronized on the last one
+    only): the mean loss, left on the device. Nothing in it makes the host wait for the device."""
+    total = torch.zeros((), device=rt.device)
+    for micro, (x, y) in enumerate(batches):
+        if rt.world_size > 1:
+            train_model.require_backward_grad_sync = micro == len(batches) - 1
+        with rt.autocast:
+            loss = train_model(x, y)
+        (loss / len(batches)).backward()
+        total += loss.detach()
+    if h.grad_clip_norm > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), h.grad_clip_norm, foreach=True)
+    for opt in optimizers:
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return total / len(batches)
 
 
 class Trainer:
-    """Holds the run: model, optimizers, data, logging and checkpoints. main() drives it."""
+    """The run until its weights are trained: model, optimizers, data, the training clock, checkpoints and the log.
+    main() drives it; finish_run() takes the weights from there to the artifact and its score."""
 
     def __init__(self, h: Hyperparameters, rt: Runtime):
         self.h, self.rt = h, rt
@@ -1343,43 +1490,31 @@ class Trainer:
         self.config = model_config(h, self.data_summary["bos_id"])
         if h.eval_artifact:  # the model is the artifact's, whatever the shape settings say
             state, meta = read_artifact(h.eval_artifact)
-            self.model = model_from_state(state, meta.get("config"), h.eval_artifact).to(rt.device)
-            self.config, self.eval_scheme = self.model.cfg, str(meta.get("scheme"))
+            model = model_from_state(state, meta.get("config"), h.eval_artifact)
+            self.config, self.eval_scheme = model.cfg, str(meta.get("scheme"))
             if self.config.vocab_size != h.vocab_size:
                 raise GolfError(f"{h.eval_artifact} has vocab_size {self.config.vocab_size} but VOCAB_SIZE={h.vocab_size}")
-        else:
-            self.model = GPT(self.config).to(rt.device)  # built on the CPU from the seed: same weights on any device
+        check_memory(h, self.config, rt, len(self.val_tokens))
+        if not h.eval_artifact:
+            model = GPT(self.config)  # built on the CPU from the seed: same weights on any device
+        self.model = model.to(rt.device)
         self.compiled = runnable(self.model, h, rt)
         self.train_model = nn.parallel.DistributedDataParallel(self.compiled) if rt.world_size > 1 else self.compiled
-        self.optimizers = build_optimizers(self.model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
+        self.optimizers = build_optimizers(self.model, h, rt)
         self.loader = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
         self.grad_accum = 8 // rt.world_size
         self.step, self.train_time_ms, self.lr_scale, self.qat_bits = 0, 0.0, 1.0, 0
+        self.clock_ms, self.clock_step, self.t0 = 0.0, 0, 0.0
         self.val_history, self.train_history = [], []
-        self.hessians, self.heldout = None, None
         self.average, self.average_count = None, 0  # EMA or SWA of the weights (fp32), when asked for
-        self.check_eval_memory()
+        self.weights = list(self.model.state_dict().values())  # views of the live weights, for the average
+        self.calibrating = h.artifact == "auto" or Scheme.parse(h.artifact).gptq
         self.claim_output_files()  # last: a run stopped by a bad input leaves no files behind
 
-    def check_eval_memory(self) -> None:
-        """Refuse, before training, an evaluation batch that cannot fit in the device's memory (a rough upper bound:
-        logits, their soft-capped copy and softmax, plus a few activations per token)."""
-        h, cfg = self.h, self.config
-        windows = max(1, math.ceil(len(self.val_tokens) / max(h.eval_stride, 1)) // self.rt.world_size)
-        tokens = min(h.eval_batch_seqs, windows) * max(h.eval_seq_len, h.train_seq_len)
-        need = tokens * 4 * (3 * cfg.vocab_size + 2 * cfg.mlp_mult * cfg.model_dim + 4 * cfg.model_dim)
-        if self.rt.device.type == "cuda":
-            have = torch.cuda.get_device_properties(self.rt.device).total_memory
-        else:
-            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else need
-        if need > have:
-            raise GolfError(f"EVAL_BATCH_SEQS={h.eval_batch_seqs} needs about {need / 2**30:.1f} GiB per evaluation batch, "
-                            f"more than the {have / 2**30:.1f} GiB of this device: lower it")
-
-    # -- output files
     def claim_output_files(self) -> None:
-        """Check OUT_DIR up front, clear temporary files of dead processes, and make sure this run replaces no other
-        run's files: the log is created exclusively, so two runs with one RUN_ID cannot both start."""
+        """Check OUT_DIR up front, clear temporary files of dead processes, and make this run the only owner of its
+        RUN_ID: a lock held while the process lives (so REPLACE_RUN and RESUME cannot take the files of a live run),
+        and a log created exclusively, so two runs with one RUN_ID cannot both start."""
         if not self.rt.is_main:
             return
         h, resuming = self.h, bool(self.h.resume)
@@ -1389,6 +1524,7 @@ class Trainer:
                 remove_stale_temp_files(self.out / folder)
         except OSError as e:
             raise GolfError(f"OUT_DIR={h.out_dir} is not a writable folder: {e.strerror} ({e.filename})") from None
+        self.lock = lock_run_id(self.out / "logs" / f".{self.run_id}.lock", self.run_id)
         taken = [p for p in (self.log_path, self.summary_path, self.artifact_path, self.raw_path) if p.exists()]
         if taken and not (resuming or h.replace_run):
             raise GolfError(f"RUN_ID={self.run_id} already has files in {h.out_dir} ({taken[0].relative_to(self.out)}): "
@@ -1403,10 +1539,17 @@ class Trainer:
             raise GolfError(f"RUN_ID={self.run_id}: another run just created {self.log_path}; choose another RUN_ID") from None
         except OSError as e:
             raise GolfError(f"cannot write the log {self.log_path}: {e.strerror}") from None
-        if not append:  # the script's own source first: it is what makes a log a record of what ran
+        if append:
+            return
+        try:  # the script's own source first: it is what makes a log a record of what ran
             source = self.code.decode("utf-8")
             self.log_file.write(f"===== train_gpt.py source begin ({len(self.code)} bytes) =====\n{source}"
                                 f"{'' if source.endswith(chr(10)) else chr(10)}===== train_gpt.py source end =====\n")
+            self.log_file.flush()
+        except OSError as e:  # a full disk: leave no partial log that would block this RUN_ID
+            self.log_file.close()
+            self.log_path.unlink(missing_ok=True)
+            raise GolfError(f"cannot write the log {self.log_path}: {e.strerror}") from None
 
     def log(self, msg: str) -> None:
         if self.rt.is_main:
@@ -1421,34 +1564,6 @@ class Trainer:
         t = torch.tensor(float(value) if self.rt.is_main else 0.0, dtype=torch.float64, device=self.rt.device)
         dist.all_reduce(t)
         return t.item()
-
-    # -- one optimizer step over the global batch
-    def train_step(self, step: int, elapsed_ms: float, reserve_ms: float = 0.0) -> torch.Tensor:
-        h, rt = self.h, self.rt
-        tokens_per_process = h.train_batch_tokens // (rt.world_size * self.grad_accum)
-        total = torch.zeros((), device=rt.device)
-        for micro in range(self.grad_accum):
-            x, y = self.loader.next_batch(tokens_per_process, h.train_seq_len)
-            if rt.world_size > 1:
-                self.train_model.require_backward_grad_sync = micro == self.grad_accum - 1
-            with rt.autocast:
-                loss = self.train_model(x, y)
-            (loss / self.grad_accum).backward()
-            total += loss.detach()
-        self.lr_scale = mult = lr_multiplier(step, elapsed_ms, h, reserve_ms)
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * mult
-        for group in self.optimizers[1].param_groups:
-            group["momentum"] = muon_momentum_at(step, h)
-            group["weight_decay"] = group["base_weight_decay"] * weight_decay_multiplier(
-                training_progress(step, elapsed_ms, h, reserve_ms), h)
-        if h.grad_clip_norm > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), h.grad_clip_norm)
-        for opt in self.optimizers:
-            opt.step()
-        self.model.zero_grad(set_to_none=True)
-        return total / self.grad_accum
 
     def global_mean(self, value: torch.Tensor) -> float:
         if self.rt.world_size > 1:
@@ -1467,7 +1582,7 @@ class Trainer:
                 for key, value in state.items():
                     tensors[f"opt{j}.{idx}.{key}"] = value.detach().cpu()
             opt_groups.append(sd["param_groups"])
-        for k, v in (self.average or {}).items():
+        for k, v in zip(self.model.state_dict(), self.average or []):
             tensors[f"average.{k}"] = v.detach().cpu()
         tensors["rng.cpu"] = torch.get_rng_state()
         meta = {"step": self.step, "train_time_ms": self.train_time_ms, "loader": self.loader.stream.state(),
@@ -1505,8 +1620,8 @@ class Trainer:
             self.step, self.train_time_ms = int(meta["step"]), float(meta["train_time_ms"])
             self.lr_scale, qat_bits = float(meta["lr_scale"]), int(meta["qat_bits"])
             self.model.looping, self.average_count = bool(meta["looping"]), int(meta["average_count"])
-            average = {k[8:]: v.to(self.rt.device) for k, v in tensors.items() if k.startswith("average.")}
-            self.average = average or None
+            names = [f"average.{k}" for k in self.model.state_dict()]
+            self.average = [tensors[n].to(self.rt.device) for n in names] if names[0] in tensors else None
             self.val_history, self.train_history = list(meta["val_history"]), list(meta["train_history"])
         except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
             raise GolfError(f"RESUME={what} is damaged or incompatible: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
@@ -1533,7 +1648,7 @@ class Trainer:
         for step in range(self.h.warmup_steps):
             # with depth recurrence, the second half compiles the looped order too
             self.model.looping = self.config.loop_repeats > 0 and step >= self.h.warmup_steps // 2
-            self.train_step(step, 0.0)
+            self.step_once(step, 0.0)
         self.model.looping = False
         self.model.load_state_dict(model_state)
         for opt, state in zip(self.optimizers, opt_states):
@@ -1541,24 +1656,105 @@ class Trainer:
         self.loader.stream.restore({"file_idx": 0, "pos": 0})
         self.lr_scale = 1.0
 
-    def elapsed_ms(self, t0: float) -> float:
-        """Training time now. With a wallclock cap and several processes, the largest of the processes' clocks, so
-        every process uses the same learning rate and stops at the same step (one scalar all-reduce per step)."""
-        elapsed = self.train_time_ms + 1000 * (time.perf_counter() - t0)
-        if self.h.max_wallclock_seconds > 0 and self.rt.world_size > 1:
+    # -- one step, and the clock
+    def step_once(self, step: int, elapsed_ms: float, reserve_ms: float = 0.0) -> torch.Tensor:
+        """Training step `step`: its micro-batches (one copy to the device), its schedule, then train_step."""
+        h = self.h
+        self.lr_scale = lr_multiplier(step, elapsed_ms, h, reserve_ms)
+        progress = training_progress(step, elapsed_ms, h, reserve_ms)
+        set_schedule(self.optimizers, self.lr_scale, muon_momentum_at(step, h), weight_decay_multiplier(progress, h))
+        batches = self.loader.next_batches(self.grad_accum, h.train_batch_tokens // (self.rt.world_size * self.grad_accum),
+                                           h.train_seq_len)
+        return train_step(self.train_model, self.model, self.optimizers, batches, h, self.rt)
+
+    def clock(self, exact: bool) -> float:
+        """Training time now (ms), the same on every process. An exact reading synchronizes the device and, with
+        several processes, takes the largest of their clocks (one all-reduce); in between, the time is extrapolated
+        from the last exact reading's average step time, identically on every process, so the host does not wait.
+        The loop reads it exactly every CLOCK_EVERY steps (and at every log step): a run overshoots the wallclock
+        cap by its last step, plus whatever the steps since the last exact reading ran slower than the average."""
+        if not exact and self.clock_step:
+            return self.clock_ms * self.step / self.clock_step
+        self.sync()
+        elapsed = self.train_time_ms + 1000 * (time.perf_counter() - self.t0)
+        if self.rt.world_size > 1:
             shared = torch.tensor(elapsed, dtype=torch.float64, device=self.rt.device)
             dist.all_reduce(shared, op=dist.ReduceOp.MAX)
             elapsed = shared.item()
+        self.clock_ms, self.clock_step = elapsed, self.step
         return elapsed
 
-    def validate(self) -> tuple[float, float]:
-        h = self.h
-        return evaluate(self.compiled, self.val_tokens, self.luts, h.train_seq_len, h.train_seq_len, h.eval_batch_seqs,
-                        self.rt.device, self.rt.autocast, self.rt.rank, self.rt.world_size)
+    def pause_clock(self) -> None:
+        """Stop counting training time (for a validation, a checkpoint, or the end of training)."""
+        self.train_time_ms = self.clock(exact=True)
+
+    def start_clock(self) -> None:
+        self.sync()
+        self.t0 = time.perf_counter()
 
     def sync(self) -> None:
         if self.rt.device.type == "cuda":
             torch.cuda.synchronize()
+
+    # -- the loop
+    def train(self) -> None:
+        """Steps until ITERATIONS or the wallclock cap (less the time the calibration after training will take);
+        validation, logs and checkpoints on their steps; the averaged weights (EMA/SWA) loaded at the end."""
+        h = self.h
+        stop_at, last_checkpoint, elapsed_ms, reserve_ms = None, h.resume or None, self.train_time_ms, 0.0
+        nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.rt.device)
+        self.start_clock()
+        while self.step < h.iterations and stop_at is None:
+            if h.val_loss_every and self.step % h.val_loss_every == 0 and self.step > 0:
+                self.pause_clock()
+                self.check_finite(nonfinite_step, last_checkpoint)
+                self.validate()
+                self.start_clock()
+            self.update_qat()
+            if self.config.loop_repeats and not self.model.looping and training_progress(self.step, elapsed_ms, h, reserve_ms) >= h.loop_at:
+                self.model.looping = True
+                self.log(f"depth recurrence: on from step {self.step}, order {self.model.layer_order()}")
+            loss = self.step_once(self.step, elapsed_ms, reserve_ms)
+            nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
+            self.step += 1
+            self.update_average()
+            logging = h.train_log_every and (self.step % h.train_log_every == 0 or self.step <= 10)
+            elapsed_ms = self.clock(exact=logging or self.step % CLOCK_EVERY == 0 or self.step <= CLOCK_EVERY)
+            if logging:
+                self.log_train_step(loss, elapsed_ms)
+            if h.checkpoint_every and self.step % h.checkpoint_every == 0:
+                self.pause_clock()
+                self.check_finite(nonfinite_step, last_checkpoint)
+                last_checkpoint = str(self.save_checkpoint())
+                self.start_clock()
+            # The calibration after training reads training data, so it counts as training: keep time for it, at
+            # the measured time of a training micro-batch per calibration batch (a forward pass costs less).
+            reserve_ms = h.gptq_batches * elapsed_ms / self.step / self.grad_accum if self.calibrating else 0.0
+            if h.max_wallclock_seconds > 0 and elapsed_ms + reserve_ms >= 1000 * h.max_wallclock_seconds:
+                stop_at = self.step
+                self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations} "
+                         f"reserved:{reserve_ms:.0f}ms")
+        self.pause_clock()
+        self.check_finite(nonfinite_step, last_checkpoint)
+        self.end_averaging()
+
+    def log_train_step(self, loss: torch.Tensor, elapsed_ms: float) -> None:
+        train_loss = self.global_mean(loss)
+        self.train_history.append({"step": self.step, "train_loss": train_loss})
+        self.log(f"step:{self.step}/{self.h.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms "
+                 f"step_avg:{elapsed_ms / self.step:.2f}ms tok/s:{self.step * self.h.train_batch_tokens / (elapsed_ms / 1000):.0f} "
+                 f"lr_scale:{self.lr_scale:.4f}")
+
+    def validate(self) -> None:
+        """The non-overlapping validation pass at training's sequence length, logged (and the artifact forecast)."""
+        h = self.h
+        val_loss, val_bpb = evaluate(self.compiled, self.val_tokens, self.luts, h.train_seq_len, h.train_seq_len,
+                                     h.eval_batch_seqs, self.rt.device, self.rt.autocast, self.rt.rank, self.rt.world_size)
+        self.val_history.append({"step": self.step, "val_loss": val_loss, "val_bpb": val_bpb})
+        self.log(f"step:{self.step}/{h.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                 f"train_time:{self.train_time_ms:.0f}ms step_avg:{self.train_time_ms / max(self.step, 1):.2f}ms")
+        if self.rt.is_main:
+            self.log(forecast_line(self.float_state(), h, len(self.code)))
 
     def check_finite(self, nonfinite_step: torch.Tensor, last_checkpoint) -> None:
         bad = nonfinite_step.clone()
@@ -1568,7 +1764,58 @@ class Trainer:
             kept = f"; last checkpoint kept: {last_checkpoint}" if last_checkpoint else "; no checkpoint was saved"
             raise GolfError(f"non-finite train loss at step {bad.item() + 1}{kept}")
 
-    def run(self) -> dict:
+    def float_state(self) -> dict:
+        return {k: v.detach().float().cpu() for k, v in self.model.state_dict().items()}
+
+    # -- weight averaging and late QAT
+    def update_average(self) -> None:
+        """EMA (every step from EMA_START) or SWA (every SWA_EVERY steps once the LR multiplier is below SWA_BELOW)
+        of the weights, in fp32, with one foreach operation."""
+        h = self.h
+        if h.ema_decay and self.step >= h.ema_start:
+            if self.average is None:
+                self.average = [w.detach().float().clone() for w in self.weights]
+            else:
+                torch._foreach_lerp_(self.average, self.weights, 1 - h.ema_decay)
+        elif h.swa_every and self.lr_scale < h.swa_below and self.step % h.swa_every == 0:
+            if self.average is None:
+                self.average = [torch.zeros_like(w, dtype=torch.float32) for w in self.weights]
+            torch._foreach_add_(self.average, self.weights)
+            self.average_count += 1
+
+    def end_averaging(self) -> None:
+        """The averaged weights become the model's (evaluated and shipped); said either way when an average was asked for."""
+        h, what = self.h, "ema" if self.h.ema_decay else "swa"
+        if self.average is not None:
+            scale = 1.0 if h.ema_decay else 1.0 / self.average_count
+            with torch.no_grad():
+                torch._foreach_copy_(self.weights, torch._foreach_mul(self.average, scale))
+            self.log(f"{what}: the model now holds its averaged weights")
+        elif h.ema_decay or h.swa_every:
+            self.log(f"{what}: no weights were averaged (training ended before {'EMA_START' if h.ema_decay else 'SWA_BELOW'}): "
+                     "the model's own weights are shipped")
+
+    def update_qat(self) -> None:
+        """Late QAT: once the learning-rate multiplier falls to QAT_LR_SCALE, fake-quantize the block matrices."""
+        h = self.h
+        if h.qat_bits == "0" or self.qat_bits or self.lr_scale > h.qat_lr_scale:
+            return
+        auto = lambda: forecast_choice(self.float_state(), h, len(self.code))[0].bits if self.rt.is_main else 0
+        self.set_qat(int(h.qat_bits) if h.qat_bits != "auto" else int(self.share(auto())))
+        self.log(f"qat: int{self.qat_bits} fake quantization of the block matrices from step {self.step}")
+
+    def set_qat(self, bits: int) -> None:
+        self.qat_bits = bits
+        for name, m in self.model.named_modules():
+            if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
+                m.qat_bits = bits
+
+    def shipped_config(self) -> dict:
+        """The model config an artifact or raw-weights file records: the run's, with depth recurrence as it is now."""
+        return asdict(replace(self.config, looping=self.model.looping))
+
+    # -- the run
+    def log_header(self) -> None:
         h, rt = self.h, self.rt
         for f in fields(h):
             self.log(f"hparam {f.name.upper()}={getattr(h, f.name)}")
@@ -1581,280 +1828,23 @@ class Trainer:
         self.log(rt.choices)
         if "warning:" in rt.choices and rt.is_main:
             print("warning:" + rt.choices.split("warning:", 1)[1].split(")")[0], file=sys.stderr, flush=True)
+
+    def run(self) -> dict:
+        """Train (or, with EVAL_ARTIFACT, only score), then finish: the artifact and the final lines."""
+        h, rt = self.h, self.rt
+        self.log_header()
         if h.eval_artifact:
             size = Path(h.eval_artifact).stat().st_size
-            return self.score(Path(h.eval_artifact), self.eval_scheme, size, {"run_id": self.run_id, "eval_artifact": h.eval_artifact})
-        probe = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device)
-        x, y = probe.next_batch(h.train_seq_len, h.train_seq_len)
+            return final_lines(self, Path(h.eval_artifact), self.eval_scheme, size, {"run_id": self.run_id, "eval_artifact": h.eval_artifact})
+        x, y = DistributedTokenLoader(self.train_files, h.vocab_size, rt.rank, rt.world_size, rt.device).next_batch(h.train_seq_len, h.train_seq_len)
         with torch.no_grad(), rt.autocast:
             self.log(f"untrained train_loss:{self.global_mean(self.model(x, y)):.4f} ln(vocab):{math.log(h.vocab_size):.4f}")
         self.warm_up()
         if h.resume:
             self.restore(*load_tensors(h.resume), what=h.resume)
             self.log(f"resumed from {h.resume} at step {self.step} (train_time {self.train_time_ms:.0f}ms)")
-        last_checkpoint = h.resume or None
-        stop_at = None
-        nonfinite_step = torch.full((), -1, dtype=torch.long, device=rt.device)
-        elapsed_ms = self.train_time_ms  # training time so far, the same on every process; excludes evaluations
-        reserve_ms = 0.0  # training time kept for the calibration after training
-        calibrating = h.artifact == "auto" or Scheme.parse(h.artifact).gptq
-        self.sync()
-        t0 = time.perf_counter()
-        while True:
-            last = self.step == h.iterations or stop_at == self.step
-            if last and self.average is not None:  # the averaged weights are the ones evaluated and shipped
-                self.model.load_state_dict({k: v.to(self.model.state_dict()[k].dtype) for k, v in self.averaged().items()})
-                self.log(f"{'ema' if h.ema_decay else 'swa'}: the model now holds its averaged weights")
-            if last or (h.val_loss_every and self.step % h.val_loss_every == 0 and self.step > 0):
-                self.sync()
-                self.train_time_ms += 1000 * (time.perf_counter() - t0)
-                self.check_finite(nonfinite_step, last_checkpoint)
-                val_loss, val_bpb = self.validate()
-                self.val_history.append({"step": self.step, "val_loss": val_loss, "val_bpb": val_bpb})
-                self.log(f"step:{self.step}/{h.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
-                         f"train_time:{self.train_time_ms:.0f}ms step_avg:{self.train_time_ms / max(self.step, 1):.2f}ms")
-                self.log_forecast()
-                self.sync()
-                t0 = time.perf_counter()
-            if last:
-                break
-            self.update_qat()
-            if self.config.loop_repeats and not self.model.looping and \
-                    training_progress(self.step, elapsed_ms, h, reserve_ms) >= h.loop_at:
-                self.model.looping = True
-                self.log(f"depth recurrence: on from step {self.step}, order {self.model.layer_order()}")
-            loss = self.train_step(self.step, elapsed_ms, reserve_ms)
-            nonfinite_step = torch.where((nonfinite_step < 0) & ~torch.isfinite(loss), self.step, nonfinite_step)
-            self.step += 1
-            self.update_average()
-            elapsed_ms = self.elapsed_ms(t0)
-            if h.train_log_every and (self.step % h.train_log_every == 0 or self.step <= 10):
-                train_loss = self.global_mean(loss)
-                self.train_history.append({"step": self.step, "train_loss": train_loss})
-                self.log(f"step:{self.step}/{h.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms "
-                         f"step_avg:{elapsed_ms / self.step:.2f}ms tok/s:{self.step * h.train_batch_tokens / (elapsed_ms / 1000):.0f} "
-                         f"lr_scale:{self.lr_scale:.4f}")
-            if h.checkpoint_every and self.step % h.checkpoint_every == 0:
-                self.sync()
-                self.train_time_ms += 1000 * (time.perf_counter() - t0)
-                self.check_finite(nonfinite_step, last_checkpoint)
-                last_checkpoint = str(self.save_checkpoint())
-                t0 = time.perf_counter()
-            # The calibration after training reads training data, so it counts as training: keep time for it, at
-            # the measured time of a training micro-batch per calibration batch (a forward pass costs less).
-            reserve_ms = h.gptq_batches * elapsed_ms / self.step / self.grad_accum if calibrating else 0.0
-            if h.max_wallclock_seconds > 0 and stop_at is None and elapsed_ms + reserve_ms >= 1000 * h.max_wallclock_seconds:
-                stop_at = self.step
-                self.log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{self.step}/{h.iterations} "
-                         f"reserved:{reserve_ms:.0f}ms")
-        self.set_qat(0)  # fake quantization is training's: calibration, the artifact and its score see the weights as stored
-        if calibrating:
-            self.calibrate()
-        self.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
-        return self.finish()
-
-    def update_average(self) -> None:
-        """EMA (every step from EMA_START) or SWA (every SWA_EVERY steps once the LR multiplier is below SWA_BELOW)
-        of the weights, in fp32."""
-        h = self.h
-        weights = self.model.state_dict()
-        if h.ema_decay and self.step >= h.ema_start:
-            if self.average is None:
-                self.average = {k: v.detach().float().clone() for k, v in weights.items()}
-            else:
-                ema_update(self.average, weights, h.ema_decay)
-        elif h.swa_every and self.lr_scale < h.swa_below and self.step % h.swa_every == 0:
-            if self.average is None:
-                self.average = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in weights.items()}
-            for k, v in weights.items():
-                self.average[k] += v.detach().float()
-            self.average_count += 1
-
-    def averaged(self) -> dict:
-        if self.h.ema_decay:
-            return self.average
-        return {k: v / self.average_count for k, v in self.average.items()}
-
-    def update_qat(self) -> None:
-        """Late QAT: once the learning-rate multiplier falls to QAT_LR_SCALE, fake-quantize the block matrices."""
-        h = self.h
-        if h.qat_bits == "0" or self.qat_bits or self.lr_scale > h.qat_lr_scale:
-            return
-        self.set_qat(int(h.qat_bits) if h.qat_bits != "auto" else int(self.share(self.chosen_forecast()[0].bits)))
-        self.log(f"qat: int{self.qat_bits} fake quantization of the block matrices from step {self.step}")
-
-    def set_qat(self, bits: int) -> None:
-        self.qat_bits = bits
-        for name, m in self.model.named_modules():
-            if isinstance(m, Linear) and tensor_role(name + ".weight", m.weight) == "matrix":
-                m.qat_bits = bits
-
-    def chosen_forecast(self) -> tuple[Scheme, int]:
-        """The scheme the artifact would use for the current weights, by the entropy forecast, and its bytes (a
-        bare sd gets the step the forecast fits to the cap)."""
-        state = {k: v.detach().float() for k, v in self.model.state_dict().items()}
-        budget = self.h.size_cap_bytes - len(self.code)
-        for spec in AUTO_SCHEMES if self.h.artifact == "auto" else (self.h.artifact,):
-            scheme = Scheme.parse(spec)
-            if scheme.sd < 0:
-                scheme = replace(scheme, sd=forecast_sd(state, scheme, budget))
-            size = forecast_bytes(state, scheme)
-            if size <= budget:
-                return scheme, size
-        return scheme, size
-
-    def log_forecast(self) -> None:
-        if not self.rt.is_main:
-            return
-        scheme, size = self.chosen_forecast()
-        fits = size + len(self.code) <= self.h.size_cap_bytes
-        self.log(f"artifact forecast: {scheme.spec} ~{size} bytes + code {len(self.code)} "
-                 f"({'fits' if fits else 'DOES NOT FIT'} {self.h.size_cap_bytes}; order-0 entropy estimate)")
-
-    @torch.no_grad()
-    def calibrate(self) -> None:
-        """GPTQ's statistics: the second moment E[x x^T] of every quantized matrix's input over GPTQ_BATCHES training
-        micro-batches per process (summed over processes), and held-out training tokens that score the artifact
-        candidates. Counted in the training time."""
-        h, rt = self.h, self.rt
-        self.sync()
-        t0 = time.perf_counter()
-        self.model.eval()
-        batches = (self.loader.next_batch(h.train_batch_tokens // (rt.world_size * self.grad_accum), h.train_seq_len)[0]
-                   for _ in range(h.gptq_batches))
-        sums, tokens = input_moments(self.model, batches, rt.autocast)
-        self.model.train()
-        if rt.world_size > 1:
-            for value in list(sums.values()) + [tokens]:
-                dist.all_reduce(value)
-        self.hessians = {k: (v / tokens).cpu() for k, v in sums.items()}
-        self.heldout = self.loader.stream.take(h.artifact_eval_tokens + 1)  # the same tokens on every process
-        self.sync()
-        ms = 1000 * (time.perf_counter() - t0)
-        self.train_time_ms += ms
-        self.log(f"calibration: {h.gptq_batches} batches ({int(tokens.item())} tokens) in {ms:.0f}ms; "
-                 f"train_time with calibration: {self.train_time_ms:.0f}ms")
-
-    def choose_artifact(self, state: dict) -> tuple[bytes, Scheme]:
-        """On rank 0: pack the candidate schemes, most bits first; score those that fit on the held-out tokens, and
-        stop after two fit (fewer bits scoring better is rare). Returns the best fitting artifact, or raises."""
-        h, code = self.h, len(self.code)
-        specs = AUTO_SCHEMES if h.artifact == "auto" else (h.artifact,)
-        config, tried, best = self.shipped_config(), [], None
-        seq = min(h.train_seq_len, len(self.heldout) - 1) if self.heldout is not None else 0
-        def heldout_loss(weights: dict) -> float:
-            self.model.load_state_dict(weights)
-            return evaluate(self.model, self.heldout, self.luts, seq, seq, h.eval_batch_seqs, self.rt.device, self.rt.autocast)[0]
-        reference = heldout_loss(state) if len(specs) > 1 else None
-        for spec in specs:
-            scheme, t0 = Scheme.parse(spec), time.perf_counter()
-            coarsest = scheme if scheme.sd >= 0 else replace(scheme, sd=256.0)  # a fitted step goes no coarser
-            # a forced scheme is always packed; auto skips a candidate forecast well over the budget
-            if len(specs) > 1 and (forecast := forecast_bytes(state, coarsest)) > FORECAST_SLACK * (h.size_cap_bytes - code):
-                tried.append((coarsest.spec, f"~{forecast} bytes by the forecast", False, None))
-                self.log(f"artifact candidate {coarsest.spec}: forecast ~{forecast} bytes + code {code} > {h.size_cap_bytes}"
-                         f" by more than {FORECAST_SLACK - 1:.0%}, not packed [{time.perf_counter() - t0:.1f}s]")
-                continue
-            if scheme.sd < 0:
-                scheme, blob = fit_step(state, config, scheme, self.hessians, h.size_cap_bytes - code, scoring_settings(h))
-            else:
-                blob = pack_artifact(state, config, scheme, self.hessians, scoring_settings(h))
-            fits = len(blob) + code <= h.size_cap_bytes
-            loss = heldout_loss(unpack_artifact(blob)[0]) if fits and len(specs) > 1 else None
-            tried.append((scheme.spec, f"{len(blob)} bytes", fits, loss))
-            self.log(f"artifact candidate {scheme.spec}: {len(blob)} bytes + code {code} = {len(blob) + code} "
-                     + (f"fits, held-out loss {loss:.5f} ({loss - reference:+.5f} vs unquantized)" if loss is not None
-                        else "fits" if fits else f"> {h.size_cap_bytes}, does not fit") + f" [{time.perf_counter() - t0:.1f}s]")
-            if fits and (best is None or (loss is not None and loss < best[2])):
-                best = (blob, scheme, loss)
-            if len(specs) > 1 and sum(t[2] for t in tried) == 2:
-                break
-        self.model.load_state_dict(state)
-        if best is None and h.artifact != "auto":
-            return blob, scheme  # a forced scheme ships even when over the cap (the run then exits non-zero)
-        if best is None:
-            raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {tried[-1][0]}, "
-                            f"is {tried[-1][1]} + {code} bytes of code (train a smaller model, or set ARTIFACT)")
-        return best[0], best[1]
-
-    def shipped_config(self) -> dict:
-        """The model config an artifact or raw-weights file records: the run's, with depth recurrence as it is now."""
-        return asdict(replace(self.config, looping=self.model.looping))
-
-    def finish(self) -> dict:
-        """Save the raw weights, choose and write the artifact, read it back from disk and score the round trip."""
-        h, rt = self.h, self.rt
-        state = {k: v.detach().float().cpu() for k, v in self.model.state_dict().items()}
-        spec, ok = "", 1.0
-        if rt.is_main:
-            save_tensors(self.raw_path, state, {"config": self.shipped_config(), "run_id": self.run_id,
-                                                "scoring": scoring_settings(h)})
-            try:
-                blob, scheme = self.choose_artifact(state)
-                atomic_write(self.artifact_path, blob)
-                spec = scheme.spec
-            except GolfError:
-                ok = 0.0
-                if rt.world_size == 1:
-                    raise
-                self.share(ok)
-                raise
-        if not self.share(ok):
-            raise GolfError("rank 0 found no artifact scheme that fits (see its error)")
-        if rt.world_size > 1:
-            spec_list = [spec]
-            dist.broadcast_object_list(spec_list, src=0)
-            spec = spec_list[0]
-        return self.score(self.artifact_path, spec, self.artifact_path.stat().st_size, {
-            "run_id": self.run_id, "seed": h.seed, "steps": self.step, "iterations": h.iterations,
-            "train_time_ms": round(self.train_time_ms), "val_history": self.val_history, "train_history": self.train_history,
-            "pre_quant_val_loss": self.val_history[-1]["val_loss"] if self.val_history else None,
-            "pre_quant_val_bpb": self.val_history[-1]["val_bpb"] if self.val_history else None})
-
-    def score(self, artifact: Path, spec: str, artifact_bytes: int, summary: dict) -> dict:
-        """The final lines: sizes, then the sliding-window score of the artifact as read back from disk."""
-        h, rt = self.h, self.rt
-        code_bytes = len(self.code)
-        total = artifact_bytes + code_bytes
-        self.log(f"artifact scheme: {spec} file: {artifact}")
-        self.log(f"Code size: {code_bytes} bytes")
-        self.log(f"Serialized model {spec}: {artifact_bytes} bytes")
-        self.log(f"Total submission size {spec}: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
-        roundtrip_state, meta = read_artifact(artifact)
-        if not h.eval_artifact and meta.get("config") != self.shipped_config():
-            raise GolfError(f"internal: {artifact} records another model config than the run's")
-        self.model.load_state_dict(roundtrip_state)  # what is scored (and what TTT starts from) is the artifact
-        ttt = f" ttt:{h.ttt} chunk:{h.ttt_chunk_tokens} steps:{h.ttt_steps}" if h.ttt != "0" else ""
-        self.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} doc_eval:{int(h.doc_eval)}"
-                 f"{ttt} on the round-trip model")
-        self.sync()
-        t0 = time.perf_counter()
-        val_loss, val_bpb, facts = final_score(self.model, self.compiled, self.val_tokens, self.luts, h, rt, self.log)
-        self.sync()
-        eval_ms = 1000 * (time.perf_counter() - t0)
-        flops = eval_flops(self.model, h, len(self.val_tokens) - 1, facts) / rt.world_size
-        h100_s = flops * rt.world_size / (8 * 0.4 * H100_BF16_DENSE_FLOPS)
-        self.log(f"eval budget: {eval_ms / 1000:.1f}s on this machine; estimated {h100_s:.3g}s on 8xH100 "
-                 f"({flops * rt.world_size:.3g} FLOPs at 40% of the H100's dense bf16 peak); limit 600s"
-                 + (f"; ttt adapted {facts['adapted']} of {facts['chunks']} chunks"
-                    + (" (CUT SHORT by EVAL_TIME_CAP_SECONDS)" if facts["cut_short"] else "") if facts else ""))
-        self.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
-        self.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-        if not math.isfinite(val_loss):
-            raise GolfError(f"the round-trip score of {artifact} is not finite (val_loss {val_loss}): the weights are broken")
-        over_budget = total > h.size_cap_bytes
-        summary.update({
-            "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,
-            "eval_stride": h.eval_stride, "eval_estimate_8xh100_s": round(h100_s, 1), "ttt": facts,
-            "artifact": os.path.relpath(artifact, self.out), "artifact_scheme": spec,
-            "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total, "size_cap_bytes": h.size_cap_bytes,
-            "over_budget": over_budget, "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)},
-            "hardware": hardware_line(rt), "model_params": sum(p.numel() for p in self.model.parameters())})
-        if rt.is_main:
-            atomic_write(self.summary_path, json.dumps(summary, indent=1, allow_nan=False).encode())
-        if over_budget:  # last, after everything is written: the run's figures are kept, but it is not a submission
-            self.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
-        return summary
+        self.train()
+        return finish_run(self)
 
 
 # ----------------------------------------------------------------------------- the artifact: schemes, quantizers, GPTQ, codecs, container, the automatic choice
@@ -2049,37 +2039,46 @@ def input_moments(model: GPT, batches, autocast) -> tuple[dict, torch.Tensor]:
     return sums, tokens
 
 
-def gptq_round(w: torch.Tensor, scale: torch.Tensor, bits: int, hessian: torch.Tensor, block: int = 128) -> torch.Tensor:
-    """GPTQ: round columns one at a time (most active inputs first) and push each column's rounding error onto the
-    columns not yet rounded, through the inverse of the inputs' second moment H = E[x x^T], so that the layer's
-    output on such inputs moves as little as possible. Returns the integer codes."""
-    qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
-    W, H, s = w.float().clone(), hessian.double().clone(), scale.float()[:, None]
+def gptq_factor(hessian: torch.Tensor):
+    """GPTQ's use of one matrix's input statistics H = E[x x^T]: the inputs that are never active (dead), the column
+    order (most active inputs first) and the upper Cholesky factor of H^-1 in that order, damped (more damping where
+    a few batches leave H nearly singular). None where no damping makes it usable. It depends on H alone, so it is
+    computed once per matrix and shared by every scheme tried."""
+    H = hessian.double().clone()
     dead = H.diagonal() == 0
-    H[dead, dead], W[:, dead] = 1.0, 0.0
+    H[dead, dead] = 1.0
     order = torch.argsort(H.diagonal(), descending=True)
-    W, H = W[:, order], H[order][:, order]
-    for damping in (0.01, 0.1, 1.0):  # more damping where a few batches leave H nearly singular
+    H = H[order][:, order]
+    for damping in (0.01, 0.1, 1.0):
         try:
-            damped = H + damping * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
-            Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
-            break
+            damped = H + damping * H.diagonal().mean() * torch.eye(len(H), dtype=H.dtype, device=H.device)
+            return dead, order, torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
         except torch.linalg.LinAlgError:
-            Hinv = None
-    if Hinv is None:  # no usable statistics: round to nearest
-        return torch.clamp(torch.round(w.float() / s), -qmax, qmax).to(torch.int8)
+            continue
+    return None
+
+
+def gptq_round(ws: list, scales: list, bits: list, factors: list, block: int = 128) -> list:
+    """GPTQ for matrices of one shape at once (batched): round columns one at a time, each matrix's most active inputs
+    first, and push each column's rounding error onto the columns not yet rounded, through the Cholesky factor of
+    H^-1, so that each layer's output on such inputs moves as little as possible. Returns each matrix's int8 codes."""
+    order = torch.stack([f[1] for f in factors])[:, None, :].expand(-1, ws[0].size(0), -1)
+    U = torch.stack([f[2] for f in factors])
+    W = torch.stack([w.float().masked_fill(f[0][None, :], 0.0) for w, f in zip(ws, factors)]).gather(2, order)
+    S = torch.stack(scales).float()[:, :, None]
+    qmax = torch.tensor([2.0 ** (b - 1) - 1 for b in bits], device=W.device)[:, None, None]
     Q = torch.zeros_like(W)
-    for i1 in range(0, cols, block):
-        i2 = min(i1 + block, cols)
-        W1, Hinv1, err1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2], torch.zeros_like(W[:, i1:i2])
+    for i1 in range(0, W.size(2), block):
+        i2 = min(i1 + block, W.size(2))
+        W1, U1, E1 = W[:, :, i1:i2].clone(), U[:, i1:i2, i1:i2], torch.zeros_like(W[:, :, i1:i2])
         for j in range(i2 - i1):
-            q = torch.clamp(torch.round(W1[:, j:j + 1] / s), -qmax, qmax)
-            Q[:, i1 + j] = q[:, 0]
-            err = (W1[:, j:j + 1] - q * s) / Hinv1[j, j]
-            W1[:, j:] -= err * Hinv1[j:j + 1, j:]
-            err1[:, j] = err[:, 0]
-        W[:, i2:] -= err1 @ Hinv[i1:i2, i2:]
-    return Q[:, torch.argsort(order)].to(torch.int8)
+            q = torch.clamp(torch.round(W1[:, :, j:j + 1] / S), -qmax, qmax)
+            Q[:, :, i1 + j] = q[:, :, 0]
+            err = (W1[:, :, j:j + 1] - q * S) / U1[:, j:j + 1, j:j + 1]
+            W1[:, :, j:] -= err * U1[:, j:j + 1, j:]
+            E1[:, :, j] = err[:, :, 0]
+        W[:, :, i2:] -= torch.bmm(E1, U[:, i1:i2, i2:])
+    return list(torch.empty_like(Q).scatter_(2, order, Q).to(torch.int8).unbind(0))  # columns back in place
 
 
 def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
@@ -2097,34 +2096,46 @@ def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     return torch.from_numpy(u.astype(np.int16) - (1 << (bits - 1)))
 
 
-def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = None) -> tuple[dict, dict]:
+def quantize_state_dict(state: dict, scheme: Scheme, hessians: dict | None = None, factors: dict | None = None) -> tuple[dict, dict]:
     """(stored tensors, per-tensor info for the metadata). With scheme.gptq, matrices whose input statistics are in
-    `hessians` (name -> H) are rounded by GPTQ; the others round to nearest."""
-    tensors, info = {}, {}
+    `hessians` (name -> H) are rounded by GPTQ, batched by shape (`factors`: a cache of gptq_factor by name, shared
+    by every scheme tried on one state); the others round to nearest, and a matrix whose statistics are unusable
+    is marked "gptq": false in its info. Works on the state's device; the stored tensors are on the CPU."""
+    tensors, info, jobs = {}, {}, {}
     widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
+    factors = {} if factors is None else factors
     for name, t in state.items():
         role = tensor_role(name, t)
         bits = widths.get(role)
-        if bits is None:
-            tensors[name], info[name] = t, {"q": "raw"}
-            continue
-        if bits == 16:
-            tensors[name], info[name] = t.half(), {"q": "fp16"}
+        if bits is None or bits == 16:
+            tensors[name], info[name] = (t.cpu(), {"q": "raw"}) if bits is None else (t.half().cpu(), {"q": "fp16"})
             continue
         w = t.float()
         H = hessians.get(name) if scheme.gptq and hessians else None
         scale = scheme_scales(w, bits, scheme, role, None if H is None else H.diagonal()[None, :].float())
+        tensors[name + ".scale"], tensors[name] = scale.cpu(), None  # the codes' place, filled below
+        if H is not None and name not in factors:
+            factors[name] = gptq_factor(H.to(w.device))
+        if H is not None and factors[name] is not None:
+            jobs.setdefault(tuple(w.shape), []).append((name, w, scale, bits))
+            continue
+        qmax = 2 ** (bits - 1) - 1
+        store_codes(tensors, info, name, torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8), bits, scheme)
         if H is not None:
-            codes = gptq_round(w, scale, bits, H)
-        else:
-            qmax = 2 ** (bits - 1) - 1
-            codes = torch.clamp(torch.round(w / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
-        tensors[name + ".scale"] = scale
-        if scheme.packed and bits < 8:
-            tensors[name], info[name] = pack_codes(codes, bits), {"q": "int_row_packed", "bits": bits, "shape": list(w.shape)}
-        else:
-            tensors[name], info[name] = codes, {"q": "int_row", "bits": bits}
+            info[name]["gptq"] = False
+    for same_shape in jobs.values():
+        names, ws, scales, bits = zip(*same_shape)
+        for name, codes, b in zip(names, gptq_round(ws, scales, bits, [factors[n] for n in names]), bits):
+            store_codes(tensors, info, name, codes, b, scheme)
     return tensors, info
+
+
+def store_codes(tensors: dict, info: dict, name: str, codes: torch.Tensor, bits: int, scheme: Scheme) -> None:
+    codes = codes.cpu()
+    if scheme.packed and bits < 8:
+        tensors[name], info[name] = pack_codes(codes, bits), {"q": "int_row_packed", "bits": bits, "shape": list(codes.shape)}
+    else:
+        tensors[name], info[name] = codes, {"q": "int_row", "bits": bits}
 
 
 def dequantize(tensors: dict, name: str, info) -> torch.Tensor:
@@ -2269,10 +2280,17 @@ def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
     return model
 
 
+def code_entropy_bytes(codes: torch.Tensor, bits: int) -> float:
+    """Order-0 entropy of integer codes, in bytes: what an ideal codec spends on them."""
+    counts = torch.bincount((codes.long() + 2 ** (bits - 1)).flatten().cpu()).float()
+    p = counts[counts > 0] / codes.numel()
+    return float(-(p * p.log2()).sum()) * codes.numel() / 8
+
+
 def forecast_bytes(state: dict, scheme: Scheme) -> int:
-    """Projected artifact bytes without compressing: each quantized tensor costs the order-0 entropy of its codes
-    (round to nearest with the scheme's clip search), plus its fp16 scales; float tensors cost 2 bytes each. Brotli
-    lands within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
+    """Projected artifact bytes without quantizing for real or compressing: each quantized tensor costs the order-0
+    entropy of its round-to-nearest codes, plus its fp16 scales; float tensors cost 2 bytes each. Brotli lands
+    within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
     total = 1024.0  # container and JSON header
     widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
     for name, t in state.items():
@@ -2283,9 +2301,19 @@ def forecast_bytes(state: dict, scheme: Scheme) -> int:
         w = t.float()
         scale = scheme_scales(w, bits, scheme, tensor_role(name, t)).float()[:, None]
         qmax = 2 ** (bits - 1) - 1
-        counts = torch.bincount((torch.clamp(torch.round(w / scale), -qmax, qmax) + qmax).long().flatten()).float()
-        p = counts[counts > 0] / w.numel()
-        total += float(-(p * p.log2()).sum()) * w.numel() / 8 + 2 * w.size(0)
+        total += code_entropy_bytes(torch.clamp(torch.round(w / scale), -qmax, qmax), bits) + 2 * w.size(0)
+    return int(total)
+
+
+def payload_forecast(tensors: dict, info: dict) -> int:
+    """forecast_bytes for quantized tensors as stored (GPTQ's codes included): the entropy of the codes, plus every
+    other stored byte."""
+    total = 1024.0 + sum(t.numel() * t.element_size() for n, t in tensors.items() if n not in info or info[n]["q"] in ("raw", "fp16"))
+    for name, i in info.items():
+        if i["q"] == "int_row":
+            total += code_entropy_bytes(tensors[name], i["bits"])
+        elif i["q"] == "int_row_packed":
+            total += code_entropy_bytes(unpack_codes(tensors[name], i["bits"], math.prod(i["shape"])), i["bits"])
     return int(total)
 
 
@@ -2298,29 +2326,117 @@ def forecast_sd(state: dict, scheme: Scheme, budget: int) -> float:
     return round(hi, 3)
 
 
-def fit_step(state: dict, config: dict, scheme: Scheme, hessians: dict | None, budget: int,
-             scoring: dict | None = None) -> tuple[Scheme, bytes]:
-    """The finest step whose artifact fits the budget: the forecast's step, then packing for real and widening the
-    step by the bits still over, until it fits (at most 6 tries)."""
-    quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
-    sd = forecast_sd(state, scheme, budget)
-    for _ in range(6):
-        scheme = replace(scheme, sd=round(sd, 3))
-        blob = pack_artifact(state, config, scheme, hessians, scoring)
-        if len(blob) <= budget or sd >= 256:
+def forecast_choice(state: dict, h: Hyperparameters, code_bytes: int) -> tuple[Scheme, int]:
+    """The scheme the artifact would use for these weights, by the forecast alone, and its bytes (a bare sd gets the
+    step the forecast fits to the cap); the last candidate when none fits."""
+    budget = h.size_cap_bytes - code_bytes
+    for spec in AUTO_SCHEMES if h.artifact == "auto" else (h.artifact,):
+        scheme = Scheme.parse(spec)
+        if scheme.sd < 0:
+            scheme = replace(scheme, sd=forecast_sd(state, scheme, budget))
+        size = forecast_bytes(state, scheme)
+        if size <= budget:
             break
-        sd *= 2 ** (8 * (len(blob) - budget) / quantized + 0.002)
-    return scheme, blob
+    return scheme, size
 
 
-# ARTIFACT=auto tries these in order and ships the best-scoring one that fits: int8, int7, then a step fitted to the
-# cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit. A candidate whose
-# forecast (at its coarsest step, for sd) is over the budget by more than FORECAST_SLACK is not packed: brotli at
-# quality 11 takes about a minute per default-size candidate, and packed bytes have stayed within 0.981-1.003x of
-# the forecast (docs/measurements.md).
+def forecast_line(state: dict, h: Hyperparameters, code_bytes: int) -> str:
+    scheme, size = forecast_choice(state, h, code_bytes)
+    fits = size + code_bytes <= h.size_cap_bytes
+    return (f"artifact forecast: {scheme.spec} ~{size} bytes + code {code_bytes} ({'fits' if fits else 'DOES NOT FIT'} "
+            f"{h.size_cap_bytes}; order-0 entropy estimate)")
+
+
+# ARTIFACT=auto considers these in order and ships the one that fits with the best held-out loss: int8, int7, then
+# a step fitted to the cap (sd), with smaller embedding and bigram codes if the matrices alone cannot make it fit.
+# Candidates are quantized (GPTQ's factors computed once, shared by all) and judged by the entropy forecast of their
+# codes, which brotli at quality 11 lands within 0.981-1.003x of (docs/measurements.md): a candidate counts as
+# fitting when its forecast is within the budget less FORECAST_MARGIN, and the choice stops after two fit. Only
+# the chosen one is compressed (about a minute for a default-size model at brotli's top level); if it still does
+# not fit, its step is widened (sd) or the next candidate is tried.
 AUTO_SCHEMES = ("int8-emb8-gptq+brotli", "int7-emb8-gptq+brotli", "int8-emb8-sd-gptq+brotli",
                 "int8-emb6-bigram6-sd-gptq+brotli", "int8-emb4-bigram4-sd-gptq+brotli")
-FORECAST_SLACK = 1.03
+FORECAST_MARGIN = 1.004
+FORECAST_SLACK = 1.03  # a candidate forecast (round to nearest, at its coarsest step) this far over is not even quantized
+
+
+def quantize_candidate(state: dict, scheme: Scheme, hessians, factors: dict, target: int):
+    """(scheme, stored tensors, info, forecast bytes) of one candidate; a bare sd gets the finest step whose
+    forecast fits `target` (from the round-to-nearest forecast, then widened by the bits GPTQ's codes are over)."""
+    if scheme.sd >= 0:
+        tensors, info = quantize_state_dict(state, scheme, hessians, factors)
+        return scheme, tensors, info, payload_forecast(tensors, info)
+    quantized = sum(t.numel() for n, t in state.items() if tensor_role(n, t) in ("matrix", "bigram"))
+    sd = forecast_sd(state, scheme, target)
+    for _ in range(4):
+        candidate = replace(scheme, sd=round(sd, 3))
+        tensors, info = quantize_state_dict(state, candidate, hessians, factors)
+        size = payload_forecast(tensors, info)
+        if size <= target or sd >= 256:
+            break
+        sd = min(256.0, sd * 2 ** (8 * (size - target) / quantized + 0.002))
+    return candidate, tensors, info, size
+
+
+def choose_artifact(state: dict, config: dict, h: Hyperparameters, code_bytes: int, hessians, heldout_loss, log) -> tuple[bytes, Scheme]:
+    """The artifact the run ships: ARTIFACT itself (packed even when over the cap: the run then exits non-zero), or
+    with ARTIFACT=auto the candidate that fits with the best held-out loss (see AUTO_SCHEMES). heldout_loss(weights)
+    scores dequantized weights; raises GolfError when nothing fits."""
+    budget, factors, fitting, auto = h.size_cap_bytes - code_bytes, {}, [], h.artifact == "auto"
+    reference = heldout_loss(state) if auto else None
+    for spec in AUTO_SCHEMES if auto else (h.artifact,):
+        scheme, t0 = Scheme.parse(spec), time.perf_counter()
+        coarsest = scheme if scheme.sd >= 0 else replace(scheme, sd=256.0)  # a fitted step goes no coarser
+        if auto and (smallest := forecast_bytes(state, coarsest)) > FORECAST_SLACK * budget:  # not worth quantizing
+            log(f"artifact candidate {coarsest.spec}: forecast ~{smallest} bytes + code {code_bytes} > {h.size_cap_bytes} "
+                f"by more than {FORECAST_SLACK - 1:.0%}, not quantized [{time.perf_counter() - t0:.1f}s]")
+            continue
+        scheme, tensors, info, size = quantize_candidate(state, scheme, hessians, factors, int(budget / FORECAST_MARGIN))
+        fallback = [n for n, i in info.items() if i.get("gptq") is False]
+        if fallback:
+            log(f"gptq: no usable input statistics for {', '.join(fallback)}: rounded to nearest")
+        if not auto:
+            return ship(tensors, info, config, scheme, h, budget, log), scheme
+        fits = size * FORECAST_MARGIN <= budget
+        loss = heldout_loss({n: dequantize(tensors, n, info[n]) for n in state}) if fits else None
+        log(f"artifact candidate {scheme.spec}: forecast ~{size} bytes + code {code_bytes} " + (
+            f"fits, held-out loss {loss:.5f} ({loss - reference:+.5f} vs unquantized)" if fits else
+            f"> {h.size_cap_bytes} less {FORECAST_MARGIN - 1:.1%}, not packed") + f" [{time.perf_counter() - t0:.1f}s]")
+        fitting += [(loss, len(fitting), scheme, tensors, info)] if fits else []
+        if len(fitting) == 2:
+            break
+    for loss, _, scheme, tensors, info in sorted(fitting, key=lambda c: c[:2]):  # the best first; the next if it fails
+        blob = ship(tensors, info, config, scheme, h, budget, log)
+        if len(blob) <= budget:
+            return blob, scheme
+    raise GolfError(f"no artifact scheme fits SIZE_CAP_BYTES={h.size_cap_bytes}: the smallest, {coarsest.spec}, is "
+                    f"~{forecast_bytes(state, coarsest)} bytes by the forecast + {code_bytes} bytes of code (train a smaller "
+                    "model, or set ARTIFACT)")
+
+
+def ship(tensors: dict, info: dict, config: dict, scheme: Scheme, h: Hyperparameters, budget: int, log) -> bytes:
+    """The artifact's bytes, compressed at the scheme's level (the codec's top level by default), with the time it took."""
+    t0 = time.perf_counter()
+    blob = encode_artifact(tensors, info, config, scheme, scoring_settings(h))
+    log(f"artifact {scheme.spec}: {len(blob)} bytes ({'fits' if len(blob) <= budget else 'over'} the {budget}-byte budget "
+        f"for the model) [{scheme.codec} {time.perf_counter() - t0:.1f}s]")
+    return blob
+
+
+@torch.no_grad()
+def calibrate(model: GPT, loader: "DistributedTokenLoader", h: Hyperparameters, rt: Runtime) -> dict:
+    """GPTQ's statistics: the second moment E[x x^T] of every quantized matrix's input over GPTQ_BATCHES training
+    micro-batches per process (summed over processes), on the device."""
+    was_training = model.training
+    model.eval()
+    tokens_per_batch = h.train_batch_tokens // (rt.world_size * (8 // rt.world_size))
+    batches = (loader.next_batch(tokens_per_batch, h.train_seq_len)[0] for _ in range(h.gptq_batches))
+    sums, tokens = input_moments(model, batches, rt.autocast)
+    model.train(was_training)
+    if rt.world_size > 1:
+        for value in list(sums.values()) + [tokens]:
+            dist.all_reduce(value)
+    return {k: v / tokens for k, v in sums.items()}
 
 
 # ----------------------------------------------------------------------------- evaluation: sliding windows, then test-time training
@@ -2522,7 +2638,7 @@ def ttt_lora(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
             w0 = max(s, c1 - L)
             x = torch.from_numpy(tokens[w0:c1].astype(np.int64)).to(device)[None]
             y = torch.from_numpy(tokens[w0 + 1:c1 + 1].astype(np.int64)).to(device)[None]
-            adapt = bool(h.ttt_steps) and c1 < e and not facts["cut_short"]
+            adapt = bool(h.ttt_steps and c1 < e and not facts["cut_short"])
             model.train(adapt)
             with torch.set_grad_enabled(adapt), autocast:
                 losses = model(x, y, reduction="none").float()
@@ -2559,6 +2675,109 @@ H100_BF16_DENSE_FLOPS = 989e12  # per GPU, the SXM card's dense bf16 figure; est
 
 
 # ----------------------------------------------------------------------------- main
+
+def finish_run(t: Trainer) -> dict:
+    """After training: the raw weights on disk first, then the last validation, GPTQ's calibration (counted as
+    training), the artifact chosen and written, and its score. If anything fails from here on, the log says where the
+    trained weights are and how to score them."""
+    h, rt = t.h, t.rt
+    state = t.float_state()
+    if rt.is_main:
+        save_tensors(t.raw_path, state, {"config": t.shipped_config(), "run_id": t.run_id, "scoring": scoring_settings(h)})
+    try:
+        t.set_qat(0)  # fake quantization is training's: validation, calibration, the artifact and its score see the weights as stored
+        t.validate()
+        hessians = None
+        if t.calibrating:
+            before = t.train_time_ms
+            t.start_clock()
+            hessians = calibrate(t.model, t.loader, h, rt)
+            t.pause_clock()
+            t.log(f"calibration: {h.gptq_batches} batches ({h.gptq_batches * h.train_batch_tokens // 8 * rt.world_size} tokens) "
+                  f"in {t.train_time_ms - before:.0f}ms; train_time with calibration: {t.train_time_ms:.0f}ms")
+        t.log(f"peak memory: {peak_memory_mib(rt.device):.0f} MiB ({'cuda allocated' if rt.device.type == 'cuda' else 'process max RSS'})")
+        spec = write_artifact(t, state, hessians)
+        return final_lines(t, t.artifact_path, spec, t.artifact_path.stat().st_size, {
+            "run_id": t.run_id, "seed": h.seed, "steps": t.step, "iterations": h.iterations,
+            "train_time_ms": round(t.train_time_ms), "val_history": t.val_history, "train_history": t.train_history,
+            "pre_quant_val_loss": t.val_history[-1]["val_loss"], "pre_quant_val_bpb": t.val_history[-1]["val_bpb"]})
+    except BaseException:
+        t.log(f"the trained weights are saved in {t.raw_path}: score them with `python -m tools score {t.raw_path} "
+              f"--data {h.data_path}`, or pack them with `python -m tools pack`")
+        raise
+
+
+def write_artifact(t: Trainer, state: dict, hessians) -> str:
+    """Rank 0 chooses and writes the artifact (held-out training tokens score the ARTIFACT=auto candidates); every
+    process learns its scheme, or that none fits."""
+    h, rt, spec = t.h, t.rt, ""
+    heldout = t.loader.stream.take(h.artifact_eval_tokens + 1)  # the same tokens on every process
+    seq = min(h.train_seq_len, len(heldout) - 1)
+    def heldout_loss(weights: dict) -> float:
+        t.model.load_state_dict(weights)
+        return evaluate(t.model, heldout, t.luts, seq, seq, h.eval_batch_seqs, rt.device, rt.autocast)[0]
+    if rt.is_main:
+        try:
+            blob, scheme = choose_artifact({k: v.to(rt.device) for k, v in state.items()}, t.shipped_config(), h,
+                                           len(t.code), hessians, heldout_loss, t.log)
+            atomic_write(t.artifact_path, blob)
+            spec = scheme.spec
+        finally:
+            t.model.load_state_dict(state)
+            t.share(float(bool(spec)))
+    elif not t.share(0.0):
+        raise GolfError("rank 0 found no artifact scheme that fits (see its error)")
+    if rt.world_size > 1:
+        spec_list = [spec]
+        dist.broadcast_object_list(spec_list, src=0)
+        spec = spec_list[0]
+    return spec
+
+
+def final_lines(t: Trainer, artifact: Path, spec: str, artifact_bytes: int, summary: dict) -> dict:
+    """The final lines: sizes, then the score of the artifact as read back from disk; the summary file."""
+    h, rt = t.h, t.rt
+    code_bytes = len(t.code)
+    total = artifact_bytes + code_bytes
+    t.log(f"artifact scheme: {spec} file: {artifact}")
+    t.log(f"Code size: {code_bytes} bytes")
+    t.log(f"Serialized model {spec}: {artifact_bytes} bytes")
+    t.log(f"Total submission size {spec}: {total} bytes (margin to {h.size_cap_bytes}: {h.size_cap_bytes - total} bytes)")
+    roundtrip_state, meta = read_artifact(artifact)
+    if not h.eval_artifact and meta.get("config") != t.shipped_config():
+        raise GolfError(f"internal: {artifact} records another model config than the run's")
+    t.model.load_state_dict(roundtrip_state)  # what is scored (and what TTT starts from) is the artifact
+    ttt = f" ttt:{h.ttt} chunk:{h.ttt_chunk_tokens} steps:{h.ttt_steps}" if h.ttt != "0" else ""
+    t.log(f"final eval: sliding window eval_seq_len:{h.eval_seq_len} eval_stride:{h.eval_stride} doc_eval:{int(h.doc_eval)}"
+          f"{ttt} on the round-trip model")
+    t.sync()
+    t0 = time.perf_counter()
+    val_loss, val_bpb, facts = final_score(t.model, t.compiled, t.val_tokens, t.luts, h, rt, t.log)
+    t.sync()
+    eval_ms = 1000 * (time.perf_counter() - t0)
+    flops = eval_flops(t.model, h, len(t.val_tokens) - 1, facts)
+    h100_s = flops / (8 * 0.4 * H100_BF16_DENSE_FLOPS)
+    t.log(f"eval budget: {eval_ms / 1000:.1f}s on this machine; estimated {h100_s:.3g}s on 8xH100 "
+          f"({flops:.3g} FLOPs at 40% of the H100's dense bf16 peak); limit 600s"
+          + (f"; ttt adapted {facts['adapted']} of {facts['chunks']} chunks"
+             + (" (CUT SHORT by EVAL_TIME_CAP_SECONDS)" if facts["cut_short"] else "") if facts else ""))
+    t.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
+    t.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    if not math.isfinite(val_loss):
+        raise GolfError(f"the round-trip score of {artifact} is not finite (val_loss {val_loss}): the weights are broken")
+    summary.update({
+        "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,
+        "eval_stride": h.eval_stride, "eval_estimate_8xh100_s": round(h100_s, 1), "ttt": facts,
+        "artifact": os.path.relpath(artifact, t.out), "artifact_scheme": spec,
+        "bytes_code": code_bytes, "bytes_model": artifact_bytes, "bytes_total": total, "size_cap_bytes": h.size_cap_bytes,
+        "over_budget": total > h.size_cap_bytes, "hparams": {f.name.upper(): str(getattr(h, f.name)) for f in fields(h)},
+        "hardware": hardware_line(rt), "model_params": sum(p.numel() for p in t.model.parameters())})
+    if rt.is_main:
+        atomic_write(t.summary_path, json.dumps(summary, indent=1, allow_nan=False).encode())
+    if total > h.size_cap_bytes:  # last, after everything is written: the run's figures are kept, but it is not a submission
+        t.log(f"OVER BUDGET: the submission is {total - h.size_cap_bytes} bytes over the {h.size_cap_bytes}-byte cap")
+    return summary
+
 
 def recorded_scoring(metadata: dict, what: str) -> dict:
     """The scoring settings a model file's metadata records (empty for files written before they were recorded)."""

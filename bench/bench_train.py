@@ -52,14 +52,14 @@ def main(argv=None) -> int:
         raise ToolError("--micro-seqs must not be negative and --steps must be positive")
     rt = tg.setup_runtime(h)
     torch.manual_seed(h.seed)
-    cfg = tg.ModelConfig.from_hparams(h, bos_id=1)
+    cfg = tg.model_config(h, bos_id=1)
     model = tg.GPT(cfg)
     artifact_bytes = len(tg.pack_artifact({k: v.float() for k, v in model.state_dict().items()}, asdict(cfg),
                                           tg.Scheme.parse("int8+zlib")))
     code_bytes = len((Path(tg.__file__)).read_bytes())
     model = model.to(rt.device)
     train_model = torch.compile(model) if rt.compile else model
-    optimizers = tg.build_optimizers(model, h, fused=rt.device.type == "cuda", bf16=rt.bf16)
+    optimizers = tg.build_optimizers(model, h, rt)
     micro_seqs = args.micro_seqs or max(1, h.train_batch_tokens // 8 // h.train_seq_len)
     ids = torch.randint(0, h.vocab_size, (micro_seqs, h.train_seq_len + 1), device=rt.device)
 

@@ -11,18 +11,25 @@ import torch.nn.functional as F
 from tests.helpers import final_exact, run_train, tiny_env
 import train_gpt as tg
 
-CANDIDATE = re.compile(r"^artifact candidate (\S+): (\d+) bytes \+ code (\d+) = (\d+) (fits, held-out loss ([0-9.]+)|fits|> \d+, does not fit)")
-NOT_PACKED = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) > (\d+) by more than 3%, not packed")
+CANDIDATE = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) (fits, held-out loss ([0-9.]+)|> \d+ less 0.4%, not packed)")
+NOT_PACKED = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) > (\d+) by more than 3%, not quantized")
+SHIPPED = re.compile(r"^artifact (\S+): (\d+) bytes \((fits|over) the (\d+)-byte budget for the model\)")
 
 
 def candidates(stdout: str) -> list[dict]:
+    """Every candidate the run quantized, by its forecast: spec, forecast bytes, total with the code, fits, loss."""
     rows = []
     for line in stdout.splitlines():
         m = CANDIDATE.match(line)
         if m:
-            rows.append({"spec": m[1], "bytes": int(m[2]), "total": int(m[4]), "fits": not m[5].startswith(">"),
-                         "loss": float(m[6]) if m[6] else None})
+            rows.append({"spec": m[1], "bytes": int(m[2]), "total": int(m[2]) + int(m[3]), "fits": m[4].startswith("fits"),
+                         "loss": float(m[5]) if m[5] else None})
     return rows
+
+
+def compressed(stdout: str) -> list[tuple[str, int]]:
+    """(spec, bytes) of every candidate compressed for real: only the one shipped, unless it did not fit."""
+    return [(m[1], int(m[2])) for m in map(SHIPPED.match, stdout.splitlines()) if m]
 
 
 def shipped(stdout: str) -> str:
@@ -54,8 +61,9 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     assert [r["spec"] for r in rows] == [tg.Scheme.parse(s).spec for s in tg.AUTO_SCHEMES[:2]]  # two fit: it stops
     assert all(r["fits"] and r["loss"] is not None for r in rows)
     best = min(rows, key=lambda r: r["loss"])
-    assert shipped(out) == best["spec"]
-    assert f"Serialized model {best['spec']}: {best['bytes']} bytes" in out
+    assert shipped(out) == best["spec"] and compressed(out) == [(best["spec"], compressed(out)[0][1])]  # compressed once
+    assert f"Serialized model {best['spec']}: {compressed(out)[0][1]} bytes" in out
+    assert 0.95 < compressed(out)[0][1] / best["bytes"] < 1.004  # the forecast is close
     forecasts = [l for l in out.splitlines() if l.startswith("artifact forecast: ")]
     assert len(forecasts) == 2 and all("fits 16000000" in l for l in forecasts)  # at steps 4 and 8
     # QAT_BITS=auto: the forecast scheme's width, once a step has run at an LR multiplier of at most 0.5 (with
@@ -64,7 +72,7 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     assert qat == [f"qat: int{tg.Scheme.parse(tg.AUTO_SCHEMES[0]).bits} fake quantization of the block matrices from step 7"]
 
     # A cap between the two (int8 is ~12% bigger here): the larger is over by more than the forecast's slack, so it
-    # is not even packed; the next ones are tried, and what ships fits
+    # is not even quantized; the next ones are tried, and what ships fits
     assert rows[0]["total"] - rows[1]["total"] > 1000
     cap = (rows[0]["total"] + rows[1]["total"]) // 2
     tight = run_train({**env, "RUN_ID": "tight", "SIZE_CAP_BYTES": str(cap)})
@@ -80,8 +88,8 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     assert min((r["loss"] for r in rows if r["fits"]), default=None) == chosen["loss"]
     assert final_exact(tight.stdout).startswith("final_int8_zlib_roundtrip_exact val_loss:")
 
-    # A cap 15% under int7's bytes: neither fixed step is packed, the forecast at each validation names the step it
-    # fits to the cap, and a fitted-step candidate ships inside the cap
+    # A cap 15% under int7's bytes: neither fixed step is quantized, the forecast at each validation names the step
+    # it fits to the cap, and a fitted-step candidate ships inside the cap
     cap = code + int(0.85 * first[1]["bytes"])
     fitted = run_train({**env, "RUN_ID": "fitted", "SIZE_CAP_BYTES": str(cap)})
     assert fitted.returncode == 0, fitted.stderr[-3000:]
@@ -98,8 +106,8 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
 
 @pytest.mark.slow
 def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(tiny_data, tmp_path):
-    """A cap no scheme can meet, even at the coarsest fitted step: nothing is packed (on the default shape each
-    packing takes about a minute), the error names the smallest candidate, and the raw weights are on disk."""
+    """A cap no scheme can meet, even at the coarsest fitted step: nothing is quantized or compressed, the error names
+    the smallest candidate, and the raw weights are on disk."""
     code = len(Path(tg.__file__).read_bytes())
     cap = code + 2000
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="huge", ITERATIONS=2, VAL_LOSS_EVERY=0, SIZE_CAP_BYTES=str(cap)))

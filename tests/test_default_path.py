@@ -206,8 +206,8 @@ def test_precision_rule_on_both_kinds_of_cpu_and_on_cuda():
 def test_newton_schulz_follows_the_precision():
     model = tg.GPT(tg.ModelConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=0))
     h = tg.Hyperparameters.from_env({})
-    assert tg.build_optimizers(model, h, fused=False, bf16=False)[1].ns_dtype == torch.float32
-    assert tg.build_optimizers(model, h, fused=False, bf16=True)[1].ns_dtype == torch.bfloat16
+    assert tg.build_optimizers(model, h, tg.Runtime(0, 1, torch.device("cpu"), bf16=False, compile=False))[1].ns_dtype == torch.float32
+    assert tg.build_optimizers(model, h, tg.Runtime(0, 1, torch.device("cpu"), bf16=True, compile=False))[1].ns_dtype == torch.bfloat16
     g = torch.randn(32, 16)
     assert tg.newton_schulz(g, 5, torch.float32).dtype == torch.float32
 

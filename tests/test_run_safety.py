@@ -138,8 +138,8 @@ def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(t
             break
     for folder in ("logs", "models", "checkpoints/keep"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-    stale = [tmp_path / "models" / f".x.ptz.tmp{dead}", tmp_path / "checkpoints" / "keep" / f".step_000002.ckpt.tmp{dead}"]
-    alive = tmp_path / "models" / f".y.ptz.tmp{os.getpid()}"  # this test process is alive: its file is kept
+    stale = [tmp_path / "models" / f".x.ptz.tmp-{tg.HOST}-{dead}-ab12", tmp_path / "checkpoints" / "keep" / f".step_000002.ckpt.tmp-{tg.HOST}-{dead}-cd34"]
+    alive = tmp_path / "models" / f".y.ptz.tmp-{tg.HOST}-{os.getpid()}-ef56"  # this test process is alive: its file is kept
     for p in stale + [alive]:
         p.write_bytes(b"half-written")
     assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="keep", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
@@ -156,7 +156,7 @@ def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refus
         (long_val / f.name).write_bytes(f.read_bytes())
     write_shard(long_val / "tiny_val_000000.bin", np.tile(np.arange(4, 200), 1500))
     message = _error_of(tiny_env(long_val, tmp_path, RUN_ID="huge", EVAL_BATCH_SEQS=2_000_000, EVAL_STRIDE=1, EVAL_SEQ_LEN=1024))
-    assert "EVAL_BATCH_SEQS=2000000 needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
+    assert "evaluation (EVAL_BATCH_SEQS=2000000) needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
 
 
 @pytest.mark.slow
@@ -193,8 +193,10 @@ def test_a_step_fitted_to_the_cap_fits_and_is_the_finest_that_does():
     scheme = tg.Scheme.parse("int8-emb8-sd-gptq+brotli")
     int8 = len(tg.pack_artifact(state, asdict(cfg), tg.Scheme.parse("int8-emb8+brotli")))
     budget = int(int8 * 0.8)
-    fitted, blob = tg.fit_step(state, asdict(cfg), scheme, None, budget)
-    assert len(blob) <= budget and fitted.sd > 0 and fitted.spec.startswith("int8-emb8-bigram8-sd")
+    fitted, tensors, info, forecast = tg.quantize_candidate(state, scheme, None, {}, int(budget / tg.FORECAST_MARGIN))
+    blob = tg.encode_artifact(tensors, info, asdict(cfg), fitted)
+    assert forecast * tg.FORECAST_MARGIN <= budget and len(blob) <= budget
+    assert fitted.sd > 0 and fitted.spec.startswith("int8-emb8-bigram8-sd")
     finer = tg.pack_artifact(state, asdict(cfg), replace(fitted, sd=fitted.sd * 0.9))
     assert len(finer) > budget * 0.97  # a 10% finer step would (nearly) not fit: the budget is used
     assert tg.unpack_artifact(blob)[1]["scheme"] == fitted.spec

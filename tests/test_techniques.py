@@ -192,7 +192,7 @@ def test_muon_variants():
     assert not torch.allclose(tg.newton_schulz(g, 5, torch.float32, "polar"), tg.newton_schulz(g, 5, torch.float32))
     m = model()
     h = tg.Hyperparameters.from_env({"MUON_ROW_NORM": "1", "MUON_NS": "polar"})
-    muon = tg.build_optimizers(m, h, fused=False, bf16=False)[1]
+    muon = tg.build_optimizers(m, h, tg.Runtime(0, 1, torch.device("cpu"), bf16=False, compile=False))[1]
     assert muon.row_norm and muon.ns_kind == "polar"
     names = {id(p): n for n, p in m.named_parameters()}
     in_muon = {names[id(p)] for group in muon.param_groups for p in group["params"]}

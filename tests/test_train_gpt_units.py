@@ -375,9 +375,49 @@ def test_gptq_moves_the_layer_output_less_than_rounding_to_nearest():
     H = (x.T @ x / len(x)).double()
     scale = tg.row_scales(w, 4, H.diagonal()[None, :].float())
     rtn = torch.clamp(torch.round(w / scale.float()[:, None]), -7, 7)
-    gptq = tg.gptq_round(w, scale, 4, H).float()
+    gptq = tg.gptq_round([w], [scale], [4], [tg.gptq_factor(H)])[0].float()
     out_err = lambda codes: ((x @ (codes * scale.float()[:, None] - w).T) ** 2).mean().item()
     assert gptq.abs().max() <= 7 and out_err(gptq) < 0.8 * out_err(rtn), (out_err(gptq), out_err(rtn))
+
+
+def reference_gptq_round(w, scale, bits, hessian, block=128):
+    """GPTQ one matrix at a time, as train_gpt.py had it before batching (issue 24)."""
+    qmax, cols = 2 ** (bits - 1) - 1, w.size(1)
+    W, H, s = w.float().clone(), hessian.double().clone(), scale.float()[:, None]
+    dead = H.diagonal() == 0
+    H[dead, dead], W[:, dead] = 1.0, 0.0
+    order = torch.argsort(H.diagonal(), descending=True)
+    W, H = W[:, order], H[order][:, order]
+    damped = H + 0.01 * H.diagonal().mean() * torch.eye(cols, dtype=H.dtype)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True).float()
+    Q = torch.zeros_like(W)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1, Hinv1, err1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2], torch.zeros_like(W[:, i1:i2])
+        for j in range(i2 - i1):
+            q = torch.clamp(torch.round(W1[:, j:j + 1] / s), -qmax, qmax)
+            Q[:, i1 + j] = q[:, 0]
+            err = (W1[:, j:j + 1] - q * s) / Hinv1[j, j]
+            W1[:, j:] -= err * Hinv1[j:j + 1, j:]
+            err1[:, j] = err[:, 0]
+        W[:, i2:] -= err1 @ Hinv[i1:i2, i2:]
+    return Q[:, torch.argsort(order)].to(torch.int8)
+
+
+def test_batched_gptq_equals_one_matrix_at_a_time():
+    """Matrices of one shape are rounded together, each with its own statistics, width and scales (and a dead input)."""
+    torch.manual_seed(1)
+    ws, hs, scales, bits = [], [], [], [8, 6, 4]
+    for b in bits:
+        x = torch.randn(512, 160) * torch.linspace(0.2, 2.0, 160)
+        x[:, 7] = 0  # an input that is never active
+        ws.append(torch.randn(48, 160))
+        hs.append((x.T @ x / len(x)).double())
+        scales.append(tg.row_scales(ws[-1], b, hs[-1].diagonal()[None, :].float()))
+    batched = tg.gptq_round(ws, scales, bits, [tg.gptq_factor(H) for H in hs])
+    for w, scale, b, H, codes in zip(ws, scales, bits, hs, batched):
+        reference = reference_gptq_round(w, scale, b, H)
+        assert (codes == reference).float().mean() > 0.999 and (codes.int() - reference.int()).abs().max() <= 1
 
 
 def test_tensor_roles_keep_control_tensors_float_and_give_embeddings_their_own_width():
