@@ -198,6 +198,15 @@ class Hyperparameters:
              f"TRAIN_BATCH_TOKENS={self.train_batch_tokens} must be a multiple of 8*TRAIN_SEQ_LEN={8 * self.train_seq_len}")
         need(self.eval_stride <= self.eval_seq_len, f"EVAL_STRIDE={self.eval_stride} exceeds EVAL_SEQ_LEN={self.eval_seq_len}")
         need(not (self.ema_decay and self.swa_every), "EMA_DECAY and SWA_EVERY are alternatives: set one of them")
+        need(not (self.eval_artifact and self.resume), "EVAL_ARTIFACT scores an artifact and RESUME trains: set one of them")
+        # switches that would silently never act: the warmdown's multiplier never falls to their threshold
+        floor = 1.0 if self.warmdown_iters == 0 else self.min_lr
+        need(self.qat_bits == "0" or floor <= self.qat_lr_scale, f"QAT_BITS={self.qat_bits} would never start: the learning-rate "
+             f"multiplier never falls to QAT_LR_SCALE={self.qat_lr_scale} (WARMDOWN_ITERS={self.warmdown_iters}, MIN_LR={self.min_lr})")
+        need(not self.swa_every or floor < self.swa_below, f"SWA_EVERY={self.swa_every} would never average: the learning-rate "
+             f"multiplier never falls below SWA_BELOW={self.swa_below} (WARMDOWN_ITERS={self.warmdown_iters}, MIN_LR={self.min_lr})")
+        need(not self.ema_decay or self.ema_start < self.iterations, f"EMA_START={self.ema_start} is past ITERATIONS={self.iterations}: the EMA would never start")
+        need(not self.loop_repeats or self.loop_at < 1, "LOOP_AT=1 would never turn depth recurrence on: set it below 1")
 
 
 def bound_problem(obj, settings) -> str | None:
@@ -568,15 +577,22 @@ class SentencePieceTokenizer:
         return self.sp.decode([int(i) for i in ids])
 
 
+def read_json_file(path: Path, what: str):
+    """A small JSON file (a manifest, a tokenizer spec): refused in one line if unreadable, over 64 MiB or nested too deep."""
+    try:
+        if path.stat().st_size > 1 << 26:
+            raise GolfError(f"{what} {path} is over 64 MiB: not a {what}")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise GolfError(f"{what} {path} is not readable JSON: {type(e).__name__}: {str(e)[:200]}") from None
+
+
 def load_tokenizer(path):
     path = Path(path)
     if not path.is_file():
         raise GolfError(f"tokenizer {path} does not exist (set TOKENIZER_PATH)")
     if path.suffix == ".json":
-        try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise GolfError(f"tokenizer {path} is not readable JSON: {e}") from None
+        spec = read_json_file(path, "tokenizer")
         if not isinstance(spec, dict) or spec.get("tokenizer_type") != "pure_byte":
             raise GolfError(f"tokenizer {path}: unsupported tokenizer_type {spec.get('tokenizer_type') if isinstance(spec, dict) else None!r}")
         return ByteTokenizer(spec.get("config", {}))
@@ -588,10 +604,10 @@ def resolve_tokenizer_path(data_path, tokenizer_path: str = "", vocab_size: int 
         return Path(tokenizer_path)
     manifest = Path(data_path) / "manifest.json"
     if manifest.is_file():
-        try:
-            rel = json.loads(manifest.read_text(encoding="utf-8")).get("tokenizer_path")
-        except (OSError, ValueError, AttributeError) as e:
-            raise GolfError(f"{manifest} is not a readable JSON object: {e}") from None
+        spec = read_json_file(manifest, "manifest")
+        if not isinstance(spec, dict):
+            raise GolfError(f"{manifest} is not a JSON object")
+        rel = spec.get("tokenizer_path")
         if rel and not isinstance(rel, str):
             raise GolfError(f"{manifest}: tokenizer_path {rel!r} is not a path")
         if rel:
@@ -1315,15 +1331,15 @@ def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
         header = json.loads(buf[8:8 + head_len])
         meta = header.pop("__metadata__", {}) if isinstance(header, dict) else None
         metadata = json.loads(meta.get("golf", "{}")) if isinstance(meta, dict) and isinstance(meta.get("golf", ""), str) else None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise bad(f"corrupt header: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: JSON nested too deep
+        raise bad(f"corrupt header: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(header, dict) or not isinstance(metadata, dict):
         raise bad("corrupt header: not a JSON object of tensors with a metadata object")
-    data, tensors = memoryview(buf)[8 + head_len:], {}
+    data, tensors, ranges = memoryview(buf)[8 + head_len:], {}, []
     for name, info in header.items():
         ok = isinstance(info, dict) and info.get("dtype") in ST_TORCH and isinstance(info.get("shape"), list) and \
-            isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2 and \
-            all(type(v) is int and v >= 0 for v in info["shape"] + info["data_offsets"])
+            len(info["shape"]) <= 8 and isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2 and \
+            all(type(v) is int and 0 <= v <= 1 << 40 for v in info["shape"] + info["data_offsets"])
         if not ok:
             raise bad(f"tensor {name!r} has a malformed entry")
         dtype, shape, (start, end) = ST_TORCH[info["dtype"]], info["shape"], info["data_offsets"]
@@ -1332,6 +1348,11 @@ def tensors_from_bytes(buf: bytes, what: str) -> tuple[dict, dict]:
             raise bad(f"tensor {name!r} points outside the file: truncated or corrupt")
         raw = torch.frombuffer(bytearray(data[start:end]), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
         tensors[name] = raw.view(dtype).reshape(shape)
+        ranges += [(start, end, name)] if nbytes else []
+    ranges.sort()
+    for (_, end, first), (start, _, second) in zip(ranges, ranges[1:]):
+        if start < end:
+            raise bad(f"tensors {first!r} and {second!r} share bytes: corrupt or crafted")
     return tensors, metadata
 
 
@@ -1777,7 +1798,7 @@ class Trainer:
                 self.average = [w.detach().float().clone() for w in self.weights]
             else:
                 torch._foreach_lerp_(self.average, self.weights, 1 - h.ema_decay)
-        elif h.swa_every and self.lr_scale < h.swa_below and self.step % h.swa_every == 0:
+        elif h.swa_every and self.lr_scale < h.swa_below and self.step % h.swa_every == 0 and self.step > h.lr_warmup_steps:
             if self.average is None:
                 self.average = [torch.zeros_like(w, dtype=torch.float32) for w in self.weights]
             torch._foreach_add_(self.average, self.weights)
@@ -1798,8 +1819,8 @@ class Trainer:
     def update_qat(self) -> None:
         """Late QAT: once the learning-rate multiplier falls to QAT_LR_SCALE, fake-quantize the block matrices."""
         h = self.h
-        if h.qat_bits == "0" or self.qat_bits or self.lr_scale > h.qat_lr_scale:
-            return
+        if h.qat_bits == "0" or self.qat_bits or self.lr_scale > h.qat_lr_scale or self.step < h.lr_warmup_steps:
+            return  # (the warm-up's low multipliers are not the warmdown's)
         auto = lambda: forecast_choice(self.float_state(), h, len(self.code))[0].bits if self.rt.is_main else 0
         self.set_qat(int(h.qat_bits) if h.qat_bits != "auto" else int(self.share(auto())))
         self.log(f"qat: int{self.qat_bits} fake quantization of the block matrices from step {self.step}")
@@ -1955,6 +1976,8 @@ class Scheme:
                 raise GolfError(f"artifact scheme {spec!r}: unknown part {p!r} (known: emb<B>, bigram<B>, sd<K>, gptq, packed, shuffle)")
         if bits == 16:
             raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
+        if kw.get("packed") and min(bits, kw.get("embed_bits", 8), kw["bigram_bits"]) >= 8:
+            raise GolfError(f"artifact scheme {spec!r}: packed bit-packs codes narrower than 8 bits, and every width here is 8 or 16")
         if level:
             lo, hi = CODEC_LEVELS[codec][1:]
             if not level.isdigit() or not lo <= int(level) <= hi:
