@@ -1103,44 +1103,62 @@ if triton is not None:
         for i in range(0, x.shape[0], chunk):
             yield i, x[i:i + chunk] @ W.T
 
-    class _SoftcapCE(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, W, targets, cap, reduction, chunk, block_v, dt):
-            N, V = x.shape[0], W.shape[0]
-            loss = torch.empty(N, device=x.device, dtype=torch.float32)
-            lse = torch.empty_like(loss)
-            bv = min(block_v, triton.next_power_of_2(V))
-            with torch.autocast(x.device.type, enabled=False):
-                for i, L in _logits_chunks(x.to(dt), W.to(dt), chunk):
-                    _ce_fwd[(L.shape[0],)](L, L.stride(0), targets[i:], loss[i:], lse[i:], V, cap,
-                                           HAS_CAP=cap > 0, BLOCK_V=bv)
-            ctx.save_for_backward(x, W, targets, lse)
-            ctx.args = (cap, reduction, chunk, bv, dt)
-            return loss.mean() if reduction == "mean" else loss
+    # Registered as custom operators: torch.compile keeps each one as a single opaque node (no graph break), and
+    # their fake versions give it the output shapes without running Triton.
+    @torch.library.custom_op("golf::softcap_ce", mutates_args=())
+    def softcap_ce(x: torch.Tensor, W: torch.Tensor, targets: torch.Tensor, cap: float, chunk: int, block_v: int,
+                   dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row losses and log-sum-exps (fp32) of softcap(x W^T), the products in dtype dt."""
+        N, V = x.shape[0], W.shape[0]
+        loss = torch.empty(N, device=x.device, dtype=torch.float32)
+        lse = torch.empty_like(loss)
+        with torch.autocast(x.device.type, enabled=False):
+            for i, L in _logits_chunks(x.to(dt), W.to(dt), chunk):
+                _ce_fwd[(L.shape[0],)](L, L.stride(0), targets[i:], loss[i:], lse[i:], V, cap, HAS_CAP=cap > 0,
+                                       BLOCK_V=min(block_v, triton.next_power_of_2(V)))
+        return loss, lse
 
-        @staticmethod
-        def backward(ctx, grad):
-            x, W, targets, lse = ctx.saved_tensors
-            cap, reduction, chunk, bv, dt = ctx.args
-            N, V = x.shape[0], W.shape[0]
-            g = (grad.float() / N).reshape(1) if reduction == "mean" else grad.float().contiguous()
-            gs = 0 if reduction == "mean" else 1
-            xc, Wc = x.to(dt), W.to(dt)
-            gx = torch.empty_like(xc)
-            gW = torch.zeros(W.shape, device=W.device, dtype=torch.float32)
-            with torch.autocast(x.device.type, enabled=False):
-                for i, L in _logits_chunks(xc, Wc, chunk):
-                    _ce_bwd[(L.shape[0],)](L, L.stride(0), targets[i:], lse[i:], g[i * gs:], gs, V, cap,
-                                           HAS_CAP=cap > 0, BLOCK_V=bv)
-                    gx[i:i + chunk] = L @ Wc
-                    gW += (L.T @ xc[i:i + chunk]).float()
-            return gx.to(x.dtype), gW.to(W.dtype), None, None, None, None, None, None
+    @softcap_ce.register_fake
+    def _(x, W, targets, cap, chunk, block_v, dt):
+        return x.new_empty(x.shape[0], dtype=torch.float32), x.new_empty(x.shape[0], dtype=torch.float32)
 
-    @torch.compiler.disable  # runs eagerly (a graph break) inside a torch.compile'd model
+    @torch.library.custom_op("golf::softcap_ce_backward", mutates_args=())
+    def softcap_ce_backward(x: torch.Tensor, W: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, g: torch.Tensor,
+                            cap: float, chunk: int, block_v: int, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of sum(g * loss) for x and W (in their dtypes; W's accumulated in fp32)."""
+        V = W.shape[0]
+        xc, Wc = x.to(dt), W.to(dt)
+        gx = torch.empty_like(xc)
+        gW = torch.zeros(W.shape, device=W.device, dtype=torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            for i, L in _logits_chunks(xc, Wc, chunk):
+                _ce_bwd[(L.shape[0],)](L, L.stride(0), targets[i:], lse[i:], g[i:], 1, V, cap, HAS_CAP=cap > 0,
+                                       BLOCK_V=min(block_v, triton.next_power_of_2(V)))
+                gx[i:i + chunk] = L @ Wc
+                gW += (L.T @ xc[i:i + chunk]).float()
+        return gx.to(x.dtype), gW.to(W.dtype)
+
+    @softcap_ce_backward.register_fake
+    def _(x, W, targets, lse, g, cap, chunk, block_v, dt):
+        return torch.empty_like(x), torch.empty_like(W)
+
+    def _save_for_backward(ctx, inputs, output):
+        x, W, targets, cap, chunk, block_v, dt = inputs
+        ctx.save_for_backward(x, W, targets, output[1])
+        ctx.args = (cap, chunk, block_v, dt)
+
+    def _backward(ctx, grad_loss, grad_lse):
+        x, W, targets, lse = ctx.saved_tensors
+        gx, gW = softcap_ce_backward(x, W, targets, lse, grad_loss.float().contiguous(), *ctx.args)
+        return gx, gW, None, None, None, None, None
+
+    softcap_ce.register_autograd(_backward, setup_context=_save_for_backward)
+
     def fused_softcap_ce(x, W, targets, softcap=0.0, reduction="mean", chunk=8192, block_v=1024):
         dev = x.device.type
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.promote_types(x.dtype, W.dtype)
-        return _SoftcapCE.apply(x, W, targets.contiguous(), float(softcap), reduction, chunk, block_v, dt)
+        loss = softcap_ce(x, W, targets.contiguous(), float(softcap), chunk, block_v, dt)[0]
+        return loss.mean() if reduction == "mean" else loss
 
 
 # ----------------------------------------------------------------------------- optimizers and schedules

@@ -57,6 +57,31 @@ def _run_case(N, V, D, cap, red, chunk, bv, scale, dtype, autocast):
     return out
 
 
+def _fused_model_in_one_graph() -> dict:
+    """A GPT using the fused cross-entropy: dynamo captures it in one graph (the kernels are custom operators), and
+    compiled whole (fullgraph) its loss and gradients match the same model with the reference cross-entropy."""
+    import torch
+    import train_gpt as tg
+
+    torch.manual_seed(0)
+    model = tg.GPT(tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=64,
+                                  bigram_dim=8))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    ids = torch.randint(4, 260, (2, 33))
+    ref = model(ids[:, :-1], ids[:, 1:])
+    ref.backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    model.fused_ce = True
+    breaks = torch._dynamo.explain(model)(ids[:, :-1], ids[:, 1:]).graph_break_count
+    torch._dynamo.reset()
+    loss = torch.compile(model, fullgraph=True, backend="aot_eager")(ids[:, :-1], ids[:, 1:])
+    loss.backward()
+    grads_ok = all(_compare(p.grad, g, RTOL, ATOL_FRAC)["ok"] for p, g in zip(model.parameters(), ref_grads))
+    return {"graph_breaks": breaks, "loss": _compare(loss, ref, RTOL, ATOL_FRAC), "grads_ok": grads_ok}
+
+
 def worker(mode):
     import torch
 
@@ -81,6 +106,7 @@ def worker(mode):
         compiled = torch.compile(lambda x, W: fused_softcap_ce(rms(x, (8,)), W, y, 30.0, "none", block_v=16) * 2, backend="eager")
         rms = torch.nn.functional.rms_norm
         res["inside_torch_compile"] = _compare(compiled(x, W), reference_softcap_ce(rms(x, (8,)), W, y, 30.0, "none") * 2, RTOL, ATOL_FRAC)
+        res["model_with_fused_ce"] = _fused_model_in_one_graph()
     elif mode == "compile":
         import triton
         from triton.backends.compiler import GPUTarget
@@ -146,6 +172,13 @@ def test_per_token_loss_works_under_inference_mode(interpreted):
 @needs_triton
 def test_fused_loss_runs_inside_a_torch_compiled_function(interpreted):
     assert interpreted["inside_torch_compile"]["ok"], interpreted["inside_torch_compile"]
+
+
+@pytest.mark.slow
+@needs_triton
+def test_a_model_with_the_fused_loss_compiles_in_one_graph_forward_and_backward(interpreted):
+    r = interpreted["model_with_fused_ce"]
+    assert r["graph_breaks"] == 0 and r["loss"]["ok"] and r["grads_ok"], r
 
 
 @pytest.mark.slow
