@@ -339,12 +339,3 @@ def finite_or_none(obj):
     if isinstance(obj, (list, tuple)):
         return [finite_or_none(v) for v in obj]
     return obj
-
-
-def code_bytes(path=None) -> int:
-    """Bytes of the counted code file (default: this repository's train_gpt.py)."""
-    path = Path(path) if path else TRAIN_GPT
-    try:
-        return path.stat().st_size
-    except OSError as e:
-        raise ToolError(f"cannot read code file {path}: {e.strerror}") from None

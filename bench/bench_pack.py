@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     data = fit.data_settings(args)
     schemes = fit.parse_matrix(args.schemes, args.codecs)
     state, config, _ = M.load_model_file(args.model)
-    rows, base = fit.run_fit(state, config, schemes, C.code_bytes(), data, not args.no_progress, args.bf16)
+    rows, base = fit.run_fit(state, config, schemes, M.counted_code_bytes(), data, not args.no_progress, args.bf16)
     ok = [r for r in rows if r["bytes_per_param"] <= args.target_bpp and r["delta_bpb"] <= args.target_penalty]
     best = min(ok, key=lambda r: (r["delta_bpb"], r["artifact_bytes"])) if ok else \
         min(rows, key=lambda r: r["delta_bpb"] + r["bytes_per_param"])

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     model = tg.GPT(cfg)
     artifact_bytes = len(tg.pack_artifact({k: v.float() for k, v in model.state_dict().items()}, asdict(cfg),
                                           tg.Scheme.parse("int8+zlib")))
-    code_bytes = len((Path(tg.__file__)).read_bytes())
+    code_bytes = len(tg.shipped_code(Path(tg.__file__).read_bytes()))  # as a record ships it
     model = model.to(rt.device)
     train_model = torch.compile(model) if rt.compile else model
     optimizers = tg.build_optimizers(model, h, rt)

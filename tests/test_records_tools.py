@@ -72,7 +72,7 @@ def test_parser_reads_every_part_of_a_real_log(tiny_logs):
     assert set(run.hparams) == {f.name.upper() for f in fields(train_gpt.Hyperparameters)}
     assert run.hparams == summary["hparams"]
     assert [p.step for p in run.val] == [6, 12] and run.train and run.train[0].tok_s > 0
-    assert run.bytes_code == summary["bytes_code"] == len(run.source)
+    assert run.bytes_code == summary["bytes_code"] == len(train_gpt.shipped_code(run.source))
     assert run.bytes_total == run.bytes_code + run.bytes_model == summary["bytes_total"]
     assert run.size_cap == summary["size_cap_bytes"] and run.margin == run.size_cap - run.bytes_total
     assert run.artifact_scheme == summary["artifact_scheme"] == "int6-emb8-bigram6+brotli"
@@ -117,8 +117,9 @@ def test_summaries_with_nan_are_refused(tmp_path):
 def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_path):
     src = TRAIN_GPT.read_bytes()
     code = record.wrap(src)
-    assert record.unwrap(code) == src and record.wrap(src) == code  # deterministic
-    assert len(code) < 0.45 * len(src) and code.isascii()
+    assert record.unwrap(code) == train_gpt.strip_source(src) and record.wrap(src) == code  # deterministic
+    assert code == train_gpt.shipped_code(src) and len(code) < 0.25 * len(src)  # what a run counts as its Code size
+    assert record.wrap(record.unwrap(code)) == code  # the stripped source ships as the same bytes
     with pytest.raises(C.ToolError, match="already"):
         record.wrap(code)
     assert record.unwrap(b"print('hi')\n") is None and record.unwrap(code.replace(b"exec(", b"eval(")) is None
@@ -153,7 +154,7 @@ def test_building_a_record_never_runs_code_from_a_log(tmp_path):
     readme = (d / "README.md").read_text()
     assert "| `NUM_LAYERS` | `7` |" in readme and "`MATRIX_LR`" not in readme  # defaults came from the ast
     assert record.check_record(d)[0] == [] and not marker.exists()
-    assert record.unwrap((d / "train_gpt.py").read_bytes()) == evil.encode()
+    assert record.unwrap((d / "train_gpt.py").read_bytes()) == train_gpt.strip_source(evil.encode())
 
 
 # ----------------------------------------------------------------------------- new
@@ -166,7 +167,7 @@ def test_new_record_from_two_tiny_cpu_runs(tiny_record, tiny_logs):
                                                   "train_gpt.py", "train_seed1.log", "train_seed2.log"]
     runs = [logparse.parse_log(p) for p in tiny_logs]
     code = (d / "train_gpt.py").read_bytes()
-    assert record.unwrap(code) == runs[0].source and len(code) < len(runs[0].source) // 2
+    assert record.unwrap(code) == train_gpt.strip_source(runs[0].source) and len(code) < len(runs[0].source) // 2
     sub = json.loads((d / "submission.json").read_text())
     for k in record.SUBMISSION_FIELDS:
         assert k in sub, k
@@ -412,7 +413,7 @@ def test_check_catches_tampered_submission_json(tiny_record, tmp_path, capsys):
 def test_check_catches_a_modified_train_gpt(tiny_record, tmp_path):
     d = Path(shutil.copytree(tiny_record, tmp_path / "rec"))
     source = record.unwrap((d / "train_gpt.py").read_bytes())
-    (d / "train_gpt.py").write_bytes(record.wrap(source + b"# edited after the runs\n"))
+    (d / "train_gpt.py").write_bytes(record.wrap(source + b"EDITED_AFTER_THE_RUNS = 1\n"))
     assert any("differ from the" in p for p in record.check_record(d)[0])
     (d / "train_gpt.py").write_bytes(source)  # the raw source runs the same code, but its raw bytes are counted
     problems, warnings = record.check_record(d)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train_gpt as tg
-from tests.helpers import final_exact, run_train, tiny_env, trained_like_state
+from tests.helpers import TRAIN_GPT, final_exact, run_train, tiny_env, trained_like_state
 from tools import common as C
 from tools.artifacts import score
 
@@ -85,3 +85,23 @@ def test_a_qat_run_as_the_issue_found_it(tiny_data, tmp_path, capsys):
                              QAT_LR_SCALE=1, ARTIFACT="int6+brotli"))
     assert run.returncode == 0, run.stderr[-3000:]
     assert score_lines(tiny_data, tmp_path, "qat", capsys) == (final_exact(run.stdout),) * 2
+
+
+@pytest.mark.slow
+def test_the_shipped_script_counts_itself_and_ends_on_the_same_line_as_the_readable_one(tiny_data, tmp_path):
+    """The run counts its code as it ships (train_gpt.shipped_code, what `record wrap` writes), and the shipped
+    script, run instead of the readable one, gives the same final line to the last digit."""
+    shipped = tg.shipped_code(TRAIN_GPT.read_bytes())
+    assert len(shipped) <= 0.25 * len(TRAIN_GPT.read_bytes()) and tg.unwrap_code(shipped) == tg.strip_source(TRAIN_GPT.read_bytes())
+    script = tmp_path / "shipped" / "train_gpt.py"
+    script.parent.mkdir()
+    script.write_bytes(shipped)
+    lines = {}
+    for name, path in (("readable", TRAIN_GPT), ("shipped", script)):
+        run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID=name, ITERATIONS=4, VAL_LOSS_EVERY=0), script=path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"Code size: {len(shipped)} bytes" in run.stdout
+        lines[name] = final_exact(run.stdout)
+    assert lines["readable"] == lines["shipped"]
+    logged = (tmp_path / "logs" / "shipped.txt").read_text()
+    assert logged.startswith(f"===== train_gpt.py source begin ({len(tg.strip_source(TRAIN_GPT.read_bytes()))} bytes) =====")

@@ -33,7 +33,8 @@ def every_tool_scheme() -> list[str]:
     for i, bits in enumerate(range(2, 9)):
         for j, (packed, shuffle) in enumerate([(False, False), (True, False), (False, True), (True, True)]):
             flags = "-packed" * packed + "-shuffle" * shuffle
-            specs.append(f"int{bits}{flags}+{CODECS[(i + j) % 4]}")
+            emb = "-emb4" if packed and bits == 8 else ""  # packed needs a width below 8 (int8 alone is refused)
+            specs.append(f"int{bits}{emb}{flags}+{CODECS[(i + j) % 4]}")
     for i, emb in enumerate([2, 3, 4, 5, 6, 7, 8, 16]):
         specs.append(f"int6-emb{emb}-bigram{[16, 2, 8, 5, 3, 7, 4, 6][i]}+{CODECS[i % 4]}")
     for codec in CODECS:

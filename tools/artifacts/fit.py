@@ -193,14 +193,14 @@ def main(argv=None) -> int:
     p.add_argument("--codecs", default=",".join(DEFAULT_CODECS), help="comma-separated codecs")
     p.add_argument("--level", action="append", metavar="CODEC=N", help="compressor level for a codec (repeatable)")
     add_data_args(p, S.H.eval_seq_len, S.H.eval_batch_seqs)
-    p.add_argument("--code", default=None, help="code file counted against the cap (default: train_gpt.py)")
+    p.add_argument("--code", default=None, help="code file counted against the cap, as it ships (default: train_gpt.py)")
     p.add_argument("--json", action="store_true", help="print JSON (rows and base) instead of the table")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     schemes = parse_matrix(args.schemes, args.codecs, parse_levels(args.level))
     data = data_settings(args)
     state, config, _ = M.load_model_file(args.model)
-    rows, base = run_fit(state, config, schemes, C.code_bytes(args.code), data, not args.no_progress, args.bf16)
+    rows, base = run_fit(state, config, schemes, M.counted_code_bytes(args.code), data, not args.no_progress, args.bf16)
     if args.json:
         print(json.dumps({"checkpoint": str(args.model), "base": base, "rows": rows}, indent=1))
     else:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 import train_gpt as tg
 from tools import common as C
+from tools.artifacts import model_file as M
 from tools.common import ToolError
 
 
@@ -63,12 +64,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("artifact")
-    p.add_argument("--code", default=None, help="code file counted against the cap (default: train_gpt.py)")
+    p.add_argument("--code", default=None, help="code file counted against the cap, as it ships (default: train_gpt.py)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     report = inspect(args.artifact, not args.no_progress)
-    code, cap = C.code_bytes(args.code), C.SUBMISSION_CAP_BYTES
+    code, cap = M.counted_code_bytes(args.code), C.SUBMISSION_CAP_BYTES
     report.update(code_bytes=code, total_bytes=report["artifact_bytes"] + code, cap=cap,
                   margin=cap - report["artifact_bytes"] - code)
     if args.json:

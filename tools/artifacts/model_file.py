@@ -8,15 +8,19 @@ PyTorch's meta device, by train_gpt.model_from_state) before any model is built.
     load_model_file(path) -> (float state dict, config dict, kind)   artifact | training .ckpt | raw .safetensors
     load_model(path)      -> (GPT in eval mode, config dict, state)
     runtime(device, bf16, cpu_threads) -> train_gpt's Runtime, chosen by train_gpt's own rules
+    counted_code_bytes(path)          -> the code's bytes as a record ships them (train_gpt.shipped_code)
 """
 from __future__ import annotations
 
 import math
 import struct
+import tokenize
+from pathlib import Path
 
 import torch
 
 import train_gpt as tg
+from tools import common as C
 from tools.common import ToolError
 
 PICKLE_HINT = "pickle files are never loaded (they can run code); convert the weights to safetensors"
@@ -105,3 +109,18 @@ def runtime(device: str = "auto", bf16: str = "auto", cpu_threads: int = 0, comp
     """train_gpt's own device, precision, compile and thread choices (and process group under torchrun), so a tool
     computes with exactly what a run with the same DEVICE, BF16, COMPILE and CPU_THREADS used."""
     return tg.setup_runtime(tg.Hyperparameters(device=device, bf16=bf16, compile=compile, cpu_threads=cpu_threads))
+
+
+def counted_code_bytes(path=None) -> int:
+    """Bytes of the counted code as a record ships it: train_gpt.shipped_code of the file (default: this repository's
+    train_gpt.py), the same number a run logs as its Code size; a file already in that form, or one that is not
+    Python source (it can only ship as it is), counts as it is."""
+    path = C.TRAIN_GPT if path is None else path
+    try:
+        code = Path(path).read_bytes()
+    except OSError as e:
+        raise ToolError(f"cannot read code file {path}: {e.strerror}") from None
+    try:
+        return len(tg.shipped_code(code))
+    except (SyntaxError, ValueError, UnicodeDecodeError, tokenize.TokenError):
+        return len(code)

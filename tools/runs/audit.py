@@ -483,6 +483,8 @@ def check_code(s: SeedAudit, script: Script | None, folder: Path, problems: list
         return
     shipped, readable = len(script.code), None if script.payload is None else len(script.payload)
     allowed = {shipped, readable, script.counted_bytes, script.counted_bytes - shipped}
+    if run.source is not None and golf_ships(run.source, script):
+        allowed.add(len(run.source))  # a golf log of the readable source that counted it whole (before shipped_code)
     compressed, raw = run.bytes_code_compressed, run.bytes_code_uncompressed or run.bytes_code
     if compressed is None and raw is None:
         warnings.append(f"{log}: the log does not state its code size")
@@ -505,10 +507,21 @@ def _normal(text: bytes) -> str:
 
 
 def same_source(logged: bytes, script: Script) -> bool:
-    if logged in (script.code, script.source):
+    if logged in (script.code, script.source) or golf_ships(logged, script):
         return True
     mine, ship = _normal(logged), [_normal(script.code), _normal(script.source)]
     return mine in ship or any(s and s in mine for s in ship)
+
+
+def golf_ships(logged: bytes, script: Script) -> bool:
+    """Whether the script is golf's shipped form of the logged source (its comments and docstrings stripped)."""
+    if script.payload is None or not script.code.startswith(b"#coding:latin-1\n"):
+        return False
+    import train_gpt as tg
+    try:
+        return tg.shipped_code(logged) == script.code
+    except (SyntaxError, ValueError, UnicodeDecodeError, tg.GolfError):
+        return False
 
 
 def check_size(s: SeedAudit, f: dict, problems: list[str], warnings: list[str]) -> None:

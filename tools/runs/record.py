@@ -23,7 +23,6 @@ import ast
 import base64
 import datetime as _dt
 import json
-import lzma
 import math
 import os
 import re
@@ -78,35 +77,31 @@ def load_json(path: Path) -> dict:
 
 # --------------------------------------------------------------------------- the counted code: a self-extracting script
 
-WRAP_CODECS = ("brotli", "lzma")
-# The source is put in linecache under its file name, so inspect.getsource works on it (triton's @jit needs that).
-WRAPPER = ('import {codec},base64,linecache\n_s={codec}.decompress(base64.b85decode("{payload}"))\n'
-           'linecache.cache["train_gpt.py"]=(len(_s),None,_s.decode().splitlines(True),"train_gpt.py")\n'
-           'exec(compile(_s,"train_gpt.py","exec"))\n')
-_WRAPPED_RE = re.compile(r'\Aimport (brotli|lzma),base64,linecache\n_s=\1\.decompress\(base64\.b85decode\("([^"\\\n]*)"\)\)\n')
+# The form golf wrote before train_gpt.shipped_code (base85 in a string literal): still read, never written.
+OLD_WRAPPER = ('import {codec},base64,linecache\n_s={codec}.decompress(base64.b85decode("{payload}"))\n'
+               'linecache.cache["train_gpt.py"]=(len(_s),None,_s.decode().splitlines(True),"train_gpt.py")\n'
+               'exec(compile(_s,"train_gpt.py","exec"))\n')
+_OLD_WRAPPED_RE = re.compile(r'\Aimport (brotli|lzma),base64,linecache\n_s=\1\.decompress\(base64\.b85decode\("([^"\\\n]*)"\)\)\n')
 
 
 def wrap(source: bytes) -> bytes:
-    """A script that decompresses `source` and runs it as train_gpt.py: the smaller of brotli (quality 11) and xz
-    (preset 9e), base85 in a string literal. Same input, same bytes."""
+    """The self-extracting script a record ships: train_gpt.shipped_code (the source without comments and
+    docstrings, compressed, in a stub that runs it), the same bytes a run of that source counts as its Code size."""
     if unwrap(source) is not None:
         raise ToolError("the source is already a self-extracting script")
-    packed = {"brotli": __import__("brotli").compress(source, quality=11),
-              "lzma": lzma.compress(source, preset=9 | lzma.PRESET_EXTREME)}
-    scripts = [WRAPPER.format(codec=c, payload=base64.b85encode(packed[c]).decode()).encode() for c in WRAP_CODECS]
-    script = min(scripts, key=len)
-    if unwrap(script) != source:
-        raise ToolError("internal: the self-extracting script does not give back the source")
-    return script
+    return tg.shipped_code(source)
 
 
 def unwrap(code: bytes) -> bytes | None:
-    """The payload of a script exactly as `wrap` writes it (matched byte for byte and decompressed, never run); None
-    for any other script."""
-    m = _WRAPPED_RE.match(code.decode("latin-1"))
-    if m is None or WRAPPER.format(codec=m.group(1), payload=m.group(2)).encode() != code:
-        return None
+    """The source a self-extracting script runs (train_gpt's shipped form, or golf's earlier base85 form), matched
+    byte for byte and decompressed within a bound, never run; None for any other script."""
     try:
+        inner = tg.unwrap_code(code)
+        if inner is not None:
+            return inner
+        m = _OLD_WRAPPED_RE.match(code.decode("latin-1"))
+        if m is None or OLD_WRAPPER.format(codec=m.group(1), payload=m.group(2)).encode() != code:
+            return None
         return tg.decompress_bounded(base64.b85decode(m.group(2)), m.group(1), MAX_SOURCE_BYTES)
     except Exception as e:  # GolfError, a bad base85 digit (ValueError), the codec library's own error
         raise ToolError(f"a self-extracting script whose payload does not decode: {e}") from None
@@ -658,7 +653,7 @@ def check_record(folder) -> tuple[list[str], list[str]]:
         if payload is None:
             warnings.append(f"train_gpt.py is not a self-extracting script: its {len(code)} raw bytes are counted")
             payload = code
-        if source is not None and payload != source:
+        if source is not None and payload != source and tg.shipped_code(source) != code:
             problems.append(f"train_gpt.py runs {len(payload)} bytes of source that differ from the {len(source)}-byte "
                             "source the logs embed")
     log_problems = [p.replace(f"{folder}/", "") for p in validate_runs(runs, None if code is None else len(code))]
