@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tests.helpers import final_exact, run_train, tiny_env
 import train_gpt as tg
 
-CANDIDATE = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) (fits, held-out loss ([0-9.]+)|> \d+ less 0.4%, not packed)")
+CANDIDATE = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) (fits, held-out loss ([0-9.]+)|> \d+ less [0-9.]+%, not packed)")
 NOT_PACKED = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) > (\d+) by more than 3%, not quantized")
 SHIPPED = re.compile(r"^artifact (\S+): (\d+) bytes \((fits|over) the (\d+)-byte budget for the model\)")
 
@@ -63,7 +63,7 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     best = min(rows, key=lambda r: r["loss"])
     assert shipped(out) == best["spec"] and compressed(out) == [(best["spec"], compressed(out)[0][1])]  # compressed once
     assert f"Serialized model {best['spec']}: {compressed(out)[0][1]} bytes" in out
-    assert 0.95 < compressed(out)[0][1] / best["bytes"] < 1.004  # the forecast is close
+    assert 0.95 < compressed(out)[0][1] / best["bytes"] < tg.FORECAST_MARGIN  # the forecast is close
     forecasts = [l for l in out.splitlines() if l.startswith("artifact forecast: ")]
     assert len(forecasts) == 2 and all("fits 16000000" in l for l in forecasts)  # at steps 4 and 8
     # QAT_BITS=auto: the forecast scheme's width, once a step has run at an LR multiplier of at most 0.5 (with
@@ -100,15 +100,17 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
                for l in forecasts), forecasts
     rows = candidates(fitted.stdout)
     assert rows and all("-sd" in r["spec"] for r in rows)
-    chosen = next(r for r in rows if r["spec"] == shipped(fitted.stdout))
-    assert chosen["fits"] and chosen["total"] <= cap
+    family = lambda spec: re.sub(r"-sd[0-9.]+", "", spec)  # a step fitted again to brotli's ratio keeps its family
+    chosen = next(r for r in rows if family(r["spec"]) == family(shipped(fitted.stdout)))
+    total = int(re.search(r"^Total submission size \S+: (\d+) bytes", fitted.stdout, re.M)[1])
+    assert chosen["fits"] and total <= cap and len(compressed(fitted.stdout)) <= 2
 
 
 @pytest.mark.slow
 def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(tiny_data, tmp_path):
     """A cap no scheme can meet, even at the coarsest fitted step: nothing is quantized or compressed, the error names
     the smallest candidate, and the raw weights are on disk."""
-    code = len(Path(tg.__file__).read_bytes())
+    code = len(tg.shipped_code(Path(tg.__file__).read_bytes()))  # the code as it ships
     cap = code + 2000
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="huge", ITERATIONS=2, VAL_LOSS_EVERY=0, SIZE_CAP_BYTES=str(cap)))
     assert run.returncode == 1, run.stderr[-2000:]
@@ -119,3 +121,16 @@ def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_
     assert len(errors) == 1 and " bytes by the forecast + " in errors[0]
     assert errors[0].startswith(f"error: no artifact scheme fits SIZE_CAP_BYTES={cap}: the smallest, {skipped[-1]}, is ~")
     assert (tmp_path / "models" / "huge.safetensors").is_file() and not (tmp_path / "models" / "huge.ptz").exists()
+
+
+def test_the_weights_the_choice_quantizes_are_a_copy_that_scoring_candidates_cannot_change():
+    """The held-out scoring of a candidate loads its rounded weights into the model: the state the next candidates
+    are quantized from (and the model is restored from) must not be the model's own tensors (it was, on CPU)."""
+    from types import SimpleNamespace
+    model = tg.GPT(tg.ModelConfig(vocab_size=64, num_layers=1, model_dim=32, num_heads=4, num_kv_heads=2, bigram_buckets=0))
+    state = tg.Trainer.float_state(SimpleNamespace(model=model))
+    before = {k: v.clone() for k, v in state.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # what loading a candidate's weights into the model does to its tensors
+    assert all(torch.equal(state[k], before[k]) for k in state)

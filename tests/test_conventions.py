@@ -64,7 +64,7 @@ MAY_IMPORT = {
     "data": {"common", "data", "train_gpt"},       # train_gpt.py's reader is the one reader of the shards it writes
     "tools": {"common", "tools", "train_gpt"},     # never a study: a study is built on the tools, not under them
     "studies": {"common", "tools", "studies", "train_gpt"},
-    "bench": {"common", "tools", "bench", "train_gpt"},
+    "bench": {"common", "data", "tools", "bench", "train_gpt"},  # a benchmark may build its input (data's shard writer)
 }
 
 

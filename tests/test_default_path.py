@@ -157,11 +157,10 @@ def test_ordinary_environment_variables_are_not_mistaken_for_settings():
         tg.Hyperparameters.from_env({"MATRX_LR": "0.5"})
 
 
-def test_edit_distance():
-    assert tg.edit_distance("MATRIX_LR", "MATRIX_LR") == 0
-    assert tg.edit_distance("MATRX_LR", "MATRIX_LR") == 1
-    assert tg.edit_distance("MTARIX_LR", "MATRIX_LR") == 1  # a swap of neighbours
-    assert tg.edit_distance("", "ABC") == 3 and tg.edit_distance("KITTEN", "SITTING") == 3
+def test_a_typo_gets_the_closest_setting_and_a_record_name_is_not_forced_onto_one():
+    settings = {f.name.upper() for f in tg.fields(tg.Hyperparameters)}
+    assert tg.setting_name_problem("MTARIX_LR", settings).endswith("(did you mean MATRIX_LR?)")  # a swap of neighbours
+    assert tg.setting_name_problem("EMBED_WD", settings).startswith("EMBED_WD is a setting of the challenge's record")  # not EMBED_LR
 
 
 # ---------------------------------------------------------------- precision, compile and threads per device

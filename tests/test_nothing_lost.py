@@ -43,8 +43,8 @@ def one_error_line(env: dict, preexec_fn=None) -> str:
     ({"WORLD_SIZE": "2", "RANK": "5"}, "with RANK=5 below it"),
     ({"ARTIFACT": "int6-gptq+zlib", "GPTQ_BATCHES": "0"}, "asks for GPTQ but GPTQ_BATCHES=0"),
     ({"ARTIFACT": "int8-packed+zlib"}, "packed bit-packs codes narrower than 8 bits"),
-    ({"QAT_BITS": "4", "WARMDOWN_ITERS": "0"}, "QAT_BITS=4 would never start"),
-    ({"SWA_EVERY": "2", "MIN_LR": "0.9"}, "SWA_EVERY=2 would never average"),
+    ({"QAT_BITS": "4", "WARMDOWN_ITERS": "0"}, "QAT_BITS=4 would never start at QAT_LR_SCALE=0.15: the LR multiplier never falls below 1.0"),
+    ({"SWA_EVERY": "2", "MIN_LR": "0.9"}, "SWA_EVERY=2 would never average below SWA_BELOW=0.5"),
     ({"EMA_DECAY": "0.9", "EMA_START": "50"}, "EMA_START=50 is past ITERATIONS=8"),
     ({"LOOP_REPEATS": "1", "LOOP_AT": "1"}, "LOOP_AT=1 would never turn depth recurrence on"),
     ({"EVAL_ARTIFACT": "x.ptz", "RESUME": "y.ckpt"}, "EVAL_ARTIFACT scores an artifact and RESUME trains"),
@@ -98,7 +98,7 @@ def test_a_live_run_keeps_its_run_id_against_replace_run_and_resume(tiny_data, t
 @pytest.mark.slow
 def test_a_failure_after_training_keeps_the_weights_and_says_how_to_score_them(tiny_data, tmp_path):
     run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="late", ITERATIONS=2, VAL_LOSS_EVERY=0,
-                             SIZE_CAP_BYTES=str(len(TRAIN_GPT.read_bytes()) + 2000)))
+                             SIZE_CAP_BYTES=str(len(tg.shipped_code(TRAIN_GPT.read_bytes())) + 2000)))
     assert run.returncode == 1 and "no artifact scheme fits" in run.stderr
     raw = tmp_path / "models" / "late.safetensors"
     assert raw.is_file() and f"the trained weights are saved in {raw}: score them with `python -m tools score {raw}" in run.stdout

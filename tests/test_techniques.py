@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -163,13 +164,16 @@ def test_parallel_residuals_read_one_input():
 
 
 def test_ema_equals_its_closed_form():
+    """The trainer's EMA (one foreach lerp per step over the live weights) against its closed form."""
     decay, weights = 0.9, [torch.tensor([float(t), 2.0 * t]) for t in range(1, 8)]
-    average = {"w": weights[0].clone()}
-    for w in weights[1:]:
-        tg.ema_update(average, {"w": w}, decay)
+    live = weights[0].clone()
+    trainer = SimpleNamespace(h=tg.Hyperparameters(ema_decay=decay), step=0, average=None, weights=[live])
+    for w in weights:
+        live.copy_(w)
+        tg.Trainer.update_average(trainer)
     n = len(weights) - 1
     closed = decay ** n * weights[0] + sum((1 - decay) * decay ** (n - t) * weights[t] for t in range(1, n + 1))
-    assert torch.allclose(average["w"], closed, atol=1e-6)
+    assert torch.allclose(trainer.average[0], closed, atol=1e-6)
 
 
 def test_min_lr_floor_and_weight_decay_taper():

@@ -515,11 +515,9 @@ def same_source(logged: bytes, script: Script) -> bool:
 
 def golf_ships(logged: bytes, script: Script) -> bool:
     """Whether the script is golf's shipped form of the logged source (its comments and docstrings stripped)."""
-    if script.payload is None or not script.code.startswith(b"#coding:latin-1\n"):
-        return False
     import train_gpt as tg
     try:
-        return tg.shipped_code(logged) == script.code
+        return script.payload is not None and tg.unwrap_code(script.code) is not None and tg.shipped_code(logged) == script.code
     except (SyntaxError, ValueError, UnicodeDecodeError, tg.GolfError):
         return False
 
