@@ -273,12 +273,11 @@ RECIPES = {
 
 # Settings that the challenge's record scripts read and golf does not have: copying a record's command must not
 # silently run something else. (Collected from the train_gpt.py files of openai/parameter-golf's record track.)
-RECORD_ONLY_SETTINGS = frozenset((
-    "ADAM_WD ADAM_WEIGHT_DECAY ATTN_CLIP_SIGMAS ATTN_OUT_GATE_ENABLED ATTN_OUT_GATE_SRC BIGRAM_HASH_BUCKETS "
-    "BIGRAM_HASH_DIM BIGRAM_VOCAB_SIZE BLOCK_LARS_MIN_SCALE BLOCK_LARS_TRUST CASEOPS_ENABLED COMPILE_MODEL "
-    "COMPRESSOR DTG_ENABLED EMA_ENABLED EMBEDDING_DIM EMBED_BITS EMBED_CLIP_SIGMAS EMBED_WD ENABLE_LOOPING_AT "
-    "EVAL_BATCH_SIZE EVAL_NTK_ALPHA EVAL_ONLY_PATH EVAL_ONLY_QUANTIZED_PATH FP16_EMBED_EXPORT "
-    "FP16_KEEP_NAME_PATTERNS FP16_PASSTHROUGH_PATTERNS FP_STORAGE FUSED_CE_ENABLED GATED_ATTENTION "
+RECORD_ONLY_SETTINGS = frozenset((  # (the names of SETTING_ALIASES are not repeated here)
+    "ADAM_WD ADAM_WEIGHT_DECAY ATTN_CLIP_SIGMAS ATTN_OUT_GATE_ENABLED ATTN_OUT_GATE_SRC BLOCK_LARS_MIN_SCALE "
+    "BLOCK_LARS_TRUST CASEOPS_ENABLED COMPRESSOR DTG_ENABLED EMA_ENABLED EMBEDDING_DIM EMBED_BITS EMBED_CLIP_SIGMAS "
+    "EMBED_WD ENABLE_LOOPING_AT EVAL_BATCH_SIZE EVAL_NTK_ALPHA EVAL_ONLY_PATH EVAL_ONLY_QUANTIZED_PATH "
+    "FP16_EMBED_EXPORT FP16_KEEP_NAME_PATTERNS FP16_PASSTHROUGH_PATTERNS FP_STORAGE FUSED_CE_ENABLED GATED_ATTENTION "
     "GATED_ATTN_ENABLED GATED_ATTN_INIT_STD GATED_ATTN_QUANT_GATE GATE_ATTN_OUT GATE_ATTN_SRC GATE_MLP_OUT "
     "GATE_WIDTH GATE_WINDOW GLOBAL_TTT_BATCH_SEQS GLOBAL_TTT_CHUNK_TOKENS GLOBAL_TTT_DOC_LIMIT GLOBAL_TTT_EPOCHS "
     "GLOBAL_TTT_GRAD_CLIP GLOBAL_TTT_LR GLOBAL_TTT_MOMENTUM GLOBAL_TTT_RESPECT_DOC_BOUNDARIES "
@@ -286,17 +285,17 @@ RECORD_ONLY_SETTINGS = frozenset((
     "GPTQ_CALIB_SAMPLES GPTQ_RESERVE_MS GPTQ_RESERVE_SECONDS INT4_LAYERS INT4_STEP INT6_LAYER_END INT6_LAYER_START "
     "LATE_QAT LATE_QAT_THRESHOLD LAWA_ENABLED LAWA_FREQ LAWA_K LORA_LR LORA_RANK LQER_ASYM_ENABLED LQER_ASYM_GROUP "
     "LQER_ENABLED LQER_FACTOR_BITS LQER_RANK LQER_TOP_K MATRIX_BITS MATRIX_CLIP_SIGMAS MLP_CLIP_SIGMAS MLP_HIDDEN "
-    "MTP_LOSS_WEIGHT MTP_NUM_HEADS MUON_BETA2 MUON_ROW_NORMALIZE MUON_WD MUON_WEIGHT_DECAY NEGATIVE_SLOPE NUM_LOOPS "
-    "PARALLEL_FINAL_LANE PARALLEL_START_LAYER PHASED_TTT_ENABLED PHASED_TTT_NUM_PHASES PHASED_TTT_PREFIX_DOCS "
-    "PREQUANT_ONLY PRUNE_RATIO QAT QAT_ENABLED QAT_INT6 QAT_THRESHOLD QUANT_CLIP_RANGE ROPE_TRAIN_SEQ_LEN ROPE_YARN "
-    "SKIP_GATES_ENABLED SKIP_POST_TRAIN_EVAL SLIDING_WINDOW_ENABLED SMEAR_GATE_ENABLED SMEAR_GATE_WIDTH "
-    "SPARSE_ATTN_GATE_ENABLED SPARSE_ATTN_GATE_INIT_STD SPARSE_ATTN_GATE_SCALE STRIDE SWA_ENABLED SWA_START_FRAC "
-    "SW_EVAL_BATCH TARGET_MB TRAIN_FILES TRIGRAM TTT_BATCH_SIZE TTT_BETA1 TTT_BETA2 TTT_CHUNK_SIZE TTT_DEBUG_BYPASS "
-    "TTT_DOC_LIMIT TTT_ENABLED TTT_EPOCHS TTT_EVAL_BATCHES TTT_EVAL_ONLY TTT_EVAL_SEQ_LEN TTT_FREEZE_BLOCKS "
-    "TTT_GRAD_CLIP TTT_GRAD_STEPS TTT_HEARTBEAT_SECONDS TTT_K_LORA TTT_LORA_ALPHA TTT_MLP_LORA TTT_ONLY "
-    "TTT_ONLY_EVAL TTT_OPTIMIZER TTT_OUTPUT_DIR TTT_O_LORA TTT_WARM_START_A TTT_WEIGHT_DECAY USE_COMPILE USE_GPTQ "
-    "USE_INT6 USE_SMEARGATE USE_ZSTD VALUE_RESIDUAL VAL_BATCH_SIZE VAL_BATCH_TOKENS VAL_DOC_FRACTION VAL_FILES "
-    "VAL_MAX_TOKENS VE_DIM VE_ENABLED VE_LAYERS WARMDOWN_FRAC WD_TAPER_FINAL_MULT WD_TAPER_START_FRAC ZSTD_LEVEL "
+    "MTP_LOSS_WEIGHT MTP_NUM_HEADS MUON_BETA2 MUON_ROW_NORMALIZE NEGATIVE_SLOPE NUM_LOOPS PARALLEL_FINAL_LANE "
+    "PARALLEL_START_LAYER PHASED_TTT_ENABLED PHASED_TTT_NUM_PHASES PHASED_TTT_PREFIX_DOCS PREQUANT_ONLY PRUNE_RATIO "
+    "QAT QAT_ENABLED QAT_INT6 QAT_THRESHOLD QUANT_CLIP_RANGE ROPE_TRAIN_SEQ_LEN ROPE_YARN SKIP_GATES_ENABLED "
+    "SKIP_POST_TRAIN_EVAL SLIDING_WINDOW_ENABLED SMEAR_GATE_ENABLED SMEAR_GATE_WIDTH SPARSE_ATTN_GATE_ENABLED "
+    "SPARSE_ATTN_GATE_INIT_STD SPARSE_ATTN_GATE_SCALE SWA_ENABLED SWA_START_FRAC TARGET_MB TRAIN_FILES TRIGRAM "
+    "TTT_BATCH_SIZE TTT_BETA1 TTT_BETA2 TTT_CHUNK_SIZE TTT_DEBUG_BYPASS TTT_DOC_LIMIT TTT_ENABLED TTT_EPOCHS "
+    "TTT_EVAL_BATCHES TTT_EVAL_ONLY TTT_EVAL_SEQ_LEN TTT_FREEZE_BLOCKS TTT_GRAD_CLIP TTT_GRAD_STEPS "
+    "TTT_HEARTBEAT_SECONDS TTT_K_LORA TTT_LORA_ALPHA TTT_MLP_LORA TTT_ONLY TTT_ONLY_EVAL TTT_OPTIMIZER "
+    "TTT_OUTPUT_DIR TTT_O_LORA TTT_WARM_START_A TTT_WEIGHT_DECAY USE_GPTQ USE_INT6 USE_SMEARGATE USE_ZSTD "
+    "VALUE_RESIDUAL VAL_BATCH_TOKENS VAL_DOC_FRACTION VAL_FILES VAL_MAX_TOKENS VE_DIM VE_ENABLED VE_LAYERS "
+    "WARMDOWN_FRAC WD_TAPER_FINAL_MULT WD_TAPER_START_FRAC ZSTD_LEVEL "
 ).split())
 SETTING_ALIASES = {"MUON_WD": "WEIGHT_DECAY", "MUON_WEIGHT_DECAY": "WEIGHT_DECAY", "VAL_BATCH_SIZE": "EVAL_BATCH_SEQS",
                    "BIGRAM_VOCAB_SIZE": "BIGRAM_BUCKETS", "BIGRAM_HASH_BUCKETS": "BIGRAM_BUCKETS", "BIGRAM_HASH_DIM": "BIGRAM_DIM",
@@ -1437,8 +1436,8 @@ def lock_run_id(path: Path, run_id: str):
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
-        raise GolfError(f"RUN_ID={run_id} belongs to a run that is still running (pid {f.read().strip() or '?'}): "
-                        "wait for it to finish, or choose another RUN_ID") from None
+        raise GolfError(f"RUN_ID={run_id} belongs to a run that is still running (pid {f.read().strip() or '?'}): wait for "
+                        "it, or choose another RUN_ID") from None
     except OSError as e:
         raise GolfError(f"cannot lock {path}: {e.strerror}") from None
     f.truncate(0)
@@ -1840,9 +1839,7 @@ class Trainer:
         self.log(f"model_params:{sum(p.numel() for p in self.model.parameters())}")
         self.log(f"world_size:{rt.world_size} grad_accum_steps:{self.grad_accum} compile:{int(rt.compile)} bf16:{int(rt.bf16)} "
                  f"cross_entropy:{'fused_triton' if self.model.fused_ce else 'reference'}")
-        self.log(rt.choices)
-        if "warning:" in rt.choices and rt.is_main:
-            print("warning:" + rt.choices.split("warning:", 1)[1].split(")")[0], file=sys.stderr, flush=True)
+        self.log(rt.choices)  # with a "warning:" where BF16=1 forces a slow precision
 
     def run(self) -> dict:
         """Train (or, with EVAL_ARTIFACT, only score), then finish: the artifact and the final lines."""
@@ -1887,32 +1884,24 @@ def compress(data: bytes, codec: str, level: int) -> bytes:
 
 
 def decompress_bounded(data: bytes, codec: str, limit: int) -> bytes:
-    if codec in ("zlib", "lzma"):
-        d = zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        out = d.decompress(data, limit + 1) if codec == "zlib" else d.decompress(data, max_length=limit + 1)
-        if len(out) > limit or getattr(d, "unconsumed_tail", b""):
-            raise _bomb(limit)
-    elif codec == "zstd":
+    """Decompressed in steps of 1 KiB of input (no step can inflate past a few tens of MiB), refused past `limit`."""
+    if codec == "zstd":
         import zstandard
-        d, out, step = zstandard.ZstdDecompressor().decompressobj(), bytearray(), 512  # <= ~16 MiB out per step
-        for i in range(0, len(data), step):
-            out += d.decompress(data[i:i + step])
-            if len(out) > limit:
-                raise _bomb(limit)
-            if d.eof:
-                if i + step < len(data):
-                    raise GolfError("trailing bytes after the compressed stream")
-                break
-    else:
+        d = zstandard.ZstdDecompressor().decompressobj()
+    elif codec == "brotli":
         import brotli
-        d, out = brotli.Decompressor(), bytearray()
-        for i in range(0, len(data), 4096):  # brotli expands at most ~1000x: <= ~4 MiB out per piece
-            out += d.process(data[i:i + 4096])
-            if len(out) > limit:
-                raise _bomb(limit)
-            if d.is_finished() and i + 4096 < len(data):
-                raise GolfError("trailing bytes after the compressed stream")
-    if not (d.is_finished() if codec == "brotli" else d.eof):
+        d = brotli.Decompressor()
+    else:
+        d = zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    feed, done = (d.process, d.is_finished) if codec == "brotli" else (d.decompress, lambda: d.eof)
+    out = bytearray()
+    for i in range(0, len(data), 1024):
+        if done():
+            raise GolfError("trailing bytes after the compressed stream")
+        out += feed(data[i:i + 1024])
+        if len(out) > limit:
+            raise _bomb(limit)
+    if not done():
         raise GolfError("compressed stream is truncated")
     if getattr(d, "unused_data", b""):
         raise GolfError("trailing bytes after the compressed stream")
@@ -1937,7 +1926,7 @@ def strip_source(source: bytes) -> bytes:
     text = source.decode("utf-8")
     lines = text.splitlines(keepends=True)
     offset = lambda row, col: sum(map(len, lines[:row - 1])) + col  # (1-based row, character column) -> index
-    cuts, keep, level, starts, depth, new_line = [], set(), {}, set(), 0, True
+    cuts, keep, level, starts, depth, new_line, fstrings = [], set(), {}, set(), 0, True, []
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         depth += (tok.type == tokenize.INDENT) - (tok.type == tokenize.DEDENT)
         if new_line and tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
@@ -1946,8 +1935,12 @@ def strip_source(source: bytes) -> bytes:
         new_line = new_line or tok.type == tokenize.NEWLINE
         if tok.type == tokenize.COMMENT:
             cuts.append((offset(*tok.start), offset(*tok.end), ""))
-        elif tok.type == tokenize.STRING and tok.start[0] != tok.end[0]:
+        elif tok.type == tokenize.STRING:
             keep.update(range(tok.start[0] + 1, tok.end[0] + 1))  # inner lines of a multi-line string: left alone
+        elif tok.type == getattr(tokenize, "FSTRING_START", None):  # Python 3.12 splits f-strings into tokens
+            fstrings.append(tok.start[0])
+        elif tok.type == getattr(tokenize, "FSTRING_END", None):
+            keep.update(range(fstrings.pop() + 1, tok.end[0] + 1))
     position = lambda row, byte_col: offset(row, len(lines[row - 1].encode()[:byte_col].decode()))
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef) and {ast.unparse(d) for d in node.decorator_list} <= PLAIN_DECORATORS:
@@ -1984,9 +1977,11 @@ def shipped_code(code: bytes) -> bytes:
 
 
 def literal_of(data: bytes) -> bytes:
-    """The body of a triple-quoted latin-1 string literal holding `data`: backslashes, quotes, carriage returns (which
-    Python would read as newlines) and NULs (which it refuses in source) escaped: 2% longer for random bytes."""
-    text = data.decode("latin-1").replace("\\", "\\\\").replace("'", "\\'").replace("\r", "\\r")
+    """The body of a triple-quoted latin-1 string literal holding `data`: backslashes, carriage returns (which Python
+    would read as newlines), NULs (which it refuses in source) and a quote that another quote or the end follows
+    escaped: 1.6% longer for random bytes."""
+    text = data.decode("latin-1").replace("\\", "\\\\").replace("\r", "\\r")
+    text = re.sub("'(?='|\\Z)", "\\\\'", text)
     return re.sub("\0(?=[0-7])", "\\\\x00", text).replace("\0", "\\0").encode("latin-1")  # \0 unless a digit follows
 
 
@@ -2056,7 +2051,7 @@ class Scheme:
         if bits == 16:
             raise GolfError(f"artifact scheme {spec!r}: block matrices are quantized (int2..int8)")
         if kw.get("packed") and min(bits, kw.get("embed_bits", 8), kw["bigram_bits"]) >= 8:
-            raise GolfError(f"artifact scheme {spec!r}: packed bit-packs codes narrower than 8 bits, and every width here is 8 or 16")
+            raise GolfError(f"artifact scheme {spec!r}: packed needs a width below 8 (it bit-packs narrower codes)")
         if level:
             lo, hi = CODEC_LEVELS[codec][1:]
             if not level.isdigit() or not lo <= int(level) <= hi:
@@ -2390,21 +2385,9 @@ def code_entropy_bytes(codes: torch.Tensor, bits: int) -> float:
 
 
 def forecast_bytes(state: dict, scheme: Scheme) -> int:
-    """Projected artifact bytes without quantizing for real or compressing: each quantized tensor costs the order-0
-    entropy of its round-to-nearest codes, plus its fp16 scales; float tensors cost 2 bytes each. Brotli lands
-    within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
-    total = 1024.0  # container and JSON header
-    widths = {"matrix": scheme.bits, "embed": scheme.embed_bits, "bigram": scheme.bigram_bits, "float": 16}
-    for name, t in state.items():
-        bits = widths.get(tensor_role(name, t), 16)
-        if bits == 16:
-            total += 2 * t.numel()
-            continue
-        w = t.float()
-        scale = scheme_scales(w, bits, scheme, tensor_role(name, t)).float()[:, None]
-        qmax = 2 ** (bits - 1) - 1
-        total += code_entropy_bytes(torch.clamp(torch.round(w / scale), -qmax, qmax), bits) + 2 * w.size(0)
-    return int(total)
+    """Projected artifact bytes of a scheme without GPTQ or compressing: the entropy forecast of its round-to-nearest
+    codes. Brotli lands within 2% of it on trained weights (docs/measurements.md, "The artifact forecast")."""
+    return payload_forecast(*quantize_state_dict(state, scheme))
 
 
 def payload_forecast(tensors: dict, info: dict) -> int:
@@ -2828,28 +2811,25 @@ def finish_run(t: Trainer) -> dict:
 def write_artifact(t: Trainer, state: dict, hessians) -> str:
     """Rank 0 chooses and writes the artifact (held-out training tokens score the ARTIFACT=auto candidates); every
     process learns its scheme, or that none fits."""
-    h, rt, spec = t.h, t.rt, ""
+    h, rt, spec = t.h, t.rt, [""]
     heldout = t.loader.stream.take(h.artifact_eval_tokens + 1)  # the same tokens on every process
     seq = min(h.train_seq_len, len(heldout) - 1)
     def heldout_loss(weights: dict) -> float:
         t.model.load_state_dict(weights)
         return evaluate(t.model, heldout, t.luts, seq, seq, h.eval_batch_seqs, rt.device, rt.autocast)[0]
-    if rt.is_main:
-        try:
+    try:
+        if rt.is_main:
             blob, scheme = choose_artifact({k: v.to(rt.device) for k, v in state.items()}, t.shipped_config(), h,
                                            len(t.code), hessians, heldout_loss, t.log)
             atomic_write(t.artifact_path, blob)
-            spec = scheme.spec
-        finally:
-            t.model.load_state_dict(state)
-            t.share(float(bool(spec)))
-    elif not t.share(0.0):
+            spec[0] = scheme.spec
+    finally:
+        t.model.load_state_dict(state)
+        if rt.world_size > 1:
+            dist.broadcast_object_list(spec, src=0)  # "" when rank 0 found none (it raises its own error)
+    if not spec[0]:
         raise GolfError("rank 0 found no artifact scheme that fits (see its error)")
-    if rt.world_size > 1:
-        spec_list = [spec]
-        dist.broadcast_object_list(spec_list, src=0)
-        spec = spec_list[0]
-    return spec
+    return spec[0]
 
 
 def final_lines(t: Trainer, artifact: Path, spec: str, artifact_bytes: int, summary: dict) -> dict:

@@ -42,7 +42,7 @@ def one_error_line(env: dict, preexec_fn=None) -> str:
     ({"WORLD_SIZE": "x"}, "WORLD_SIZE='x' must be a non-negative integer"),
     ({"WORLD_SIZE": "2", "RANK": "5"}, "with RANK=5 below it"),
     ({"ARTIFACT": "int6-gptq+zlib", "GPTQ_BATCHES": "0"}, "asks for GPTQ but GPTQ_BATCHES=0"),
-    ({"ARTIFACT": "int8-packed+zlib"}, "packed bit-packs codes narrower than 8 bits"),
+    ({"ARTIFACT": "int8-packed+zlib"}, "packed needs a width below 8"),
     ({"QAT_BITS": "4", "WARMDOWN_ITERS": "0"}, "QAT_BITS=4 would never start at QAT_LR_SCALE=0.15: the LR multiplier never falls below 1.0"),
     ({"SWA_EVERY": "2", "MIN_LR": "0.9"}, "SWA_EVERY=2 would never average below SWA_BELOW=0.5"),
     ({"EMA_DECAY": "0.9", "EMA_START": "50"}, "EMA_START=50 is past ITERATIONS=8"),
