@@ -492,11 +492,10 @@ def build_readme(sub: dict, runs: list[RunLog], changed: dict[str, str], default
     if sub["val_loss_std"] is not None:
         out.append(f"| std | | {_fmt(sub['val_loss_std'])} | {_fmt(sub['val_bpb_std'])} | | | | |")
     out += ["", "## Size", "",
-            f"`train_gpt.py` here is a compressed self-extracting script of {sub['bytes_code']:,} bytes; its payload is, "
-            f"byte for byte, the {sub['bytes_code_raw']:,}-byte source embedded at the top of every log. Counted total "
-            f"per seed = model bytes + {sub['bytes_code']:,}; the largest is {sub['bytes_total']:,} bytes "
-            f"(cap {C.SUBMISSION_CAP_BYTES:,}). The logs themselves were written by the readable source, so their "
-            "`Code size` and `Total submission size` lines count it raw.", ""]
+            f"`train_gpt.py` here is the self-extracting form ({sub['bytes_code']:,} bytes) of the "
+            f"{sub['bytes_code_raw']:,}-byte source embedded at the top of every log: that source without comments and "
+            f"docstrings, compressed, in a stub that runs it. Counted total per seed = model bytes + "
+            f"{sub['bytes_code']:,}; the largest is {sub['bytes_total']:,} bytes (cap {C.SUBMISSION_CAP_BYTES:,}).", ""]
     c = sub["compliance"]
     out += ["## Compliance", "",
             f"- training time (with GPTQ calibration): up to {c['train_time_max_s']:.1f} s "
