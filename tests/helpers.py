@@ -63,6 +63,20 @@ def run_tool(name: str, *args, timeout: int = 120, **settings) -> subprocess.Com
                           timeout=timeout)
 
 
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_concurrently(*calls):
+    """The results of independent calls (each starting its own process, exactly as it would alone), run at the same
+    time, as many at once as this machine has cores: the processes a test starts are single-threaded, so on two cores
+    two of them take the time of one. In the order given; the first exception is raised. No call may pass preexec_fn
+    (not safe from a thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(calls), CORES))) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
 def cli(main, argv, capsys) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of a command's main run in this process as its CLI runs it."""
     code = C.run_cli(main, [str(a) for a in argv])
@@ -102,6 +116,11 @@ def make_byte_dataset(root: Path, train_docs: int = 300, val_docs: int = 30) -> 
     return root
 
 
+# The shared tiny run (conftest's tiny_trained): checkpoints at steps 3 and 6, an int6+brotli artifact, raw weights.
+TINY_TRAINED = dict(ITERATIONS=6, WARMDOWN_ITERS=3, VAL_LOSS_EVERY=0, TRAIN_LOG_EVERY=3, EVAL_BATCH_SEQS=8, COMPILE=0,
+                    CHECKPOINT_EVERY=3, ARTIFACT="int6+brotli")
+
+
 def tiny_settings(data: Path, **overrides) -> dict[str, str]:
     """The tiny run's settings (what a sweep spec's [base] or a run's environment adds)."""
     return {k: str(v) for k, v in {"DATA_PATH": data, **TINY, **overrides}.items()}
@@ -110,6 +129,18 @@ def tiny_settings(data: Path, **overrides) -> dict[str, str]:
 def tiny_env(data: Path, out: Path, **overrides) -> dict[str, str]:
     """The environment of a tiny run of train_gpt.py writing into `out` (RUN_ID tiny unless overridden)."""
     return subprocess_env(**tiny_settings(data, **{"OUT_DIR": out, "RUN_ID": "tiny", **overrides}))
+
+
+def tiny_trained_env(data: Path, out: Path, **overrides) -> dict[str, str]:
+    """The environment of conftest's tiny_trained run (RUN_ID tiny), writing into `out`: what resumes its checkpoints
+    or scores its artifact as that run would."""
+    return tiny_env(data, out, **{**TINY_TRAINED, **overrides})
+
+
+def copy_of_run(run: Path, dest: Path) -> Path:
+    """A copy of a finished run's folder (logs, models, checkpoints): the files an earlier run left in `dest`."""
+    shutil.copytree(run, dest, dirs_exist_ok=True)
+    return dest
 
 
 def run_train(env: dict, nproc: int = 1, timeout: int = 300, script: Path = TRAIN_GPT) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import final_exact, run_train, tiny_env
+from tests.helpers import final_exact, run_concurrently, run_train, tiny_env
 import train_gpt as tg
 
 CANDIDATE = re.compile(r"^artifact candidate (\S+): forecast ~(\d+) bytes \+ code (\d+) (fits, held-out loss ([0-9.]+)|> \d+ less [0-9.]+%, not packed)")
@@ -71,15 +71,20 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
     qat = [l for l in out.splitlines() if l.startswith("qat: ")]
     assert qat == [f"qat: int{tg.Scheme.parse(tg.AUTO_SCHEMES[0]).bits} fake quantization of the block matrices from step 7"]
 
+    # Two more runs, started together: a cap between the two candidates (tight), and one 15% under int7's bytes (fitted)
+    assert rows[0]["total"] - rows[1]["total"] > 1000
+    code = rows[0]["total"] - rows[0]["bytes"]  # the code as it ships, as the candidates count it
+    caps = {"tight": (rows[0]["total"] + rows[1]["total"]) // 2, "fitted": code + int(0.85 * first[1]["bytes"])}
+    tight, fitted = run_concurrently(*(lambda name=name: run_train({**env, "RUN_ID": name, "SIZE_CAP_BYTES": str(caps[name])})
+                                       for name in ("tight", "fitted")))
+
     # A cap between the two (int8 is ~12% bigger here): the larger is over by more than the forecast's slack, so it
     # is not even quantized; the next ones are tried, and what ships fits
-    assert rows[0]["total"] - rows[1]["total"] > 1000
-    cap = (rows[0]["total"] + rows[1]["total"]) // 2
-    tight = run_train({**env, "RUN_ID": "tight", "SIZE_CAP_BYTES": str(cap)})
+    cap = caps["tight"]
     assert tight.returncode == 0, tight.stderr[-3000:]
     skipped = [NOT_PACKED.match(l) for l in tight.stdout.splitlines() if NOT_PACKED.match(l)]
     assert [m[1] for m in skipped] == [rows[0]["spec"]]
-    code = int(skipped[0][3])
+    assert int(skipped[0][3]) == code
     assert int(skipped[0][2]) > tg.FORECAST_SLACK * (cap - code) and rows[0]["total"] > cap  # it would not have fit
     rows = candidates(tight.stdout)
     assert rows[0]["spec"] == tg.Scheme.parse(tg.AUTO_SCHEMES[1]).spec and sum(r["fits"] for r in rows) >= 1
@@ -90,8 +95,7 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
 
     # A cap 15% under int7's bytes: neither fixed step is quantized, the forecast at each validation names the step
     # it fits to the cap, and a fitted-step candidate ships inside the cap
-    cap = code + int(0.85 * first[1]["bytes"])
-    fitted = run_train({**env, "RUN_ID": "fitted", "SIZE_CAP_BYTES": str(cap)})
+    cap = caps["fitted"]
     assert fitted.returncode == 0, fitted.stderr[-3000:]
     assert [NOT_PACKED.match(l)[1] for l in fitted.stdout.splitlines() if NOT_PACKED.match(l)] == [r["spec"] for r in first]
     forecasts = [l for l in fitted.stdout.splitlines() if l.startswith("artifact forecast: ")]
@@ -107,12 +111,11 @@ def test_auto_ships_the_best_fitting_candidate_logs_every_one_and_forecasts_at_e
 
 
 @pytest.mark.slow
-def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(tiny_data, tmp_path):
+def test_auto_fails_fast_with_one_line_when_no_scheme_can_fit_and_keeps_the_raw_weights(no_scheme_fits):
     """A cap no scheme can meet, even at the coarsest fitted step: nothing is quantized or compressed, the error names
     the smallest candidate, and the raw weights are on disk."""
-    code = len(tg.shipped_code(Path(tg.__file__).read_bytes()))  # the code as it ships
-    cap = code + 2000
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="huge", ITERATIONS=2, VAL_LOSS_EVERY=0, SIZE_CAP_BYTES=str(cap)))
+    tmp_path, cap, run = no_scheme_fits  # RUN_ID=huge, SIZE_CAP_BYTES = the code as it ships + 2,000 bytes
+    assert cap == len(tg.shipped_code(Path(tg.__file__).read_bytes())) + 2000
     assert run.returncode == 1, run.stderr[-2000:]
     skipped = [NOT_PACKED.match(l)[1] for l in run.stdout.splitlines() if NOT_PACKED.match(l)]
     assert len(skipped) == len(tg.AUTO_SCHEMES) and not candidates(run.stdout)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -19,20 +18,28 @@ import torch
 
 import train_gpt as tg
 from data import check_dataset
-from tests.helpers import TRAIN_GPT, make_byte_dataset, run_train, tiny_env, trained_like_state, write_shard
+from tests.helpers import (TRAIN_GPT, copy_of_run, run_concurrently, run_train, tiny_env, tiny_trained_env,
+                           trained_like_state, write_shard)
 from tools import common as C
 
 
-def one_error_line(env: dict, preexec_fn=None) -> str:
-    """The one `error:` line of a train_gpt.py run that must stop with status 1 (and no traceback)."""
-    result = subprocess.run([sys.executable, str(TRAIN_GPT)], env=env, capture_output=True, text=True, timeout=300,
-                            cwd=env["OUT_DIR"], preexec_fn=preexec_fn)
+def start(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRAIN_GPT)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=env["OUT_DIR"])
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `error:` line of a train_gpt.py run that had to stop with status 1 (and no traceback)."""
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     return lines[0]
 
 
-@pytest.mark.parametrize("settings, message", [
+def one_error_line(env: dict) -> str:
+    return error_line(start(env))
+
+
+REFUSED_BEFORE_TRAINING = [
     ({"NUM_LAYERS": "200000"}, "NUM_LAYERS=200000 must be in [1, 1024]"),
     ({"NUM_LAYERS": "1000", "MODEL_DIM": "8192", "NUM_HEADS": "64", "NUM_KV_HEADS": "8"}, "training needs about"),
     ({"TTT": "lora", "TTT_LORA_RANK": "1000000000"}, "TTT_LORA_RANK=1000000000 must be at most MODEL_DIM=64"),
@@ -48,11 +55,26 @@ def one_error_line(env: dict, preexec_fn=None) -> str:
     ({"EMA_DECAY": "0.9", "EMA_START": "50"}, "EMA_START=50 is past ITERATIONS=8"),
     ({"LOOP_REPEATS": "1", "LOOP_AT": "1"}, "LOOP_AT=1 would never turn depth recurrence on"),
     ({"EVAL_ARTIFACT": "x.ptz", "RESUME": "y.ckpt"}, "EVAL_ARTIFACT scores an artifact and RESUME trains"),
-])
-def test_what_would_fail_or_do_nothing_after_training_is_refused_before_it(settings, message, tiny_data, tmp_path):
-    error = one_error_line(tiny_env(tiny_data, tmp_path, **settings))
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(tiny_data, tmp_path_factory, request) -> dict[str, tuple]:
+    """For each case of the test below that this session runs: (its OUT_DIR, the result of its run), every case its
+    own train_gpt.py process, started at the same time as the others."""
+    cases = {item.callspec.id: item.callspec.params["settings"] for item in request.session.items
+             if getattr(item, "originalname", None) == "test_what_would_fail_or_do_nothing_after_training_is_refused_before_it"}
+    outs = {case: tmp_path_factory.mktemp("refused") for case in cases}
+    results = run_concurrently(*(lambda case=case: start(tiny_env(tiny_data, outs[case], **cases[case])) for case in cases))
+    return {case: (outs[case], result) for case, result in zip(cases, results)}
+
+
+@pytest.mark.parametrize("settings, message", REFUSED_BEFORE_TRAINING)
+def test_what_would_fail_or_do_nothing_after_training_is_refused_before_it(settings, message, refusals, request):
+    out, result = refusals[request.node.callspec.id]
+    error = error_line(result)
     assert message in error, error
-    assert not (tmp_path / "logs" / "tiny.txt").exists()  # nothing left behind to block the RUN_ID
+    assert not (out / "logs" / "tiny.txt").exists()  # nothing left behind to block the RUN_ID
 
 
 def test_a_validation_split_that_stands_for_no_bytes_is_refused_by_the_run_and_by_check_dataset(tiny_data, tmp_path, capsys):
@@ -68,39 +90,40 @@ def test_a_validation_split_that_stands_for_no_bytes_is_refused_by_the_run_and_b
 
 
 @pytest.mark.slow
-def test_a_log_that_cannot_be_written_leaves_nothing_that_blocks_the_run_id(tiny_data, tmp_path):
-    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))  # a full disk, for files over 16 KiB
-    env = tiny_env(tiny_data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0)
-    assert "cannot write the log" in one_error_line(env, preexec_fn=limit)
-    assert not (tmp_path / "logs" / "tiny.txt").exists()
-    assert run_train(env).returncode == 0  # the same RUN_ID runs once there is room
+def test_a_log_that_cannot_be_written_leaves_nothing_that_blocks_the_run_id(failed_starts_then_a_run):
+    # RUN_ID=fixme started with files over 16 KiB refused (a full disk), then, after another start, with room
+    starts = failed_starts_then_a_run
+    assert "cannot write the log" in error_line(starts["no_room"])
+    assert not starts["log_after_no_room"]
+    assert starts["run"].returncode == 0, starts["run"].stderr[-2000:]  # the same RUN_ID runs once there is room
 
 
 @pytest.mark.slow
-def test_a_live_run_keeps_its_run_id_against_replace_run_and_resume(tiny_data, tmp_path):
-    env = tiny_env(tiny_data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0, CHECKPOINT_EVERY=2)
-    assert run_train(env).returncode == 0
-    checkpoint = tmp_path / "checkpoints" / "tiny" / "step_000002.ckpt"
-    (tmp_path / "logs").mkdir(exist_ok=True)
+def test_a_live_run_keeps_its_run_id_against_replace_run_and_resume(tiny_trained, tmp_path):
+    data, finished, _ = tiny_trained
+    copy_of_run(finished, tmp_path)  # the files of a run with RUN_ID=tiny and its checkpoints
+    env = tiny_trained_env(data, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "tiny" / "step_000003.ckpt"
     live = tg.lock_run_id(tmp_path / "logs" / ".tiny.lock", "tiny")  # this process now plays the run that is still training
     try:
-        for extra in ({"REPLACE_RUN": "1"}, {"RESUME": str(checkpoint), "ITERATIONS": "4"}):
-            error = one_error_line({**env, **extra})
+        errors = run_concurrently(lambda: one_error_line({**env, "REPLACE_RUN": "1"}),
+                                  lambda: one_error_line({**env, "RESUME": str(checkpoint)}))
+        for error in errors:
             assert f"RUN_ID=tiny belongs to a run that is still running (pid {os.getpid()})" in error
     finally:
         live.close()
     log = (tmp_path / "logs" / "tiny.txt").read_text()
     assert sum(line.startswith("===== train_gpt.py source begin") for line in log.splitlines()) == 1  # nothing appended
     assert "hparam REPLACE_RUN=True" not in log
-    assert run_train({**env, "REPLACE_RUN": "1"}).returncode == 0  # once it is gone, the files can be replaced
+    replaced = run_train({**env, "REPLACE_RUN": "1", "ITERATIONS": "2", "CHECKPOINT_EVERY": "0"})
+    assert replaced.returncode == 0, replaced.stderr[-2000:]  # once it is gone, the files can be replaced
 
 
 @pytest.mark.slow
-def test_a_failure_after_training_keeps_the_weights_and_says_how_to_score_them(tiny_data, tmp_path):
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="late", ITERATIONS=2, VAL_LOSS_EVERY=0,
-                             SIZE_CAP_BYTES=str(len(tg.shipped_code(TRAIN_GPT.read_bytes())) + 2000)))
+def test_a_failure_after_training_keeps_the_weights_and_says_how_to_score_them(no_scheme_fits):
+    out, _, run = no_scheme_fits  # SIZE_CAP_BYTES that no scheme meets: the run fails after training
     assert run.returncode == 1 and "no artifact scheme fits" in run.stderr
-    raw = tmp_path / "models" / "late.safetensors"
+    raw = out / "models" / "huge.safetensors"
     assert raw.is_file() and f"the trained weights are saved in {raw}: score them with `python -m tools score {raw}" in run.stdout
 
 

@@ -3,7 +3,6 @@ with one line before any training, stale temporary files are cleaned, and nothin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,31 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import TRAIN_GPT, final_exact, make_byte_dataset, run_train, tiny_env, write_shard
+from tests.helpers import (TRAIN_GPT, copy_of_run, final_exact, make_byte_dataset, run_concurrently, run_train,
+                           tiny_env, tiny_trained_env, write_shard)
 import train_gpt as tg
 
 
-def _error_of(env, cwd=None) -> str:
-    result = subprocess.run([sys.executable, str(TRAIN_GPT)], env=env, capture_output=True, text=True, timeout=300,
-                            cwd=cwd or env["OUT_DIR"])
+def _start(env, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRAIN_GPT)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=cwd or env["OUT_DIR"])
+
+
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `error:` line of a run that had to stop with status 1."""
     assert result.returncode == 1, result.stdout[-800:] + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+def _error_of(env, cwd=None) -> str:
+    return _error_line(_start(env, cwd))
+
+
+def _errors_of(*envs) -> list[str]:
+    """The error lines of several runs that must each stop with one, started at the same time."""
+    return [_error_line(r) for r in run_concurrently(*(lambda env=env: _start(env) for env in envs))]
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -48,17 +61,17 @@ def test_settings_out_of_range_are_refused_before_training(name, value, message)
 
 
 @pytest.mark.slow
-def test_the_same_run_id_never_replaces_an_earlier_run(tiny_data, tmp_path):
-    env = tiny_env(tiny_data, tmp_path, RUN_ID="same", ITERATIONS=2, VAL_LOSS_EVERY=0)
-    first = run_train(env)
-    assert first.returncode == 0, first.stderr
-    log = (tmp_path / "logs" / "same.txt").read_text()
-    artifact = (tmp_path / "models" / "same.ptz").read_bytes()
-    assert "error: RUN_ID=same already has files in" in _error_of({**env, "SEED": "7"})
-    assert (tmp_path / "logs" / "same.txt").read_text() == log and (tmp_path / "models" / "same.ptz").read_bytes() == artifact
+def test_the_same_run_id_never_replaces_an_earlier_run(tiny_trained, tmp_path):
+    data, earlier, _ = tiny_trained
+    copy_of_run(earlier, tmp_path)  # the files of a finished run with RUN_ID=tiny
+    env = tiny_env(data, tmp_path, ITERATIONS=2, VAL_LOSS_EVERY=0)
+    log = (tmp_path / "logs" / "tiny.txt").read_text()
+    artifact = (tmp_path / "models" / "tiny.ptz").read_bytes()
+    assert "error: RUN_ID=tiny already has files in" in _error_of({**env, "SEED": "7"})
+    assert (tmp_path / "logs" / "tiny.txt").read_text() == log and (tmp_path / "models" / "tiny.ptz").read_bytes() == artifact
     replaced = run_train({**env, "SEED": "7", "REPLACE_RUN": "1"})
     assert replaced.returncode == 0, replaced.stderr
-    assert "hparam SEED=7" in (tmp_path / "logs" / "same.txt").read_text()
+    assert "hparam SEED=7" in (tmp_path / "logs" / "tiny.txt").read_text()
 
 
 @pytest.mark.slow
@@ -80,98 +93,92 @@ def test_default_run_ids_do_not_collide_and_runs_in_one_folder_keep_their_own_fi
 def test_out_dir_that_is_a_file_stops_the_run_with_one_line(tiny_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    message = _error_of(tiny_env(tiny_data, blocker), cwd=tmp_path)
+    message, below = run_concurrently(lambda: _error_of(tiny_env(tiny_data, blocker), cwd=tmp_path),
+                                      lambda: _error_of(tiny_env(tiny_data, blocker / "sub"), cwd=tmp_path))
     assert message.startswith(f"error: OUT_DIR={blocker} is not a writable folder")
-    assert "is not a writable folder" in _error_of(tiny_env(tiny_data, blocker / "sub"), cwd=tmp_path)
+    assert "is not a writable folder" in below
 
 
 @pytest.mark.slow
-def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(tiny_data, tmp_path):
-    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", VOCAB_SIZE=1024))
-    assert not (tmp_path / "logs" / "fixme.txt").exists()
-    assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="fixme", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
+def test_a_run_stopped_by_bad_input_leaves_no_files_that_block_the_next(failed_starts_then_a_run):
+    # RUN_ID=fixme: the bad input's start, then (after another failed start) the run that must not be blocked
+    starts = failed_starts_then_a_run
+    assert "VOCAB_SIZE=1024" in _error_line(starts["bad_input"])
+    assert not starts["log_after_bad_input"]
+    assert starts["run"].returncode == 0, starts["run"].stderr[-2000:]
 
 
 @pytest.mark.slow
-def test_resume_refuses_files_that_are_not_this_runs_checkpoints(tiny_data, tmp_path):
-    env = tiny_env(tiny_data, tmp_path, RUN_ID="base", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
-    assert run_train(env).returncode == 0
-    ckpt = tmp_path / "checkpoints" / "base" / "step_000002.ckpt"
-    raw = tmp_path / "models" / "base.safetensors"
-    assert "is not a training checkpoint" in _error_of({**env, "RUN_ID": "r1", "RESUME": str(raw)})
+def test_resume_refuses_files_that_are_not_this_runs_checkpoints(tiny_trained, tmp_path):
+    data, base, _ = tiny_trained  # a finished run with checkpoints at steps 3 and 6
+    env = tiny_trained_env(data, tmp_path)
+    ckpt = base / "checkpoints" / "tiny" / "step_000003.ckpt"
+    raw = base / "models" / "tiny.safetensors"
     other = make_byte_dataset(tmp_path / "other", train_docs=310)
-    assert "was made on another dataset" in _error_of({**env, "RUN_ID": "r2", "RESUME": str(ckpt), "DATA_PATH": str(other)})
-    assert "different model configuration" in _error_of({**env, "RUN_ID": "r3", "RESUME": str(ckpt), "MODEL_DIM": "32"})
     tensors, meta = tg.load_tensors(ckpt)
     missing = {k: v for k, v in tensors.items() if not k.startswith("opt1.")}
     tg.save_tensors(tmp_path / "missing.ckpt", missing, meta)
-    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r4", "RESUME": str(tmp_path / "missing.ckpt")})
     reshaped = {k: (v[:1] if k.endswith("q.weight") else v) for k, v in tensors.items()}
     tg.save_tensors(tmp_path / "reshaped.ckpt", reshaped, meta)
-    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r5", "RESUME": str(tmp_path / "reshaped.ckpt")})
     tg.save_tensors(tmp_path / "odd.ckpt", tensors, {**meta, "opt_groups": "nonsense", "step": "x"})
-    assert "is damaged or incompatible" in _error_of({**env, "RUN_ID": "r6", "RESUME": str(tmp_path / "odd.ckpt")})
     (tmp_path / "torn.ckpt").write_bytes(ckpt.read_bytes()[:1000])
-    assert "torn.ckpt" in _error_of({**env, "RUN_ID": "r7", "RESUME": str(tmp_path / "torn.ckpt")})
+    errors = _errors_of({**env, "RUN_ID": "r1", "RESUME": str(raw)},
+                        {**env, "RUN_ID": "r2", "RESUME": str(ckpt), "DATA_PATH": str(other)},
+                        {**env, "RUN_ID": "r3", "RESUME": str(ckpt), "MODEL_DIM": "32"},
+                        {**env, "RUN_ID": "r4", "RESUME": str(tmp_path / "missing.ckpt")},
+                        {**env, "RUN_ID": "r5", "RESUME": str(tmp_path / "reshaped.ckpt")},
+                        {**env, "RUN_ID": "r6", "RESUME": str(tmp_path / "odd.ckpt")},
+                        {**env, "RUN_ID": "r7", "RESUME": str(tmp_path / "torn.ckpt")})
+    expected = ["is not a training checkpoint", "was made on another dataset", "different model configuration",
+                "is damaged or incompatible", "is damaged or incompatible", "is damaged or incompatible", "torn.ckpt"]
+    for message, error in zip(expected, errors):
+        assert message in error, (message, error)
 
 
 @pytest.mark.slow
-def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(tiny_data, tmp_path):
-    env = tiny_env(tiny_data, tmp_path / "a", RUN_ID="moved", ITERATIONS=4, CHECKPOINT_EVERY=2, VAL_LOSS_EVERY=0)
-    (tmp_path / "a").mkdir()
-    assert run_train(env).returncode == 0
-    (tmp_path / "b").mkdir()
-    resumed = run_train({**env, "OUT_DIR": str(tmp_path / "b"),
-                         "RESUME": str(tmp_path / "a" / "checkpoints" / "moved" / "step_000002.ckpt")})
+def test_a_resumed_run_logged_in_a_new_folder_starts_its_log_with_the_source(tiny_trained, tmp_path):
+    data, first, _ = tiny_trained  # its checkpoint at step 3, resumed in another folder
+    resumed = run_train(tiny_trained_env(data, tmp_path, RESUME=first / "checkpoints" / "tiny" / "step_000003.ckpt"))
     assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "b" / "logs" / "moved.txt").read_text().startswith("===== train_gpt.py source begin (")
+    assert (tmp_path / "logs" / "tiny.txt").read_text().startswith("===== train_gpt.py source begin (")
 
 
 @pytest.mark.slow
-def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(tiny_data, tmp_path):
-    dead = 4_000_000  # a pid that no process has (checked below)
-    while True:
-        try:
-            os.kill(dead, 0)
-            dead += 1
-        except ProcessLookupError:
-            break
-    for folder in ("logs", "models", "checkpoints/keep"):
-        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
-    stale = [tmp_path / "models" / f".x.ptz.tmp-{tg.HOST}-{dead}-ab12", tmp_path / "checkpoints" / "keep" / f".step_000002.ckpt.tmp-{tg.HOST}-{dead}-cd34"]
-    alive = tmp_path / "models" / f".y.ptz.tmp-{tg.HOST}-{os.getpid()}-ef56"  # this test process is alive: its file is kept
-    for p in stale + [alive]:
-        p.write_bytes(b"half-written")
-    assert run_train(tiny_env(tiny_data, tmp_path, RUN_ID="keep", ITERATIONS=2, VAL_LOSS_EVERY=0)).returncode == 0
-    assert not any(p.exists() for p in stale) and alive.exists()
+def test_stale_temporary_files_of_dead_processes_are_removed_at_the_next_start(failed_starts_then_a_run):
+    starts = failed_starts_then_a_run  # temporaries of a dead process and of this live one, then a run in that folder
+    assert starts["run"].returncode == 0, starts["run"].stderr[-2000:]
+    assert not any(p.exists() for p in starts["stale"]) and starts["alive"].exists()
 
 
 @pytest.mark.slow
 def test_evaluation_batch_is_clipped_to_the_windows_and_absurd_batches_are_refused_up_front(tiny_data, tmp_path):
-    ok = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000))
-    assert ok.returncode == 0, ok.stderr
     long_val = tmp_path / "longval"
     long_val.mkdir()
     for f in tiny_data.iterdir():
         (long_val / f.name).write_bytes(f.read_bytes())
     write_shard(long_val / "tiny_val_000000.bin", np.tile(np.arange(4, 200), 1500))
-    message = _error_of(tiny_env(long_val, tmp_path, RUN_ID="huge", EVAL_BATCH_SEQS=2_000_000, EVAL_STRIDE=1, EVAL_SEQ_LEN=1024))
+    ok, huge = run_concurrently(
+        lambda: run_train(tiny_env(tiny_data, tmp_path, RUN_ID="big", ITERATIONS=2, EVAL_BATCH_SEQS=2_000_000)),
+        lambda: _start(tiny_env(long_val, tmp_path, RUN_ID="huge", EVAL_BATCH_SEQS=2_000_000, EVAL_STRIDE=1, EVAL_SEQ_LEN=1024)))
+    assert ok.returncode == 0, ok.stderr
+    message = _error_line(huge)
     assert "evaluation (EVAL_BATCH_SEQS=2000000) needs about" in message and not (tmp_path / "logs" / "huge.txt").exists()
 
 
 @pytest.mark.slow
-def test_final_lines_are_those_of_the_artifact_on_disk(tiny_data, tmp_path):
+def test_final_lines_are_those_of_the_artifact_on_disk(tiny_trained, tmp_path):
     """EVAL_ARTIFACT scores a shipped artifact with the same code: the final exact line is reproduced."""
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ship", ITERATIONS=3, VAL_LOSS_EVERY=0))
-    assert run.returncode == 0, run.stderr
-    again = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="rescore", EVAL_ARTIFACT=str(tmp_path / "models" / "ship.ptz"),
-                               NUM_LAYERS=5))  # the artifact's own config wins over shape settings
-    assert again.returncode == 0, again.stderr
-    assert final_exact(again.stdout) == final_exact(run.stdout)
-    blob = bytearray((tmp_path / "models" / "ship.ptz").read_bytes())
+    data, run, stdout = tiny_trained
+    blob = bytearray((run / "models" / "tiny.ptz").read_bytes())
     blob[-5] ^= 0x10
     (tmp_path / "flipped.ptz").write_bytes(bytes(blob))
-    assert "integrity check failed" in _error_of(tiny_env(tiny_data, tmp_path, RUN_ID="flip", EVAL_ARTIFACT=str(tmp_path / "flipped.ptz")))
+    again, flipped = run_concurrently(
+        lambda: run_train(tiny_trained_env(data, tmp_path, RUN_ID="rescore", EVAL_ARTIFACT=run / "models" / "tiny.ptz",
+                                           NUM_LAYERS=5)),  # the artifact's own config wins over shape settings
+        lambda: _start(tiny_trained_env(data, tmp_path, RUN_ID="flip", EVAL_ARTIFACT=tmp_path / "flipped.ptz")))
+    assert again.returncode == 0, again.stderr
+    assert final_exact(again.stdout) == final_exact(stdout)
+    assert "integrity check failed" in _error_line(flipped)
 
 
 def test_non_finite_weights_in_an_artifact_are_refused():
