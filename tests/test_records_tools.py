@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import train_gpt
-from tests.helpers import FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_byte_dataset, run_train, tiny_env
+from tests.helpers import FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_byte_dataset, run_concurrently, run_train, tiny_env
 from tools import common as C
 from tools.runs import logparse, record
 
@@ -23,18 +23,16 @@ EXAMPLE = REPO / "records" / "track_non_record_16mb" / "2026-11-27_Example_TinyS
 
 @pytest.fixture(scope="module")
 def tiny_logs(tiny_data, tmp_path_factory) -> list[Path]:
-    """Two real tiny CPU runs of train_gpt.py (seeds 1 and 2): their logs, and the source they embed."""
+    """Two real tiny CPU runs of train_gpt.py (seeds 1 and 2, two processes at once): their logs, and the source
+    they embed."""
     root = tmp_path_factory.mktemp("tiny_runs")
     script = root / "train_gpt.py"  # one copy for both seeds: the repository's file may change between the runs
     shutil.copyfile(TRAIN_GPT, script)
-    logs = []
-    for seed in (1, 2):
-        env = tiny_env(tiny_data, root, SEED=seed, RUN_ID=f"seed{seed}", ITERATIONS=12, VAL_LOSS_EVERY=6,
-                       ARTIFACT="int6+brotli")
-        p = run_train(env, script=script)
+    envs = [tiny_env(tiny_data, root, SEED=seed, RUN_ID=f"seed{seed}", ITERATIONS=12, VAL_LOSS_EVERY=6, ARTIFACT="int6+brotli")
+            for seed in (1, 2)]
+    for p in run_concurrently(*(lambda env=env: run_train(env, script=script) for env in envs)):
         assert p.returncode == 0, p.stderr[-2000:]
-        logs.append(root / "logs" / f"seed{seed}.txt")
-    return logs
+    return [root / "logs" / f"seed{seed}.txt" for seed in (1, 2)]
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,14 @@ transforms (QAT's fake quantization) are off when scoring, and the run's own fin
 artifact and `python -m tools score` on it agree to the last digit."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 
 import pytest
 import torch
 
 import train_gpt as tg
-from tests.helpers import TRAIN_GPT, final_exact, run_train, tiny_env, trained_like_state
+from tests.helpers import TRAIN_GPT, final_exact, run_concurrently, run_train, tiny_env, tiny_trained_env, trained_like_state
 from tools import common as C
 from tools.artifacts import score
 
@@ -58,51 +59,73 @@ def test_depth_recurrence_changes_the_score_so_the_artifact_must_record_it():
 
 def score_lines(tiny_data, run_dir, run_id: str, capsys) -> tuple[str, str]:
     """(EVAL_ARTIFACT's final line, `python -m tools score`'s) for the artifact of run `run_id`, both with no
-    evaluation settings given: the artifact's recorded ones must be used."""
+    evaluation settings given: the artifact's recorded ones must be used. The EVAL_ARTIFACT process runs while the
+    tool scores in this one."""
     artifact = run_dir / "models" / f"{run_id}.ptz"
     env = tiny_env(tiny_data, run_dir, RUN_ID=f"{run_id}_rescore", EVAL_ARTIFACT=artifact)
     del env["EVAL_STRIDE"], env["EVAL_SEQ_LEN"]
-    rescored = run_train(env)
+    with ThreadPoolExecutor(1) as pool:
+        rescoring = pool.submit(run_train, env)
+        code = C.run_cli(score.main, [str(artifact), "--data", str(tiny_data), "--cpu-threads", "1"])
+        rescored = rescoring.result()
     assert rescored.returncode == 0, rescored.stderr[-2000:]
-    assert C.run_cli(score.main, [str(artifact), "--data", str(tiny_data), "--cpu-threads", "1"]) == 0
+    assert code == 0
     tool = [line for line in capsys.readouterr().out.splitlines() if line.startswith("score_exact")][0]
     return final_exact(rescored.stdout), tool.replace("score_exact", "final_int8_zlib_roundtrip_exact")
 
 
+# The two QAT runs below, by the test that reads each: both start (each its own process) when the first is needed.
+QAT_RUNS = {"test_a_record_stack_run_with_qat_is_scored_the_same_three_ways":
+            ("record", dict(ITERATIONS=10, VAL_LOSS_EVERY=0, ARTIFACT="int6+brotli", EVAL_SEQ_LEN=48, EVAL_STRIDE=16,
+                            DOC_EVAL=1, **RECORD_TINY)),
+            "test_a_qat_run_as_the_issue_found_it":
+            ("qat", dict(ITERATIONS=10, VAL_LOSS_EVERY=0, QAT_BITS=4, QAT_LR_SCALE=1, ARTIFACT="int6+brotli"))}
+
+
+@pytest.fixture(scope="module")
+def qat_runs(tiny_data, tmp_path_factory, request) -> dict:
+    """{run id: (OUT_DIR, result)} of the QAT_RUNS this session's tests read, run at the same time."""
+    selected = {getattr(item, "originalname", None) for item in request.session.items}
+    wanted = [QAT_RUNS[test] for test in QAT_RUNS if test in selected]
+    outs = {run_id: tmp_path_factory.mktemp(run_id) for run_id, _ in wanted}
+    results = run_concurrently(*(lambda run_id=run_id, settings=settings:
+                                 run_train(tiny_env(tiny_data, outs[run_id], RUN_ID=run_id, **settings))
+                                 for run_id, settings in wanted))
+    return {run_id: (outs[run_id], result) for (run_id, _), result in zip(wanted, results)}
+
+
 @pytest.mark.slow
-def test_a_record_stack_run_with_qat_is_scored_the_same_three_ways(tiny_data, tmp_path, capsys):
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="record", ITERATIONS=10, VAL_LOSS_EVERY=0, ARTIFACT="int6+brotli",
-                             EVAL_SEQ_LEN=48, EVAL_STRIDE=16, DOC_EVAL=1, **RECORD_TINY))
+def test_a_record_stack_run_with_qat_is_scored_the_same_three_ways(tiny_data, qat_runs, capsys):
+    out, run = qat_runs["record"]  # the record's stack and late QAT at a tiny size, 10 steps
     assert run.returncode == 0, run.stderr[-3000:]
     assert "qat: int4 fake quantization" in run.stdout and "depth recurrence: on from step" in run.stdout
-    assert score_lines(tiny_data, tmp_path, "record", capsys) == (final_exact(run.stdout),) * 2
+    assert score_lines(tiny_data, out, "record", capsys) == (final_exact(run.stdout),) * 2
 
 
 @pytest.mark.slow
-def test_a_qat_run_as_the_issue_found_it(tiny_data, tmp_path, capsys):
+def test_a_qat_run_as_the_issue_found_it(tiny_data, qat_runs, capsys):
     """QAT_BITS=4 QAT_LR_SCALE=1 ARTIFACT=int6+brotli, 10 steps: the log's number was not the artifact's."""
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="qat", ITERATIONS=10, VAL_LOSS_EVERY=0, QAT_BITS=4,
-                             QAT_LR_SCALE=1, ARTIFACT="int6+brotli"))
+    out, run = qat_runs["qat"]
     assert run.returncode == 0, run.stderr[-3000:]
-    assert score_lines(tiny_data, tmp_path, "qat", capsys) == (final_exact(run.stdout),) * 2
+    assert score_lines(tiny_data, out, "qat", capsys) == (final_exact(run.stdout),) * 2
 
 
 @pytest.mark.slow
-def test_the_shipped_script_counts_itself_and_ends_on_the_same_line_as_the_readable_one(tiny_data, tmp_path):
+def test_the_shipped_script_counts_itself_and_ends_on_the_same_line_as_the_readable_one(tiny_trained, tmp_path):
     """The run counts its code as it ships (train_gpt.shipped_code, what `record wrap` writes), and the shipped
-    script, run instead of the readable one, gives the same final line to the last digit."""
+    script, run instead of the readable one, gives the same final line to the last digit (the readable one's run is
+    conftest's tiny_trained; the shipped one runs with its settings)."""
+    data, _, readable = tiny_trained
     shipped = tg.shipped_code(TRAIN_GPT.read_bytes())
     assert len(shipped) <= 0.25 * len(TRAIN_GPT.read_bytes()) and tg.unwrap_code(shipped) == tg.strip_source(TRAIN_GPT.read_bytes())
     script = tmp_path / "shipped" / "train_gpt.py"
     script.parent.mkdir()
     script.write_bytes(shipped)
-    lines = {}
-    for name, path in (("readable", TRAIN_GPT), ("shipped", script)):
-        run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID=name, ITERATIONS=4, VAL_LOSS_EVERY=0), script=path)
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert f"Code size: {len(shipped)} bytes" in run.stdout
-        lines[name] = final_exact(run.stdout)
-    assert lines["readable"] == lines["shipped"]
+    run = run_train(tiny_trained_env(data, tmp_path, RUN_ID="shipped"), script=script)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for stdout in (readable, run.stdout):
+        assert f"Code size: {len(shipped)} bytes" in stdout
+    assert final_exact(readable) == final_exact(run.stdout)
     logged = (tmp_path / "logs" / "shipped.txt").read_text()
     assert logged.startswith(f"===== train_gpt.py source begin ({len(tg.strip_source(TRAIN_GPT.read_bytes()))} bytes) =====")
 

@@ -14,14 +14,29 @@ import numpy as np
 import pytest
 
 import train_gpt as tg
-from tests.helpers import TRAIN_GPT, final_exact, run_train, tiny_env, train_losses
+from tests.helpers import TRAIN_GPT, final_exact, run_concurrently, run_train, tiny_env, train_losses
+
+# The runs compared with the reference, by the test that reads them: each its own process, started with the reference.
+ALONGSIDE = {"test_same_seed_gives_the_same_loss_at_every_step": {"same_seed": {}, "seed7": dict(SEED=7, RUN_ID="seed7")},
+             "test_compile_warm_up_steps_are_undone": {"warm_up": dict(WARMUP_STEPS=3)}}
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_data, tmp_path_factory):
-    """The reference tiny run (fp32 so that process-count comparisons can be tight)."""
-    out = tmp_path_factory.mktemp("ref")
-    result = run_train(tiny_env(tiny_data, out, BF16=0))
+def runs(tiny_data, tmp_path_factory, request) -> dict:
+    """The reference tiny run (fp32 so that process-count comparisons can be tight) and, at the same time, the runs of
+    ALONGSIDE that this session's tests read: {name: (OUT_DIR, result)}."""
+    selected = {getattr(item, "originalname", None) for item in request.session.items}
+    settings = {"reference": {}, **{name: extra for test, named in ALONGSIDE.items() if test in selected
+                                    for name, extra in named.items()}}
+    outs = {name: tmp_path_factory.mktemp(name) for name in settings}
+    results = run_concurrently(*(lambda name=name: run_train(tiny_env(tiny_data, outs[name], BF16=0, **settings[name]))
+                                 for name in settings))
+    return {name: (outs[name], result) for name, result in zip(settings, results)}
+
+
+@pytest.fixture(scope="module")
+def reference(runs):
+    out, result = runs["reference"]
     assert result.returncode == 0, result.stderr
     return out, result.stdout
 
@@ -52,17 +67,17 @@ def test_log_and_json_hold_the_final_figures(reference):
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_loss_at_every_step(tiny_data, reference, tmp_path):
-    result = run_train(tiny_env(tiny_data, tmp_path, BF16=0))
+def test_same_seed_gives_the_same_loss_at_every_step(runs, reference):
+    result = runs["same_seed"][1]  # the reference's settings, in a process of its own
     assert train_losses(result.stdout) == train_losses(reference[1])
     assert final_exact(result.stdout) == final_exact(reference[1])
-    other_seed = run_train(tiny_env(tiny_data, tmp_path, BF16=0, SEED=7, RUN_ID="seed7"))
+    other_seed = runs["seed7"][1]
     assert train_losses(other_seed.stdout) != train_losses(reference[1])
 
 
 @pytest.mark.slow
-def test_compile_warm_up_steps_are_undone(tiny_data, reference, tmp_path):
-    result = run_train(tiny_env(tiny_data, tmp_path, BF16=0, WARMUP_STEPS=3))
+def test_compile_warm_up_steps_are_undone(runs, reference):
+    result = runs["warm_up"][1]  # WARMUP_STEPS=3
     assert result.returncode == 0, result.stderr
     assert train_losses(result.stdout) == train_losses(reference[1])
     assert final_exact(result.stdout) == final_exact(reference[1])
@@ -122,16 +137,21 @@ def _error_of(env) -> str:
 
 @pytest.mark.slow
 def test_bad_input_stops_at_once_with_one_line(tiny_data, tmp_path):
-    assert "NUM_LAYERS='two'" in _error_of(tiny_env(tiny_data, tmp_path, NUM_LAYERS="two"))
-    assert "is not a directory" in _error_of(tiny_env(tmp_path / "missing", tmp_path))
-    assert "VOCAB_SIZE=1024" in _error_of(tiny_env(tiny_data, tmp_path, VOCAB_SIZE=1024))
-    assert "shorter than one sequence" in _error_of(tiny_env(tiny_data, tmp_path, EVAL_SEQ_LEN=100000, EVAL_STRIDE=64))
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in tiny_data.iterdir():
-        (broken / f.name).write_bytes(f.read_bytes())
-    raw = (broken / "tiny_train_000001.bin").read_bytes()
-    (broken / "tiny_train_000001.bin").write_bytes(raw[:-10])
-    assert "tiny_train_000001.bin" in _error_of(tiny_env(broken, tmp_path)) 
-    (broken / "tiny_train_000001.bin").write_bytes(b"\x00" * 4 + raw[4:])
-    assert "magic" in _error_of(tiny_env(broken, tmp_path))
+    truncated, bad_magic = tmp_path / "truncated", tmp_path / "bad_magic"
+    for broken in (truncated, bad_magic):
+        broken.mkdir()
+        for f in tiny_data.iterdir():
+            (broken / f.name).write_bytes(f.read_bytes())
+    raw = (tiny_data / "tiny_train_000001.bin").read_bytes()
+    (truncated / "tiny_train_000001.bin").write_bytes(raw[:-10])
+    (bad_magic / "tiny_train_000001.bin").write_bytes(b"\x00" * 4 + raw[4:])
+    cases = [(tiny_env(tiny_data, tmp_path, NUM_LAYERS="two"), "NUM_LAYERS='two'"),
+             (tiny_env(tmp_path / "missing", tmp_path), "is not a directory"),
+             (tiny_env(tiny_data, tmp_path, VOCAB_SIZE=1024), "VOCAB_SIZE=1024"),
+             (tiny_env(tiny_data, tmp_path, EVAL_SEQ_LEN=100000, EVAL_STRIDE=64), "shorter than one sequence"),
+             (tiny_env(truncated, tmp_path), "tiny_train_000001.bin"),
+             (tiny_env(bad_magic, tmp_path), "magic")]
+    # each its own process, all at once (a RUN_ID each, so that none can meet another's files or lock)
+    errors = run_concurrently(*(lambda env=env, i=i: _error_of({**env, "RUN_ID": f"bad{i}"}) for i, (env, _) in enumerate(cases)))
+    for (_, message), error in zip(cases, errors):
+        assert message in error, (message, error)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import final_exact, run_train, tiny_env
+from tests.helpers import final_exact, run_concurrently, run_train, tiny_trained_env
 import train_gpt as tg
 
 LUTS = tg.build_byte_luts(tg.ByteTokenizer({}))
@@ -105,14 +105,16 @@ def test_time_cap_stops_adaptation_and_says_so():
 
 
 @pytest.mark.slow
-def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tiny_data, tmp_path):
-    run = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="ttt", ITERATIONS=4, VAL_LOSS_EVERY=0))
-    assert run.returncode == 0, run.stderr
-    artifact = tmp_path / "models" / "ttt.ptz"
-    zero = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="zero", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_STEPS=0))
-    assert final_exact(zero.stdout) == final_exact(run.stdout)  # TTT with no steps: the run's own score
-    adapted = run_train(tiny_env(tiny_data, tmp_path, RUN_ID="sgd", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_CHUNK_TOKENS=512))
+def test_ttt_in_a_run_starts_from_the_artifact_and_reports_the_budget(tiny_trained, tmp_path):
+    data, run_dir, run_stdout = tiny_trained  # a finished run and its artifact
+    artifact = run_dir / "models" / "tiny.ptz"
+    zero, adapted = run_concurrently(  # two processes at once
+        lambda: run_train(tiny_trained_env(data, tmp_path, RUN_ID="zero", EVAL_ARTIFACT=artifact, TTT="sgd", TTT_STEPS=0)),
+        lambda: run_train(tiny_trained_env(data, tmp_path, RUN_ID="sgd", EVAL_ARTIFACT=artifact, TTT="sgd",
+                                           TTT_CHUNK_TOKENS=512)))
+    assert zero.returncode == 0, zero.stderr
+    assert final_exact(zero.stdout) == final_exact(run_stdout)  # TTT with no steps: the run's own score
     assert adapted.returncode == 0, adapted.stderr
-    assert final_exact(adapted.stdout) != final_exact(run.stdout)
+    assert final_exact(adapted.stdout) != final_exact(run_stdout)
     budget = [l for l in adapted.stdout.splitlines() if l.startswith("eval budget: ")]
     assert len(budget) == 1 and "estimated" in budget[0] and "on 8xH100" in budget[0] and "ttt adapted" in budget[0]
