@@ -76,7 +76,7 @@ class Hyperparameters:
     rope_base: float = S(50000.0, "(0,)", "model")
     logit_softcap: float = S(30.0, "[0,)", "model")  # 0 = off
     tie_embeddings: bool = S(True, "", "model")
-    tied_embed_init_std: float = S(0.005, "(0,)", "model")
+    tied_embed_init_std: float = S(0.005, "(0,100]", "model")
     qk_gain_init: float = S(1.5, "[0,)", "model")
     bigram_buckets: int = S(8192, "[0,16777216]", "model")  # 0 = no BigramHash, else at least 2
     bigram_dim: int = S(128, "[0,65536]", "model")  # 0 = full model width, no projection
@@ -103,11 +103,11 @@ class Hyperparameters:
     muon_row_norm: bool = S(False)  # normalize each row of Muon's update before Newton-Schulz (MuonEq-R)
     muon_ns: str = S("standard", "standard|polar")  # polar: Polar Express, one coefficient triple per iteration
     # optimizer
-    matrix_lr: float = S(0.035, "[0,)")
-    scalar_lr: float = S(0.035, "[0,)")
-    tied_embed_lr: float = S(0.09, "[0,)")
-    embed_lr: float = S(0.6, "[0,)")
-    head_lr: float = S(0.008, "[0,)")
+    matrix_lr: float = S(0.035, "[0,1000]")
+    scalar_lr: float = S(0.035, "[0,1000]")
+    tied_embed_lr: float = S(0.09, "[0,1000]")
+    embed_lr: float = S(0.6, "[0,1000]")
+    head_lr: float = S(0.008, "[0,1000]")
     muon_momentum: float = S(0.95, "[0,1)")
     muon_momentum_warmup_start: float = S(0.85, "[0,1)")
     muon_momentum_warmup_steps: int = S(500, "[0,)")
@@ -126,13 +126,13 @@ class Hyperparameters:
     ttt: str = S("0", "0|sgd|lora", "eval")  # score-first test-time training (see evaluate_ttt)
     ttt_chunk_tokens: int = S(32768, "[1,)", "eval")  # sgd: validation-stream chunk; lora: chunk within a document (at most EVAL_SEQ_LEN)
     ttt_steps: int = S(1, "[0,)", "eval")  # sgd: epochs over each chunk; lora: Adam steps per chunk (0 = score only)
-    ttt_lr: float = S(0.005, "[0,)", "eval")  # sgd learning rate (cosine to 0 over the chunks)
+    ttt_lr: float = S(0.005, "[0,1000]", "eval")  # sgd learning rate (cosine to 0 over the chunks)
     ttt_momentum: float = S(0.9, "[0,1)", "eval")
     ttt_params: str = S("all", "all|matrices", "eval")  # sgd: which weights adapt
     ttt_batch_seqs: int = S(32, "[1,)", "eval")  # sgd: sequences per step, over all processes
     ttt_lora_rank: int = S(8, "[1,)", "eval")  # at most MODEL_DIM
     ttt_lora_targets: str = S("q,v", "", "eval")  # comma list of q, k, v, o, fc, down
-    ttt_lora_lr: float = S(0.001, "[0,)", "eval")
+    ttt_lora_lr: float = S(0.001, "[0,1000]", "eval")
     ttt_reset: bool = S(True, "", "eval")  # lora: fresh adapters for every document
     # artifact
     size_cap_bytes: int = S(16_000_000, "[1,)")  # the challenge's cap on code + compressed model
@@ -217,8 +217,8 @@ def bound_problem(obj, settings) -> str | None:
     for f in settings:
         value, bound = getattr(obj, f.name), f.metadata.get("bound", "")
         name = f.name.upper()
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{name}={value} must be a finite number"
+        if isinstance(value, float) and not abs(value) < 3.4e38:  # float32's range: weights and step sizes are float32
+            return f"{name}={value} must be a finite number (below 3.4e38)"
         if "|" in bound and str(value) not in bound.split("|"):
             return f"{name}={value!r} must be one of {', '.join(bound.split('|'))}"
         if bound[:1] in "[(" and bound:
@@ -396,7 +396,7 @@ def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -
     torchrun_default = local_world_size > 1 and omp == "1" and "TORCHELASTIC_RUN_ID" in environ
     if setting > 0:
         count, why = setting, f"CPU_THREADS={setting}"
-    elif omp.isdigit() and int(omp) > 0 and not torchrun_default:
+    elif omp.isdecimal() and int(omp) > 0 and not torchrun_default:
         count, why = int(omp), f"OMP_NUM_THREADS={omp}"
     else:
         return max(1, cores // local_world_size), f"{cores} cores / {local_world_size} processes on this node"
@@ -408,7 +408,7 @@ def cpu_thread_count(setting: int, environ, local_world_size: int, cores: int) -
 def process_number(name: str, default: int) -> int:
     """RANK, WORLD_SIZE or LOCAL_RANK (torchrun sets them): a non-negative integer."""
     raw = os.environ.get(name, str(default)).strip()
-    if not raw.isdigit():
+    if not raw.isdecimal():
         raise GolfError(f"{name}={raw!r} must be a non-negative integer (torchrun sets it)")
     return int(raw)
 
@@ -1387,7 +1387,7 @@ def remove_stale_temp_files(folder: Path) -> None:
     """Temporary files of this host left by a process that no longer runs (killed mid-write) are removed."""
     for tmp in folder.glob(f".*.tmp-{HOST}-*-*") if folder.is_dir() else []:
         pid = tmp.name.rsplit("-", 2)[1]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdecimal() or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)  # raises if no such process
@@ -2026,13 +2026,15 @@ class Scheme:
         codec, _, level = codec_part.partition("-")
         parts = quant.split("-")
         def width(p: str, prefix: str) -> int:
-            if not p[len(prefix):].isdigit() or int(p[len(prefix):]) not in (2, 3, 4, 5, 6, 7, 8, 16):
+            if not p[len(prefix):].isdecimal() or int(p[len(prefix):]) not in (2, 3, 4, 5, 6, 7, 8, 16):
                 raise GolfError(f"artifact scheme {spec!r}: {p!r} needs a width of 2 to 8 bits (or 16 for fp16)")
             return int(p[len(prefix):])
-        if codec not in CODEC_IDS or not parts[0].startswith("int"):
+        if codec not in CODEC_IDS or not re.fullmatch(r"int\d+(-[a-z]+[\d.]*)*\+[a-z]+(-\d+)?", spec.strip().lower(), re.A):
             raise GolfError(f"artifact scheme {spec!r} must look like int6+brotli or int6-emb8-gptq+zstd-19 "
                             f"(codecs: {', '.join(CODEC_IDS)})")
         bits = width(parts[0], "int")
+        if len({p.rstrip("0123456789.") for p in parts}) < len(parts):
+            raise GolfError(f"artifact scheme {spec!r} gives a part twice")
         kw = dict(bits=bits, bigram_bits=bits, codec=codec, level=CODEC_LEVELS[codec][0])
         for p in parts[1:]:
             if p in ("gptq", "packed", "shuffle"):
@@ -2054,7 +2056,7 @@ class Scheme:
             raise GolfError(f"artifact scheme {spec!r}: packed needs a width below 8 (it bit-packs narrower codes)")
         if level:
             lo, hi = CODEC_LEVELS[codec][1:]
-            if not level.isdigit() or not lo <= int(level) <= hi:
+            if not level.isdecimal() or not lo <= int(level) <= hi:
                 raise GolfError(f"artifact scheme {spec!r}: {codec} level must be {lo}..{hi}")
             kw["level"] = int(level)
         return cls(**kw)
@@ -2360,7 +2362,7 @@ def model_from_state(state: dict, config, what: str = "artifact") -> "GPT":
         (None if 0 <= cfg.bos_id < cfg.vocab_size else f"BOS id {cfg.bos_id} is not below VOCAB_SIZE={cfg.vocab_size}")
     if problem:
         raise GolfError(f"{what}: the model config cannot run: {problem}")
-    layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdecimal()}
     if layers != set(range(cfg.num_layers)) or min(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) < 1:
         raise GolfError(f"{what}: the config's {cfg.num_layers} layers do not match the {len(layers)} stored blocks")
     try:
@@ -2505,7 +2507,8 @@ def ship_fitted(candidate, state: dict, config: dict, h: Hyperparameters, budget
     fitted again to the ratio of its real bytes to its forecast and compressed once more (the better that fits wins)."""
     scheme, tensors, info, forecast = candidate
     blob = ship(tensors, info, config, scheme, h, budget, log)
-    if scheme.sd > 0 and not budget / REFILL <= len(blob) <= budget:
+    fitted = h.artifact == "auto" or Scheme.parse(h.artifact).sd < 0  # a step the user gave is shipped as given
+    if scheme.sd > 0 and fitted and not budget / REFILL <= len(blob) <= budget:
         ratio = len(blob) / forecast
         log(f"artifact {scheme.spec}: {len(blob) / forecast:.4f}x its forecast; fitting the step again to that ratio")
         again, tensors, info, _ = quantize_candidate(state, replace(scheme, sd=-1.0), hessians, factors, int(budget / ratio / 1.001))
@@ -2564,9 +2567,9 @@ def window_sums(losses: torch.Tensor, x: torch.Tensor, y: torch.Tensor, first: t
 
 
 def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, length: int, batch_seqs: int,
-                  device, autocast, out: list, per_target: dict | None = None) -> None:
+                  device, autocast, out: list) -> None:
     """Score windows tokens[s : s+length+1] (targets from offset `first` on) in batches; append each window's (loss
-    sum, targets, bytes) to `out`, and with per_target, each scored target's loss by its index."""
+    sum, targets, bytes) to `out`."""
     batch_seqs = max(1, min(batch_seqs, len(starts)))  # never pad past the windows there are
     for b in range(0, len(starts), batch_seqs):
         # the last batch is padded with unscored copies so every forward pass has one shape (one compile)
@@ -2578,13 +2581,6 @@ def score_windows(model: nn.Module, tokens: np.ndarray, luts, starts, first, len
             losses = model(x, y, reduction="none").float()
         offsets = torch.from_numpy(np.where(real, first[rows], length)).to(device)
         out.extend(window_sums(losses, x, y, offsets, luts)[: int(real.sum())].tolist())
-        if per_target is not None:
-            for r in range(int(real.sum())):
-                record_targets(per_target, int(starts[rows[r]]), int(first[rows[r]]), losses[r])
-
-
-def record_targets(per_target: dict, start: int, first: int, losses: torch.Tensor) -> None:
-    per_target.update({start + j: v for j, v in enumerate(losses[first:].tolist(), first)})
 
 
 def totals_of(window_sums: list, world_size: int, device) -> tuple[float, float]:
@@ -2602,14 +2598,14 @@ def device_luts(luts, device) -> tuple:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, val_tokens: np.ndarray, luts, seq_len: int, stride: int, batch_seqs: int,
-             device: torch.device, autocast, rank: int = 0, world_size: int = 1, per_target: dict | None = None) -> tuple[float, float]:
+             device: torch.device, autocast, rank: int = 0, world_size: int = 1) -> tuple[float, float]:
     """Return (val_loss in nats per token, val_bpb) over every validation target, split across processes."""
     starts, first_scored = window_starts(len(val_tokens) - 1, seq_len, stride)
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
     sums, was_training = [], model.training
     model.eval()
     score_windows(model, val_tokens, device_luts(luts, device), starts[lo:hi], first_scored[lo:hi], min(seq_len, len(val_tokens) - 1),
-                  batch_seqs, device, autocast, sums, per_target)
+                  batch_seqs, device, autocast, sums)
     model.train(was_training)
     return totals_of(sums, world_size, device)
 
@@ -2669,17 +2665,16 @@ def adaptation_stopped(facts: dict, h: Hyperparameters, t0: float, log, done: st
     return facts["cut_short"]
 
 
-def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: Hyperparameters, rt: "Runtime", log=print,
-                 per_target: dict | None = None) -> tuple[float, float, dict]:
+def evaluate_ttt(model: "GPT", tokens: np.ndarray, luts, h: Hyperparameters, rt: "Runtime", log=print) -> tuple[float, float, dict]:
     """(val_loss, val_bpb, facts) of score-first TTT; facts: chunks, chunks adapted, whether the time cap cut it short."""
     facts, sums = {"cut_short": False, "adapted": 0, "chunks": 0}, []
     run = ttt_sgd if h.ttt == "sgd" else ttt_lora
-    run(model, tokens, device_luts(luts, rt.device), h, rt, log, per_target, sums, facts)
+    run(model, tokens, device_luts(luts, rt.device), h, rt, log, sums, facts)
     model.eval()
     return (*totals_of(sums, rt.world_size, rt.device), facts)
 
 
-def ttt_sgd(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
+def ttt_sgd(model, tokens, luts, h, rt, log, sums, facts) -> None:
     t0, L = time.perf_counter(), min(h.eval_seq_len, len(tokens) - 1)
     rank, world_size, device, autocast = rt.rank, rt.world_size, rt.device, rt.autocast
     params = [p for n, p in model.named_parameters() if h.ttt_params == "all" or tensor_role(n, p) == "matrix"]
@@ -2692,7 +2687,7 @@ def ttt_sgd(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
         mine = mine[len(mine) * rank // world_size: len(mine) * (rank + 1) // world_size]
         model.eval()
         with torch.no_grad():
-            score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums, per_target)
+            score_windows(model, tokens, luts, starts[mine], first[mine], L, h.eval_batch_seqs, device, autocast, sums)
         if c == chunks - 1 or not h.ttt_steps or adaptation_stopped(facts, h, t0, log, f"{c} of {chunks - 1} chunks"):
             continue
         # train on chunk c's targets only: inputs tokens[c0:c1], targets tokens[c0+1:c1+1], all scored already
@@ -2721,7 +2716,7 @@ def ttt_sgd(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
         facts["adapted"] += 1
 
 
-def ttt_lora(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
+def ttt_lora(model, tokens, luts, h, rt, log, sums, facts) -> None:
     t0, L = time.perf_counter(), min(h.eval_seq_len, len(tokens) - 1)
     rank, world_size, device, autocast = rt.rank, rt.world_size, rt.device, rt.autocast
     bos = np.nonzero(tokens[:-1] == model.cfg.bos_id)[0]
@@ -2744,8 +2739,6 @@ def ttt_lora(model, tokens, luts, h, rt, log, per_target, sums, facts) -> None:
             with torch.set_grad_enabled(adapt), autocast:
                 losses = model(x, y, reduction="none").float()
             sums.extend(window_sums(losses.detach(), x, y, torch.tensor([c0 - w0], device=device), luts).tolist())
-            if per_target is not None:
-                record_targets(per_target, int(w0), int(c0 - w0), losses[0].detach())
             facts["chunks"] += 1
             if not adapt or adaptation_stopped(facts, h, t0, log, f"{facts['chunks']} chunks"):
                 continue
@@ -2862,7 +2855,7 @@ def final_lines(t: Trainer, artifact: Path, spec: str, artifact_bytes: int, summ
     t.log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
     t.log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
     if not math.isfinite(val_loss):
-        raise GolfError(f"the round-trip score of {artifact} is not finite (val_loss {val_loss}): the weights are broken")
+        raise GolfError(f"the round-trip score of {artifact} is not finite (val_loss {val_loss}): " + ("TTT diverged" if ttt else "the weights are broken"))
     summary.update({
         "val_loss": val_loss, "val_bpb": val_bpb, "eval_time_ms": round(eval_ms), "eval_seq_len": h.eval_seq_len,
         "eval_stride": h.eval_stride, "eval_estimate_8xh100_s": round(h100_s, 1), "ttt": facts,

@@ -200,7 +200,7 @@ def local_path_for(remote_rel: str, output_root: Path) -> Path:
 
 
 def dataset_name_for(variant: str) -> str:
-    if variant == "byte260" or (variant.startswith("sp") and variant[2:].isdigit()):
+    if variant == "byte260" or (variant.startswith("sp") and variant[2:].isdecimal()):
         return f"fineweb10B_{variant}"
     raise ToolError(f"unknown variant {variant!r}: expected byte260 or sp<VOCAB>, e.g. sp1024")
 

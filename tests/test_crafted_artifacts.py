@@ -22,7 +22,7 @@ import torch
 import train_gpt as tg
 from tests.helpers import make_byte_dataset, subprocess_env, tool_command, trained_like_state
 from tools import common as C
-from tools.artifacts import inspect_artifact, pack, score
+from tools.artifacts import inspect_artifact, pack, sample, score
 from tools.artifacts import model_file as M
 
 CONFIG = tg.ModelConfig(vocab_size=260, num_layers=2, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64,
@@ -150,6 +150,9 @@ BAD_CONFIGS = [
     ("loop past the last block", with_config(loop_repeats=1, loop_start=1, loop_end=2), "LOOP_START=1..LOOP_END=2 must be blocks of the 2"),
     ("shapes do not match", with_config(model_dim=32, num_heads=2, num_kv_heads=1), "do not match the model config"),
     ("config is a list", with_config([1, 2]), "not an object of ModelConfig fields"),
+    # finite in float64 but not in float32: torch.full and the SVD of the initialisation used to end in tracebacks
+    ("QK gain past float32", with_config(qk_gain_init=1e39), "QK_GAIN_INIT=1e+39 must be a finite number (below 3.4e38)"),
+    ("init std past its bound", with_config(tied_embed_init_std=1e30), "TIED_EMBED_INIT_STD=1e+30 must be in (0, 100]"),
 ]
 
 
@@ -338,3 +341,48 @@ def test_a_config_written_before_a_switch_existed_loads_with_the_switch_off(tmp_
     assert "xsa_last_n" not in meta["config"]
     model = tg.model_from_state(state, meta["config"], "older")
     assert model.cfg.xsa_last_n == 0 and model.cfg.smear_gate is False and model.smear is None
+
+
+@pytest.mark.parametrize("scoring, flags", [({"EVAL_STRIDE": "abc"}, ["--seq-len", "32"]), ({"EVAL_STRIDE": "abc"}, []),
+                                            ({"EVAL_STRIDE": "0"}, [])],
+                         ids=["stride not a number, window given", "stride not a number", "stride zero"])
+def test_bad_recorded_scoring_settings_are_the_files_fault_in_one_line(scoring, flags, tmp_path, data, capsys):
+    """score used to end a file recording EVAL_STRIDE='abc' with a ValueError traceback when --seq-len was given, and
+    blamed a flag the user never gave (`--stride 0 must be positive`) for the file's own values."""
+    path = tmp_path / "scoring.ptz"
+    path.write_bytes(container(z(swap_metadata(lambda m: m.update(scoring=scoring))), "zlib"))
+    assert C.run_cli(score.main, [str(path), "--data", str(data), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: its recorded scoring settings are invalid: EVAL_STRIDE=") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-inf"])
+def test_sample_refuses_a_temperature_that_is_not_a_finite_number(temperature, tmp_path, data, capsys):
+    """--temperature nan used to end in torch.multinomial's RuntimeError traceback, inf sampled uniform noise."""
+    path = tmp_path / "good.ptz"
+    path.write_bytes(GOOD)
+    argv = [str(path), "--data", str(data), "--prompt", "the", "--tokens", "2", f"--temperature={temperature}"]
+    assert C.run_cli(sample.main, argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--temperature" in err and err.count("\n") == 1, err
+
+
+def test_a_block_index_of_unicode_digits_is_refused_in_one_line():
+    """'blocks.\u00b2' passes str.isdigit() and fails int(): it used to end in a ValueError traceback."""
+    state = {("blocks.\u00b2" + k[len("blocks.0"):] if k.startswith("blocks.0.") else k): v for k, v in STATE.items()}
+    with pytest.raises(tg.GolfError, match="layers do not match"):
+        tg.model_from_state(state, asdict(CONFIG), "crafted")
+
+
+@pytest.mark.parametrize("width, rank, ok", [(64, 100, False), (64, 64, True), (768, 600, True)])
+def test_score_bounds_the_recorded_lora_rank_by_the_models_own_width(width, rank, ok):
+    """TTT_LORA_RANK is at most the width of the model scored, not the default MODEL_DIM (512): a 768-wide model's
+    rank 600 is scored, a 64-wide model's rank 100 is the file's fault."""
+    cfg = tg.ModelConfig(vocab_size=260, num_layers=1, model_dim=width, num_heads=4, num_kv_heads=2)
+    args = score.parse_args(["model.ptz", "--data", "d"])
+    recorded = {"TTT": "lora", "TTT_LORA_RANK": str(rank)}
+    if ok:
+        assert score.eval_settings(args, recorded, cfg).ttt_lora_rank == rank
+    else:
+        with pytest.raises(C.ToolError, match=f"recorded scoring settings are invalid: TTT_LORA_RANK={rank} must be at most MODEL_DIM={width}"):
+            score.eval_settings(args, recorded, cfg)

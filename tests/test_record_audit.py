@@ -226,6 +226,23 @@ def test_claims_against_the_logs(tmp_path):
     assert not has(r.problems, "seed 1337")
 
 
+def test_claims_written_as_strings_are_checked_and_unreadable_ones_are_problems(tmp_path):
+    """A claim that is not a JSON number (`"val_bpb": "1.0"`, `"bytes_total": "big"`, `true`) used to be skipped
+    without a word, so a folder claiming a better score as a string audited ok."""
+    logs = {f"train_seed{s}.log": challenge_log(s, b) for s, b in SEEDS.items()}
+    sub = submission(SEEDS, val_bpb="1.0", bytes_total="big", bytes_code=True, val_loss_std=None)
+    sub["seed_results"]["42"] = {"val_bpb": "1.0900"}
+    sub["seed_results"]["1337"] = "0.9"
+    r = run_audit(write_folder(tmp_path, logs, sub))
+    assert has(r.problems, "submission.json val_bpb 1.0", "mean of")
+    assert has(r.problems, "bytes_total is 'big', not a number") and has(r.problems, "bytes_code is True, not a number")
+    assert has(r.problems, "seed 42", "claims val_bpb 1.09") and has(r.problems, "seed 1337", "claims val_bpb 0.9")
+    assert not has(r.problems, "val_loss_std")  # null: not stated
+    good = submission(SEEDS)
+    good["val_bpb"], good["seed_results"]["42"]["val_bpb"] = str(good["val_bpb"]), "1.1021"
+    assert run_audit(write_folder(tmp_path / "strings", logs, good)).ok  # true figures as strings are read, not refused
+
+
 def test_a_headline_that_is_one_seeds_value_is_a_warning_and_a_stated_std_is_checked(tmp_path):
     sub = submission(SEEDS, val_bpb=1.1021, val_bpb_std=0.0123)
     sub.pop("val_loss")

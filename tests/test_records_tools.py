@@ -16,7 +16,7 @@ import pytest
 import train_gpt
 from tests.helpers import FAKE_SOURCE, REPO, TRAIN_GPT, fake_log, make_byte_dataset, run_concurrently, run_train, tiny_env
 from tools import common as C
-from tools.runs import logparse, record
+from tools.runs import logparse, plot_runs, record
 
 EXAMPLE = REPO / "records" / "track_non_record_16mb" / "2026-11-27_Example_TinyShakespeareCPU"
 
@@ -129,6 +129,24 @@ def test_wrap_is_a_smaller_script_that_runs_the_same_source_byte_for_byte(tmp_pa
     outs = [subprocess.run([sys.executable, str(tmp_path / n)], capture_output=True, text=True, cwd=tmp_path).stdout
             for n in ("raw.py", "wrapped.py")]
     assert outs[0].split()[:4] == outs[1].split()[:4] == ["42", "def", "f():", "__main__"]
+
+
+def test_wrap_refuses_what_is_not_a_python_source_and_never_writes_over_its_source(tmp_path, capsys):
+    """`record wrap` of random bytes or of a file that does not parse used to end in a UnicodeDecodeError or
+    TokenError traceback, and `record wrap X -o X` replaced the readable source by its shipped form."""
+    cases = [("bytes.py", bytes(range(128, 256)), "not UTF-8 text"), ("broken.py", b"def f(:\n", "does not compile"),
+             ("nul.py", b"x = 1\0\n", "does not compile")]
+    for name, content, message in cases:
+        (tmp_path / name).write_bytes(content)
+        assert C.run_cli(record.main, ["wrap", str(tmp_path / name), "-o", str(tmp_path / "out.py")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    src = tmp_path / "script.py"
+    src.write_bytes(b"print('hi')\n")
+    assert C.run_cli(record.main, ["wrap", str(src), "-o", str(tmp_path / "." / "script.py")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is the source it wraps" in err and err.count("\n") == 1, err
+    assert src.read_bytes() == b"print('hi')\n" and not (tmp_path / "out.py").exists()
 
 
 @pytest.mark.slow
@@ -438,3 +456,30 @@ def test_the_shipped_example_passes_the_static_check():
     sub = json.loads((EXAMPLE / "submission.json").read_text())
     assert sub["track"] == "non_record_16mb" and "example" in sub["name"].lower() and len(sub["seeds"]) >= 2
     assert sum(p.stat().st_size for p in EXAMPLE.iterdir()) < 600_000
+
+
+def test_plot_runs_never_writes_its_chart_over_a_log_it_reads(tmp_path, capsys):
+    """`plot_runs a.txt b.txt --out b.txt` used to replace the log b.txt by a PNG (the run's log lost)."""
+    logs = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    for i, log in enumerate(logs):
+        log.write_text(fake_log(seed=i))
+    before = [log.read_bytes() for log in logs]
+    for out in (logs[1], tmp_path / "." / "a.txt"):
+        assert C.run_cli(plot_runs.main, [*map(str, logs), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "is one of the logs it plots" in err and err.count("\n") == 1, err
+    assert [log.read_bytes() for log in logs] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_logparse_refuses_a_file_with_nothing_of_a_log_in_it(tmp_path, capsys):
+    """`logparse` of random bytes, an empty file or a run's logs/<RUN_ID>.json used to print `UNFINISHED seed=None`
+    and exit 0, as if it had read the log of a run that had not finished."""
+    cases = {"random.bin": bytes(range(256)) * 4, "empty.txt": b"", "run.json": json.dumps({"val_bpb": 1.2}).encode()}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert C.run_cli(logparse.main, [str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {tmp_path / name}: not a train_gpt.py log") and err.count("\n") == 1, err
+    (tmp_path / "started.txt").write_text(fake_log(finished=False))
+    assert C.run_cli(logparse.main, [str(tmp_path / "started.txt")]) == 0 and "UNFINISHED" in capsys.readouterr().out

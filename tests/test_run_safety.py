@@ -43,9 +43,9 @@ def _errors_of(*envs) -> list[str]:
     ("BETA1", "-0.1", "BETA1=-0.1 must be in [0, 1)"),
     ("MUON_MOMENTUM", "1.5", "MUON_MOMENTUM=1.5 must be in [0, 1)"),
     ("ADAM_EPS", "-1", "ADAM_EPS=-1.0 must be positive"),
-    ("TIED_EMBED_INIT_STD", "-1", "TIED_EMBED_INIT_STD=-1.0 must be positive"),
+    ("TIED_EMBED_INIT_STD", "-1", "TIED_EMBED_INIT_STD=-1.0 must be in (0, 100]"),
     ("SEED", "1" * 24, "SEED=111111111111111111111111 must be in [0, 9223372036854775808)"),
-    ("SCALAR_LR", "-0.1", "SCALAR_LR=-0.1 must not be negative"),
+    ("SCALAR_LR", "-0.1", "SCALAR_LR=-0.1 must be in [0, 1000]"),
     ("MATRIX_LR", "nan", "MATRIX_LR=nan must be a finite number"),
     ("MAX_WALLCLOCK_SECONDS", "inf", "MAX_WALLCLOCK_SECONDS=inf must be a finite number"),
     ("RUN_ID", "../escape", "RUN_ID='../escape' must be letters, digits"),
@@ -53,6 +53,16 @@ def _errors_of(*envs) -> list[str]:
     ("ARTIFACT", "int9+zlib", "'int9' needs a width of 2 to 8 bits"),
     ("ARTIFACT", "int6+gzip", "must look like int6+brotli"),
     ("QAT_BITS", "12", "QAT_BITS='12' must be one of 0, auto, 2, 3, 4, 5, 6, 7, 8"),
+    # finite, but past float32 (the weights' type): a traceback at the model's construction or the first step
+    ("QK_GAIN_INIT", "1e39", "QK_GAIN_INIT=1e+39 must be a finite number (below 3.4e38)"),
+    ("TIED_EMBED_INIT_STD", "1e30", "TIED_EMBED_INIT_STD=1e+30 must be in (0, 100]"),
+    ("MATRIX_LR", "1e308", "MATRIX_LR=1e+308 must be a finite number"),
+    ("TTT_LORA_LR", "3e38", "TTT_LORA_LR=3e+38 must be in [0, 1000]"),
+    ("ARTIFACT", "int6-gptq-gptq+zlib", "'int6-gptq-gptq+zlib' gives a part twice"),
+    ("ARTIFACT", "int6-emb8-emb6+zlib", "gives a part twice"),
+    ("ARTIFACT", "int6+zlib-", "must look like int6+brotli"),  # a dash with no level
+    ("ARTIFACT", "int\u00b2+zlib", "must look like int6+brotli"),  # digits Python's isdigit() accepts and int() refuses
+    ("ARTIFACT", "int6+zlib-\u00b2", "must look like int6+brotli"),
 ])
 def test_settings_out_of_range_are_refused_before_training(name, value, message):
     with pytest.raises(tg.GolfError) as e:
@@ -207,3 +217,24 @@ def test_a_step_fitted_to_the_cap_fits_and_is_the_finest_that_does():
     finer = tg.pack_artifact(state, asdict(cfg), replace(fitted, sd=fitted.sd * 0.9))
     assert len(finer) > budget * 0.97  # a 10% finer step would (nearly) not fit: the budget is used
     assert tg.unpack_artifact(blob)[1]["scheme"] == fitted.spec
+
+
+def test_a_step_the_user_gives_is_shipped_as_given():
+    """ARTIFACT=int8-emb8-sd10+zlib far under the cap: the step stays 10 (it used to be fitted again, to fill the cap,
+    as if a bare sd had been asked for)."""
+    torch.manual_seed(0)
+    cfg = tg.ModelConfig(vocab_size=260, num_layers=1, model_dim=64, num_heads=4, num_kv_heads=2, bigram_buckets=64, bigram_dim=16)
+    state = {k: (v + 0.02 * torch.randn_like(v)).float() for k, v in tg.GPT(cfg).state_dict().items()}
+    h = tg.Hyperparameters(artifact="int8-emb8-sd10+zlib")
+    logged = []
+    from dataclasses import asdict
+    blob, scheme = tg.choose_artifact(state, asdict(cfg), h, 30_000, None, None, logged.append)
+    assert scheme.sd == 10 and tg.unpack_artifact(blob)[1]["scheme"] == scheme.spec == "int8-emb8-bigram8-sd10+zlib"
+    assert not any("fitting the step again" in line for line in logged), logged
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-1", "x", ""])
+def test_process_numbers_that_int_cannot_read_are_refused_in_one_line(value, monkeypatch):
+    monkeypatch.setenv("RANK", value)  # '\u00b2' passes str.isdigit() and fails int()
+    with pytest.raises(tg.GolfError, match="RANK=.* must be a non-negative integer"):
+        tg.process_number("RANK", 0)

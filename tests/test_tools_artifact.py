@@ -258,3 +258,20 @@ def test_checkpoints_raw_weights_and_artifacts_load_to_the_same_names(tmp_path):
 
 def test_the_tools_judge_a_fit_against_the_cap_a_run_judges_itself_against():
     assert C.SUBMISSION_CAP_BYTES == tg.Hyperparameters().size_cap_bytes
+
+
+def test_pack_never_writes_over_the_model_it_reads_nor_into_a_folder(tmp_path, capsys):
+    """`pack w.safetensors -o w.safetensors` used to replace the raw weights with their artifact (the fp32 weights
+    lost for good); `-o FOLDER` named a temporary file in its error."""
+    state, config = trained_like_state(CONFIG, 2), asdict(CONFIG)
+    src = tmp_path / "w.safetensors"
+    tg.save_tensors(src, state, {"config": config})
+    before = src.read_bytes()
+    (tmp_path / "folder").mkdir()
+    for out, message in [(src, "is the model file it packs"), (tmp_path / "." / src.name, "is the model file it packs"),
+                         (tmp_path / "folder", "is a folder")]:
+        assert C.run_cli(pack.main, [str(src), "-o", str(out), "--scheme", "int6+zlib"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert src.read_bytes() == before and not list((tmp_path / "folder").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "w.safetensors"]  # no temporary left behind

@@ -57,7 +57,7 @@ def parse_levels(items) -> dict:
     levels = {}
     for item in items or []:
         codec, _, value = item.partition("=")
-        if codec not in tg.CODEC_LEVELS or not value.isdigit():
+        if codec not in tg.CODEC_LEVELS or not value.isdecimal():
             raise ToolError(f"--level {item!r}: expected CODEC=N with a codec of {', '.join(tg.CODEC_IDS)}, e.g. zstd=19")
         levels[codec] = int(value)
     return levels

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import train_gpt as tg
 from tools import common as C
@@ -69,6 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     scheme = tg.Scheme.parse(args.scheme)
+    out = Path(args.out)
+    if out.is_dir():
+        raise ToolError(f"-o {out} is a folder: give the path of the artifact file to write")
+    if out.exists() and Path(args.model).exists() and out.samefile(args.model):
+        raise ToolError(f"-o {out} is the model file it packs: write the artifact under another name")
     t0 = time.perf_counter()
     state, config, _ = M.load_model_file(args.model)
     blob = pack(state, config, scheme, args.data, args.gptq_batches, args.seq_len, args.batch_tokens, args.bf16)

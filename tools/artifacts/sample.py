@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import torch
@@ -62,8 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--compare-random", action="store_true", help="also sample from an untrained model of the same shape")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if args.tokens < 0 or args.context <= 0 or args.temperature < 0 or args.top_k < 0:
-        raise ToolError("need --tokens >= 0, --context > 0, --temperature >= 0 and --top-k >= 0")
+    if args.tokens < 0 or args.context <= 0 or not 0 <= args.temperature < math.inf or args.top_k < 0:
+        raise ToolError("need --tokens >= 0, --context > 0, --temperature a finite number >= 0 and --top-k >= 0")
     if not args.data and not args.tokenizer:
         raise ToolError("give --data DIR or --tokenizer PATH")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))

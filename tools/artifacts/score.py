@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import fields
 
 import torch.distributed as dist
 
@@ -55,8 +56,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def eval_settings(args, recorded: dict) -> tg.Hyperparameters:
-    """train_gpt's settings for scoring: the flags given, over the ones the model file records, over the defaults."""
+def eval_settings(args, recorded: dict, cfg: tg.ModelConfig) -> tg.Hyperparameters:
+    """train_gpt's settings for scoring: the flags given, over the ones the model file records, over the model's own
+    shape (which rules such as TTT_LORA_RANK <= MODEL_DIM read), over the defaults."""
+    shape = {f.name.upper(): str(getattr(cfg, f.name)) for f in fields(tg.Hyperparameters) if f.metadata["part"] == "model"}
+    recorded = {**shape, **recorded}
+    try:  # the file's own settings first, so that a crafted one is blamed on the file, not on a flag
+        tg.Hyperparameters.from_env({}, recorded=recorded)
+    except tg.GolfError as e:
+        raise ToolError(f"{args.model}: its recorded scoring settings are invalid: {e}") from None
     given = {name: str(getattr(args, flag)) for flag, name in FLAGS.items() if getattr(args, flag) is not None}
     if args.seq_len is not None and args.stride is None:  # a shorter window than the recorded stride: stride follows
         given["EVAL_STRIDE"] = str(min(int(recorded.get("EVAL_STRIDE", H.eval_stride)), args.seq_len))
@@ -94,7 +102,7 @@ def score_model(model, tokens, luts, h: tg.Hyperparameters, rt, log=print) -> tu
 def main(argv=None) -> int:
     args = parse_args(argv)
     model, config, recorded = M.load_scored_model(args.model)
-    h = eval_settings(args, recorded)
+    h = eval_settings(args, recorded, model.cfg)
     rt = M.runtime(args.device, args.bf16, args.cpu_threads, compile="auto")
     try:
         tokens, luts = eval_data(args.data, args.tokenizer, config["vocab_size"], args.max_tokens)

@@ -78,40 +78,57 @@ class Claims:
     bytes_code: int | None = None
     track: str | None = None
     date: str | None = None
+    unreadable: list[str] = field(default_factory=list)  # stated figures that are not numbers (problems)
 
 
 def _number(value) -> float | None:
+    """A finite number, from a JSON number or a string that holds one (some records write figures as strings)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
-def _first(d: dict, *names: str) -> float | None:
+def _first(d: dict, *names: str, unreadable: list[str] | None = None, where: str = "") -> float | None:
+    """The first of `names` that `d` states as a number; a stated value that is not one (null is not stated) is
+    noted in `unreadable`."""
     for n in names:
         if _number(d.get(n)) is not None:
             return _number(d[n])
+        if d.get(n) is not None and unreadable is not None:
+            unreadable.append(f"{where}{n} is {d[n]!r}, not a number")
     return None
 
 
-def _seed_entry(value) -> dict:
+def _seed_entry(value, unreadable: list[str], where: str) -> dict:
     if not isinstance(value, dict):
+        if value is not None and _number(value) is None:
+            unreadable.append(f"{where} is {value!r}, not a number")
         return {"val_bpb": _number(value)}
-    size = _first(value, "artifact_bytes", "bytes_total", "total_bytes")
-    return {"val_bpb": _first(value, "val_bpb"), "val_loss": _first(value, "val_loss"),
+    size = _first(value, "artifact_bytes", "bytes_total", "total_bytes", unreadable=unreadable, where=f"{where}.")
+    return {"val_bpb": _first(value, "val_bpb", unreadable=unreadable, where=f"{where}."),
+            "val_loss": _first(value, "val_loss", unreadable=unreadable, where=f"{where}."),
             "bytes": None if size is None else int(size)}
 
 
 def read_claims(sub: dict, file: str) -> Claims:
     c = Claims(file=file, track=sub.get("track") if isinstance(sub.get("track"), str) else None,
                date=sub.get("date") if isinstance(sub.get("date"), str) else None)
-    c.val_bpb = _first(sub, "val_bpb", "mean_val_bpb", "mean_bpb")
-    c.val_loss = _first(sub, "val_loss", "mean_val_loss", "mean_val_loss_nats", "val_loss_nats")
-    c.val_bpb_std = _first(sub, "val_bpb_std", "std_bpb", "std_val_bpb")
-    c.val_loss_std = _first(sub, "val_loss_std", "std_val_loss", "std_val_loss_nats", "val_loss_nats_std")
-    total, code = _first(sub, "bytes_total", "artifact_bytes", "artifact_size_bytes"), _first(sub, "bytes_code", "code_bytes")
+    bad = c.unreadable
+    c.val_bpb = _first(sub, "val_bpb", "mean_val_bpb", "mean_bpb", unreadable=bad)
+    c.val_loss = _first(sub, "val_loss", "mean_val_loss", "mean_val_loss_nats", "val_loss_nats", unreadable=bad)
+    c.val_bpb_std = _first(sub, "val_bpb_std", "std_bpb", "std_val_bpb", unreadable=bad)
+    c.val_loss_std = _first(sub, "val_loss_std", "std_val_loss", "std_val_loss_nats", "val_loss_nats_std", unreadable=bad)
+    total = _first(sub, "bytes_total", "artifact_bytes", "artifact_size_bytes", unreadable=bad)
+    code = _first(sub, "bytes_code", "code_bytes", unreadable=bad)
     c.bytes_total, c.bytes_code = (None if total is None else int(total)), (None if code is None else int(code))
     for key in ("seed_results", "seeds"):
         if isinstance(sub.get(key), dict):
             for seed, value in sub[key].items():
-                c.per_seed.setdefault(str(seed), {}).update({k: v for k, v in _seed_entry(value).items() if v is not None})
+                entry = _seed_entry(value, bad, f"{key}[{seed!r}]")
+                c.per_seed.setdefault(str(seed), {}).update({k: v for k, v in entry.items() if v is not None})
     listed = sub.get("seeds") if isinstance(sub.get("seeds"), list) else []
     if isinstance(sub.get("seed_scores"), list) and len(sub["seed_scores"]) == len(listed):
         for seed, score in zip(listed, sub["seed_scores"]):
@@ -771,7 +788,9 @@ def read_submission(folder: Path, report: FolderAudit) -> Claims:
     sub = C.read_json(path, "submission file")
     if not isinstance(sub, dict):
         raise ToolError(f"{path.name} is not a JSON object")
-    return read_claims(sub, path.name)
+    claims = read_claims(sub, path.name)
+    report.problems += [f"{path.name} {what}" for what in claims.unreadable]
+    return claims
 
 
 def _audit_into(report: FolderAudit, folder: Path, sota: float | None, git_dir: str | None, leaderboard: bool) -> None:

@@ -242,7 +242,7 @@ class RunLog:
     def world_size(self) -> int | None:
         if self.world_size_logged is not None:
             return self.world_size_logged
-        if (self.hparams.get("WORLD_SIZE") or "").isdigit():  # a Hyperparameters dump's "world_size: 8"
+        if (self.hparams.get("WORLD_SIZE") or "").isdecimal():  # a Hyperparameters dump's "world_size: 8"
             return int(self.hparams["WORLD_SIZE"])
         m = re.search(r"world_size:(\d+)|\bx(\d+)\b", self.hardware or "")
         return int(m.group(1) or m.group(2)) if m else None
@@ -275,7 +275,7 @@ class RunLog:
 def _num(s: str) -> float:
     s = s.rstrip(",;")
     for suffix in ("ms", "s"):
-        if s.endswith(suffix) and s[: -len(suffix)].replace(".", "", 1).lstrip("-").isdigit():
+        if s.endswith(suffix) and s[: -len(suffix)].replace(".", "", 1).lstrip("-").isdecimal():
             s = s[: -len(suffix)]
             break
     return float(s)
@@ -398,7 +398,7 @@ def _ms(value: str) -> float:
     """A duration as logged ("600038ms", "409.8s", "0.8m", "1234") in milliseconds (a bare number is ms)."""
     value = value.rstrip(",;")
     for suffix, scale in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
-        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit():
+        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdecimal():
             return float(value[: -len(suffix)]) * scale
     return float(value)
 
@@ -736,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for path in args.logs:
         run = parse_log(path, strict=not args.lenient)
+        if not (run.source or run.hparams or run.train or run.val or run.evals):
+            raise ToolError(f"{path}: not a train_gpt.py log (no source block, hparam, step or final line)"
+                            + (": a logs/<RUN_ID>.json summary is read with the log beside it" if path.endswith(".json") else ""))
         if args.json:
             print(json.dumps(run.to_dict()))
         else:

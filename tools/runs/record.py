@@ -89,6 +89,12 @@ def wrap(source: bytes) -> bytes:
     docstrings, compressed, in a stub that runs it), the same bytes a run of that source counts as its Code size."""
     if unwrap(source) is not None:
         raise ToolError("the source is already a self-extracting script")
+    try:
+        compile(source.decode("utf-8"), "source", "exec", dont_inherit=True)  # what shipped_code strips must parse
+    except UnicodeDecodeError as e:
+        raise ToolError(f"the source is not UTF-8 text (byte {e.start}): not a Python script") from None
+    except (SyntaxError, ValueError) as e:
+        raise ToolError(f"the source does not compile: {e}") from None
     return tg.shipped_code(source)
 
 
@@ -848,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "wrap":
         src = Path(args.source).read_bytes()
         code = wrap(src)
+        if Path(args.out).exists() and Path(args.out).samefile(args.source):
+            raise ToolError(f"-o {args.out} is the source it wraps: write the shipped script under another name")
         C.atomic_write(args.out, code)
         print(f"wrote {args.out}: {len(code)} bytes, self-extracting {len(src)} bytes of source")
         return 0
