@@ -1920,15 +1920,22 @@ PLAIN_DECORATORS = {"classmethod", "staticmethod", "property", "torch.no_grad()"
 
 def strip_source(source: bytes) -> bytes:
     """The source without comments, docstrings (`pass` where one was a whole body), the type annotations of plain
-    functions (Triton kernels and custom operators read theirs) and the lines that leaves blank, indented one space
-    per block level (continuation lines not at all); the text of every string is untouched. Cuts at the tokenizer's
-    and the parser's own positions; stripping a stripped source changes nothing."""
+    functions (Triton kernels and custom operators read theirs), the spaces between tokens that are not both words
+    (names, numbers, strings) and the lines that leaves blank, indented one space per block level (continuation lines
+    not at all); the text of every string is untouched. Cuts at the tokenizer's and the parser's own positions;
+    stripping a stripped source changes nothing."""
     text = source.decode("utf-8")
     lines = text.splitlines(keepends=True)
     offset = lambda row, col: sum(map(len, lines[:row - 1])) + col  # (1-based row, character column) -> index
-    cuts, keep, level, starts, depth, new_line, fstrings = [], set(), {}, set(), 0, True, []
+    cuts, keep, level, starts, depth, new_line, fstrings, prev = [], set(), {}, set(), 0, True, [], None
+    words = {tokenize.NAME, tokenize.NUMBER, tokenize.STRING,
+             getattr(tokenize, "FSTRING_START", -1), getattr(tokenize, "FSTRING_END", -1)}  # (Python 3.12 on)
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         depth += (tok.type == tokenize.INDENT) - (tok.type == tokenize.DEDENT)
+        # the space between two tokens on one line (not after a multi-line string: 3.12.1 gives its end in bytes)
+        if prev and prev.start[0] == tok.start[0] and not fstrings and not {prev.type, tok.type} <= words:
+            cuts.append((offset(*prev.end), offset(*tok.start), ""))
+        prev = tok
         if new_line and tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
             starts.add(tok.start[0])  # the first line of a logical line: indented by its block level
             level[tok.start[0]], new_line = depth, False
@@ -1940,7 +1947,8 @@ def strip_source(source: bytes) -> bytes:
         elif tok.type == getattr(tokenize, "FSTRING_START", None):  # Python 3.12 splits f-strings into tokens
             fstrings.append(tok.start[0])
         elif tok.type == getattr(tokenize, "FSTRING_END", None):
-            keep.update(range(fstrings.pop() + 1, tok.end[0] + 1))
+            prev = tok._replace(start=(fstrings.pop(), 0))  # an f-string is one token before 3.12: no cut after a multi-line one
+            keep.update(range(prev.start[0] + 1, tok.end[0] + 1))
     position = lambda row, byte_col: offset(row, len(lines[row - 1].encode()[:byte_col].decode()))
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.FunctionDef) and {ast.unparse(d) for d in node.decorator_list} <= PLAIN_DECORATORS:
@@ -1959,7 +1967,11 @@ def strip_source(source: bytes) -> bytes:
             end = offset(doc.end_lineno, len(lines[doc.end_lineno - 1].encode()[:doc.end_col_offset].decode()))
             cuts.append((start, end, ("pass" if len(body) == 1 else "") + "\n" * text.count("\n", start, end)))
             keep.difference_update(range(doc.lineno, doc.end_lineno + 1))
-    for start, end, replacement in sorted(cuts, reverse=True):
+    made, reach = [], -1
+    for cut in sorted(cuts, key=lambda c: (c[0], -c[1])):  # a cut within an earlier one is made with it
+        if cut[0] >= reach:
+            made, reach = made + [cut], cut[1]
+    for start, end, replacement in reversed(made):
         text = text[:start] + replacement + text[end:]
     out = [line if row in keep else " " * level.get(row, 0) * (row in starts) + line.strip() + "\n"
            for row, line in enumerate(text.splitlines(keepends=True), 1)]

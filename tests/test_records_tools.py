@@ -483,3 +483,15 @@ def test_logparse_refuses_a_file_with_nothing_of_a_log_in_it(tmp_path, capsys):
         assert err.startswith(f"error: {tmp_path / name}: not a train_gpt.py log") and err.count("\n") == 1, err
     (tmp_path / "started.txt").write_text(fake_log(finished=False))
     assert C.run_cli(logparse.main, [str(tmp_path / "started.txt")]) == 0 and "UNFINISHED" in capsys.readouterr().out
+
+
+def test_a_record_shipped_by_an_earlier_strip_still_runs_its_logged_source():
+    """A record keeps the shipped form of the day it was written: golf's stripper has since cut more spaces, so the
+    payload is compared with the logged source as a syntax tree, not byte for byte; a changed program is not."""
+    source = b'def f(a: int, b=2) -> int:\n    """doc"""\n    return a * b  # twice\nx = f(3)\n'
+    older = b'def f(a, b = 2):\n return a * b\nx = f(3)\n'  # the 2026-12-06 stripper's form
+    assert train_gpt.strip_source(source) == b'def f(a,b=2):\n return a*b\nx=f(3)\n'
+    assert record.ships_source(older, source) and record.ships_source(train_gpt.strip_source(source), source)
+    assert record.ships_source(source, source)
+    assert not record.ships_source(older.replace(b"a * b", b"a + b"), source)
+    assert not record.ships_source(b"\xff not python", source)

@@ -137,6 +137,36 @@ def test_stripping_keeps_every_string_and_annotation_that_runs():
               b'def f(a: int, *b: str, c: "A" = None) -> int:\n    """doc"""\n    return a  # the end\n'
               b'@torch.library.custom_op("golf::x", mutates_args=())\ndef g(t: "Tensor") -> "Tensor":\n    return t\n')
     stripped = tg.strip_source(source)
-    assert stripped == (b'x = 1\ny = f"""a\n   b {x}\n  c"""  \nclass A:\n pass\ndef f(a, *b, c = None):\n return a\n'
-                        b'@torch.library.custom_op("golf::x", mutates_args=())\ndef g(t: "Tensor") -> "Tensor":\n return t\n')
+    assert stripped == (b'x=1\ny=f"""a\n   b {x}\n  c"""  \nclass A:\n pass\ndef f(a,*b,c=None):\n return a\n'
+                        b'@torch.library.custom_op("golf::x",mutates_args=())\ndef g(t:"Tensor")->"Tensor":\n return t\n')
     assert tg.strip_source(stripped) == stripped
+
+
+TRICKY = '''
+import math
+def f(a, *args, k=-1, **kw):
+    return-a if a else not-k
+values = [f(2), f(0), 1 if math.pi>3 else-1, 2 ** -2, 1e-3*2, 0x1f, 1_000, "a" "b", (n := 5), n]
+w = 3
+text = f"{w = } {w:>4} {'q'!r} {{w}} {w!s:^6}" + f"""ᵀ {w}
+ᵀ {w + 1}""" + "é"  # a multi-line string ending on the line of an operator, after non-ASCII text
+lam = lambda *a, **k: (a, k)
+values += [text, lam(1, x=2), [i for i in range(3) if i not in (1,)], -w, +w, ~w, w@1 if False else w//2, w%2, w<<1]
+class C:
+    z: int = 4
+    def m(self) -> int: return self.z*2
+values += [C().m(), C.__annotations__, ...]
+'''
+
+
+def test_stripping_changes_no_behaviour_of_tricky_code():
+    """Spaces next to operators are cut, never between two words (names, numbers, strings), nor inside an f-string
+    (where `{w = }` prints them): the stripped code computes exactly what the original does."""
+    stripped = tg.strip_source(TRICKY.encode()).decode()
+    assert len(stripped) < len(TRICKY) and "{w = }" in stripped and "return-a if a else not-k" in stripped
+    results = []
+    for code in (TRICKY, stripped):
+        namespace = {}
+        exec(compile(code, "tricky", "exec"), namespace)
+        results.append(repr(namespace["values"]))
+    assert results[0] == results[1]

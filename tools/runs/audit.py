@@ -531,11 +531,13 @@ def same_source(logged: bytes, script: Script) -> bool:
 
 
 def golf_ships(logged: bytes, script: Script) -> bool:
-    """Whether the script is golf's shipped form of the logged source (its comments and docstrings stripped)."""
+    """Whether the script is golf's shipped form of the logged source (record.ships_source: its comments,
+    docstrings and annotations stripped)."""
     import train_gpt as tg
+    from tools.runs import record
     try:
-        return script.payload is not None and tg.unwrap_code(script.code) is not None and tg.shipped_code(logged) == script.code
-    except (SyntaxError, ValueError, UnicodeDecodeError, tg.GolfError):
+        return script.payload is not None and tg.unwrap_code(script.code) is not None and record.ships_source(script.payload, logged)
+    except tg.GolfError:
         return False
 
 
