@@ -2907,6 +2907,8 @@ def main() -> int:
             h = Hyperparameters.from_env(recorded=artifact_scoring(h.eval_artifact))
         rt = setup_runtime(h)
         summary = Trainer(h, rt).run()
+        if rt.world_size > 1:  # no process tears the group down while another still works (gloo aborted so)
+            dist.barrier()
         return 3 if summary["over_budget"] else 0
     except GolfError as e:
         prefix = f"[rank {rt.rank}] " if rt and rt.world_size > 1 else ""
