@@ -104,6 +104,14 @@ def temp_prefix(final_name: str, kind: str) -> str:
     return f".{final_name}.{kind}-{HOST}-{os.getpid()}-"
 
 
+def refuse_writing_over(out, inputs, flag: str, what: str) -> None:
+    """Refuse an output path that is one of a command's inputs (a run's weights, a source, a log it reads), before
+    any work: writing there would replace what it was made from. `what` names the input for the message."""
+    out = Path(out)
+    if out.exists() and any(Path(p).exists() and out.samefile(p) for p in inputs):
+        raise ToolError(f"{flag} {out} is {what}: write it under another name")
+
+
 def atomic_write(path, data: bytes | str) -> None:
     """Write bytes (or text, as UTF-8) to path through a temporary file in the same folder, flushed to disk, then
     renamed: the final name only ever holds whole files."""

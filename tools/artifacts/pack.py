@@ -73,8 +73,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ToolError(f"-o {out} is a folder: give the path of the artifact file to write")
-    if out.exists() and Path(args.model).exists() and out.samefile(args.model):
-        raise ToolError(f"-o {out} is the model file it packs: write the artifact under another name")
+    C.refuse_writing_over(out, [args.model], "-o", "the model file it packs")
     t0 = time.perf_counter()
     state, config, _ = M.load_model_file(args.model)
     blob = pack(state, config, scheme, args.data, args.gptq_batches, args.seq_len, args.batch_tokens, args.bf16)

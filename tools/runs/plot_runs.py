@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="val_bpb", choices=("val_bpb", "val_loss"))
     ap.add_argument("--title", default=None)
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and any(Path(p).exists() and out.samefile(p) for p in args.logs):
-        raise ToolError(f"--out {out} is one of the logs it plots: write the chart under another name")
+    C.refuse_writing_over(args.out, args.logs, "--out", "one of the logs it plots")
     runs = [logparse.parse_log(p) for p in args.logs]
     labels = args.labels.split(",") if args.labels else [r.run_id or Path(r.path).stem for r in runs]
     if len(labels) != len(runs):

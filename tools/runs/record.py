@@ -865,10 +865,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"verdict: {res['verdict']}")
         return 0
     if args.cmd == "wrap":
+        C.refuse_writing_over(args.out, [args.source], "-o", "the source it wraps")
         src = Path(args.source).read_bytes()
         code = wrap(src)
-        if Path(args.out).exists() and Path(args.out).samefile(args.source):
-            raise ToolError(f"-o {args.out} is the source it wraps: write the shipped script under another name")
         C.atomic_write(args.out, code)
         print(f"wrote {args.out}: {len(code)} bytes, self-extracting {len(src)} bytes of source")
         return 0
